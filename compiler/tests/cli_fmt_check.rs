@@ -29,7 +29,7 @@ fn stderr(o: &Output) -> String {
 
 const MESSY: &str = "service a{port 80   // the port\n}\n";
 const TIDY: &str = "service a {\n  port 80  // the port\n}\n";
-const BROKEN: &str = "service a {\n  prot 80\n}\n";
+const BROKEN: &str = "service b {\n  prot 80\n}\n";
 
 #[test]
 fn fmt_check_lists_unformatted_files_and_changes_nothing() {

@@ -1,47 +1,35 @@
-//! `meshc check [PATH...]`: read every file and report its problems.
+//! `meshc check [PATH...]`: load, check and lint a mesh; report every finding.
 
 use std::path::PathBuf;
 
-use mesh_compiler::files::{mesh_files, read_source};
 use mesh_compiler::report::{Style, render};
-use mesh_lang::{Severity, SourceFile};
 
 use super::Exit;
 
 pub fn run(paths: &[PathBuf], style: Style) -> Exit {
-    let files = match mesh_files(paths) {
-        Ok(files) => files,
+    let checked = match mesh_compiler::check_paths(paths) {
+        Ok(checked) => checked,
         Err(err) => {
             eprintln!("error: {err}");
             return Exit::Trouble;
         }
     };
-    let (mut errors, mut warnings) = (0usize, 0usize);
-    for path in &files {
-        let src = match read_source(path) {
-            Ok(src) => src,
-            Err(err) => {
-                eprintln!("error: {err}");
-                return Exit::Trouble;
-            }
-        };
-        let parsed = mesh_lang::parse(&src);
-        if parsed.diagnostics.is_empty() {
-            continue;
-        }
-        let source = SourceFile::new(path.display().to_string(), src.as_str());
-        eprint!("{}", render(&parsed.diagnostics, &source, style));
-        for d in &parsed.diagnostics {
-            match d.severity {
-                Severity::Error => errors += 1,
-                Severity::Warning => warnings += 1,
-            }
+    for file in &checked.loaded.files {
+        let diagnostics: Vec<_> = checked
+            .findings
+            .iter()
+            .filter(|f| f.file == file.id)
+            .map(|f| f.diagnostic.clone())
+            .collect();
+        if !diagnostics.is_empty() {
+            eprint!("{}", render(&diagnostics, &file.source, style));
         }
     }
+    let files = checked.loaded.files.iter().filter(|f| !f.is_std).count();
+    let (errors, warnings) = (checked.errors(), checked.warnings());
     eprintln!(
-        "checked {} file{}: {errors} error{}, {warnings} warning{}",
-        files.len(),
-        plural(files.len()),
+        "checked {files} file{}: {errors} error{}, {warnings} warning{}",
+        plural(files),
         plural(errors),
         plural(warnings)
     );

@@ -1,0 +1,576 @@
+//! The checked mesh: what the `.mesh` files mean once every name is resolved and every
+//! value typed. Lints run over it, and later stages (Cedar generation, emission, tests)
+//! read it instead of the syntax tree. Nodes that diagnostics point at keep their
+//! [`Origin`].
+
+use std::collections::BTreeMap;
+
+use mesh_lang::ast::{Percent, Rate, Span};
+
+use crate::load::FileId;
+
+/// Where something was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The file.
+    pub file: FileId,
+    /// The span in that file.
+    pub span: Span,
+}
+
+/// A duration in microseconds.
+pub type Micros = u64;
+
+/// The whole mesh.
+#[derive(Clone, Debug)]
+pub struct Mesh {
+    /// The mesh's name (`mesh NAME`), `mesh` when none is declared.
+    pub name: String,
+    /// SPIFFE trust domain.
+    pub trust_domain: String,
+    /// mTLS between workloads.
+    pub mtls: Mtls,
+    /// What happens to services without a policy.
+    pub default_policy: Effect,
+    /// The user's `mtls` setting, when written (lints point at it).
+    pub mtls_origin: Option<Origin>,
+    /// Every service, sorted by namespace then name; a [`ServiceId`] indexes this.
+    pub services: Vec<Service>,
+    /// Every retry profile, sorted by namespace then name.
+    pub retries: Vec<RetryProfile>,
+    /// Every namespace that holds an item.
+    pub namespaces: Vec<String>,
+    /// Every test, in load order.
+    pub tests: Vec<Test>,
+}
+
+impl Mesh {
+    /// The service with `id`.
+    pub fn service(&self, id: ServiceId) -> Option<&Service> {
+        self.services.get(id.0 as usize)
+    }
+}
+
+/// Index into [`Mesh::services`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId(pub u32);
+
+/// Index into [`Mesh::retries`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RetryId(pub u32);
+
+/// `mtls strict | permissive`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mtls {
+    /// Plaintext is refused.
+    Strict,
+    /// Plaintext is accepted, from unauthenticated callers.
+    Permissive,
+}
+
+/// Allow or deny.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// Let the request through.
+    Allow,
+    /// Refuse it.
+    Deny,
+}
+
+/// A service (= a workload identity) and everything configured for it.
+#[derive(Clone, Debug)]
+pub struct Service {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its `///` docs.
+    pub doc: Option<String>,
+    /// The `service` item.
+    pub origin: Origin,
+    /// Where its name is written.
+    pub name_origin: Origin,
+    /// Its ports.
+    pub ports: Vec<Port>,
+    /// Its service account.
+    pub identity: String,
+    /// Its pod selector.
+    pub labels: BTreeMap<String, String>,
+    /// Its subsets.
+    pub subsets: Vec<Subset>,
+    /// How callers balance over its endpoints.
+    pub balance: Balance,
+    /// How callers reach it, if routed.
+    pub route: Option<Route>,
+    /// Who may call it, if protected by a policy.
+    pub policy: Option<Policy>,
+}
+
+impl Service {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// `port [PROTOCOL] NUMBER`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Port {
+    /// The application protocol.
+    pub protocol: Protocol,
+    /// The port number.
+    pub number: u16,
+}
+
+/// Port protocols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// HTTP/1.1 (and HTTP/2 with prior knowledge from the app).
+    Http,
+    /// HTTP/2.
+    Http2,
+    /// gRPC over HTTP/2.
+    Grpc,
+    /// Opaque TCP.
+    Tcp,
+}
+
+/// Load-balancing algorithms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Balance {
+    /// Each endpoint in turn.
+    RoundRobin,
+    /// Power of two choices by outstanding requests.
+    LeastRequest,
+    /// Power of two choices by peak EWMA latency.
+    Ewma,
+    /// Uniformly at random.
+    Random,
+}
+
+/// `subset NAME { labels }`.
+#[derive(Clone, Debug)]
+pub struct Subset {
+    /// Its name.
+    pub name: String,
+    /// Its `///` docs.
+    pub doc: Option<String>,
+    /// The labels its endpoints carry (on top of the service's).
+    pub labels: BTreeMap<String, String>,
+    /// The `subset` member.
+    pub origin: Origin,
+}
+
+/// A named retry profile.
+#[derive(Clone, Debug)]
+pub struct RetryProfile {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its `///` docs.
+    pub doc: Option<String>,
+    /// The `retry` item.
+    pub origin: Origin,
+    /// Where its name is written.
+    pub name_origin: Origin,
+    /// Whether it comes from the bundled standard library.
+    pub is_std: bool,
+    /// What it does.
+    pub policy: RetryPolicy,
+}
+
+/// How to retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total tries including the first, 1..=10.
+    pub attempts: u32,
+    /// Timeout of each try.
+    pub per_try_timeout: Option<Micros>,
+    /// Which failures are retried.
+    pub on: Vec<RetryOn>,
+    /// Exponential back-off with full jitter: base and maximum.
+    pub backoff: Option<(Micros, Micros)>,
+    /// The retry budget.
+    pub budget: Option<Budget>,
+}
+
+/// A failure that may be retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RetryOn {
+    /// One status code.
+    Status(u16),
+    /// A status class: `5` for `5xx`.
+    Class(u8),
+    /// 502, 503 and 504.
+    GatewayError,
+    /// The connection was reset.
+    Reset,
+    /// The connection could not be made.
+    ConnectFailure,
+    /// HTTP/2 REFUSED_STREAM: the request was not processed.
+    RefusedStream,
+}
+
+/// `budget RATIO [min RATE]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Retries may add at most this share of load.
+    pub ratio: Percent,
+    /// Retries always allowed regardless of the ratio.
+    pub min: Option<Rate>,
+}
+
+/// How a route or rule retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryUse {
+    /// A named profile.
+    Profile(RetryId),
+    /// An inline `retry { ... }` block.
+    Inline(RetryPolicy),
+    /// `retry none` without a profile of that name: no retries.
+    Disabled,
+}
+
+/// `route SERVICE { ... }`.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// The `route` item.
+    pub origin: Origin,
+    /// Timeout of the whole request, retries included.
+    pub timeout: Option<Micros>,
+    /// Where the timeout is written.
+    pub timeout_origin: Option<Origin>,
+    /// Retries for rules that set none.
+    pub retry: Option<RetryUse>,
+    /// Where the retry is written.
+    pub retry_origin: Option<Origin>,
+    /// Rules, tried in order.
+    pub rules: Vec<Rule>,
+}
+
+/// `rule NAME [when COND] { ... }`.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Its name.
+    pub name: String,
+    /// Its `///` docs.
+    pub doc: Option<String>,
+    /// The `rule` member.
+    pub origin: Origin,
+    /// Where its name is written.
+    pub name_origin: Origin,
+    /// Its condition; `None` matches every request.
+    pub when: Option<Cond>,
+    /// Where requests go; `None` only when the rule had errors.
+    pub dest: Option<Dest>,
+    /// Overrides the route's timeout.
+    pub timeout: Option<Micros>,
+    /// Overrides the route's retries.
+    pub retry: Option<RetryUse>,
+    /// Where the rule's retry is written.
+    pub retry_origin: Option<Origin>,
+    /// Copies of requests, responses discarded.
+    pub mirrors: Vec<Mirror>,
+    /// Injected faults.
+    pub fault: Option<Fault>,
+    /// Headers set on the request.
+    pub set_headers: Vec<(String, String)>,
+    /// Headers removed from the request.
+    pub remove_headers: Vec<String>,
+    /// Path prefix rewrite: (from, to).
+    pub rewrite_prefix: Option<(String, String)>,
+}
+
+/// A backend: a service, or one of its subsets.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    /// The service.
+    pub service: ServiceId,
+    /// The subset, if any.
+    pub subset: Option<String>,
+}
+
+/// Where a rule sends requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// All to one backend.
+    To(Target),
+    /// Split by weight; weights add up to 100%.
+    Split(Vec<(Target, Percent)>),
+}
+
+/// `mirror REF [PERCENT]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirror {
+    /// Where copies go.
+    pub target: Target,
+    /// Share of requests copied.
+    pub percent: Percent,
+}
+
+/// `fault { ... }`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fault {
+    /// Delay some requests.
+    pub delay: Option<(Micros, Percent)>,
+    /// Answer some requests with a status, without forwarding them.
+    pub abort: Option<(u16, Percent)>,
+}
+
+/// HTTP methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// PATCH
+    Patch,
+    /// OPTIONS
+    Options,
+    /// CONNECT
+    Connect,
+    /// TRACE
+    Trace,
+}
+
+impl Method {
+    /// Every method, in the order of the language reference.
+    pub const ALL: [Method; 9] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Delete,
+        Method::Patch,
+        Method::Options,
+        Method::Connect,
+        Method::Trace,
+    ];
+
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            Method::Options => "OPTIONS",
+            Method::Connect => "CONNECT",
+            Method::Trace => "TRACE",
+        }
+    }
+
+    /// Parses a method name (exact, upper case).
+    pub fn parse(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
+/// A typed condition over the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cond {
+    /// What it tests.
+    pub kind: CondKind,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+/// The forms of a condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CondKind {
+    /// Every one holds.
+    All(Vec<Cond>),
+    /// At least one holds.
+    Any(Vec<Cond>),
+    /// It does not hold.
+    Not(Box<Cond>),
+    /// The method is (or, negated, is not) one of these.
+    Method {
+        /// `!=` or `!... in`.
+        negated: bool,
+        /// The methods.
+        methods: Vec<Method>,
+    },
+    /// A string attribute compared with a value.
+    Text {
+        /// The attribute.
+        attr: TextAttr,
+        /// The comparison.
+        op: TextOp,
+        /// The value (a regex for `matches`, a glob for `like`).
+        value: String,
+    },
+    /// A string attribute is one of these values.
+    TextIn {
+        /// The attribute.
+        attr: TextAttr,
+        /// The values.
+        values: Vec<String>,
+    },
+    /// A header or query parameter is present.
+    Exists(TextAttr),
+    /// The caller is (or, negated, is not) one of these services.
+    Source {
+        /// `!=`.
+        negated: bool,
+        /// The services.
+        services: Vec<ServiceId>,
+    },
+}
+
+/// String attributes of a request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TextAttr {
+    /// The path, without the query.
+    Path,
+    /// The authority.
+    Host,
+    /// A header, by lower-case name.
+    Header(String),
+    /// A query parameter.
+    Query(String),
+}
+
+/// String comparisons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TextOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `starts_with`
+    StartsWith,
+    /// `matches`: a regex.
+    Matches,
+    /// `like`: a glob with `*`.
+    Like,
+}
+
+/// `policy SERVICE { ... }`.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// The `policy` item.
+    pub origin: Origin,
+    /// Enforce or only audit.
+    pub mode: PolicyMode,
+    /// Allow and deny rules, in source order.
+    pub rules: Vec<AccessRule>,
+    /// Inline Cedar policies.
+    pub cedar: Vec<CedarBlock>,
+}
+
+/// `mode enforce | audit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PolicyMode {
+    /// Deny what the policy denies.
+    Enforce,
+    /// Decide and log, never block.
+    Audit,
+}
+
+/// `allow ...` or `deny ...`.
+#[derive(Clone, Debug)]
+pub struct AccessRule {
+    /// Allow or deny.
+    pub effect: Effect,
+    /// The member.
+    pub origin: Origin,
+    /// Who it is about.
+    pub from: Vec<Principal>,
+    /// Where the `from` list is written.
+    pub from_origins: Vec<Origin>,
+    /// Extra condition.
+    pub when: Option<Cond>,
+    /// `methods [...]`; `None` means any.
+    pub methods: Option<Vec<Method>>,
+    /// `paths [...]` globs; `None` means any.
+    pub paths: Option<Vec<String>>,
+}
+
+/// An entry of a `from` list.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Principal {
+    /// Every caller.
+    Any,
+    /// Every caller with a mesh identity.
+    Authenticated,
+    /// Every service of a namespace.
+    Namespace(String),
+    /// One service.
+    Service(ServiceId),
+}
+
+/// An inline `cedar` block.
+#[derive(Clone, Debug)]
+pub struct CedarBlock {
+    /// The Cedar text.
+    pub text: String,
+    /// The string literal.
+    pub origin: Origin,
+    /// Where the text's first byte is in the file, when written verbatim.
+    pub verbatim_at: Option<usize>,
+}
+
+/// `test "NAME" { ... }`.
+#[derive(Clone, Debug)]
+pub struct Test {
+    /// Its name.
+    pub name: String,
+    /// The `test` item.
+    pub origin: Origin,
+    /// Its cases.
+    pub cases: Vec<Case>,
+}
+
+/// A request and what is expected of it.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// From `request` to the last expectation.
+    pub origin: Origin,
+    /// The method.
+    pub method: Method,
+    /// The path.
+    pub path: String,
+    /// The caller.
+    pub from: ServiceId,
+    /// The callee.
+    pub to: ServiceId,
+    /// Headers (lower-case names), in order.
+    pub headers: Vec<(String, String)>,
+    /// Query parameters, in order.
+    pub query: Vec<(String, String)>,
+    /// Expectations, in order.
+    pub expect: Vec<(Expect, Origin)>,
+}
+
+/// One expectation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The request is allowed.
+    Allow,
+    /// The request is denied.
+    Deny,
+    /// This rule matches.
+    Rule(String),
+    /// This backend may receive the request (`only`: always does).
+    Backend {
+        /// The backend.
+        target: Target,
+        /// Weight must be 100%.
+        only: bool,
+    },
+    /// The effective timeout.
+    Timeout(Micros),
+    /// The effective number of tries.
+    Retries(u32),
+}

@@ -1,0 +1,25 @@
+//! Lints: warnings about meshes that are valid but probably not what was meant. Each
+//! module holds one lint; [`run`] runs them all over a checked mesh.
+
+mod allow_any;
+mod implies;
+mod shadowed;
+mod unreachable;
+mod unused;
+
+use crate::diag::Finding;
+use crate::ir::Mesh;
+use crate::load::Loaded;
+
+pub use implies::{cond_implies, same_cond};
+
+/// Runs every lint. `complete` says whether the mesh checked without errors: lints that
+/// would be misled by constructs left out after an error (unused subsets) wait for it.
+pub fn run(mesh: &Mesh, loaded: &Loaded, complete: bool, findings: &mut Vec<Finding>) {
+    unreachable::check(mesh, findings);
+    shadowed::check(mesh, findings);
+    allow_any::check(mesh, findings);
+    if complete {
+        unused::check(mesh, loaded, findings);
+    }
+}

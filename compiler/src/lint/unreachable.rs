@@ -1,0 +1,55 @@
+//! W0001: a rule that can never match because an earlier rule of the same route matches
+//! every request it would (rules are tried in order; the first match wins).
+
+use mesh_lang::Diagnostic;
+
+use crate::diag::{Finding, UNREACHABLE_RULE};
+use crate::ir::Mesh;
+
+use super::implies::cond_implies;
+
+pub fn check(mesh: &Mesh, findings: &mut Vec<Finding>) {
+    for service in &mesh.services {
+        let Some(route) = &service.route else {
+            continue;
+        };
+        for (i, rule) in route.rules.iter().enumerate() {
+            let earlier = route.rules.get(..i).unwrap_or_default();
+            let shadow = earlier.iter().find(|e| match (&e.when, &rule.when) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(first), Some(later)) => cond_implies(later, first),
+            });
+            let Some(shadow) = shadow else { continue };
+            let why = if shadow.when.is_none() {
+                format!(
+                    "rule `{}` has no condition: it matches every request",
+                    shadow.name
+                )
+            } else {
+                format!(
+                    "rule `{}` matches every request this one would",
+                    shadow.name
+                )
+            };
+            let mut d = Diagnostic::warning(
+                UNREACHABLE_RULE,
+                format!("rule `{}` is unreachable", rule.name),
+                rule.name_origin.span,
+                "never matches",
+            )
+            .with_help(if shadow.when.is_none() {
+                "rules are tried in order: move the catch-all rule last, or give it a condition"
+            } else {
+                "rules are tried in order: move the more specific rule first, or remove one of them"
+            });
+            if shadow.name_origin.file == rule.name_origin.file {
+                d = d.with_label(shadow.name_origin.span, why);
+            }
+            findings.push(Finding {
+                file: rule.name_origin.file,
+                diagnostic: d,
+            });
+        }
+    }
+}
