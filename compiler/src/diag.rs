@@ -39,6 +39,86 @@ pub const ALLOW_ANY_STRICT: &str = "W0006";
 /// A route that sends traffic to another service.
 pub const CROSS_SERVICE_ROUTE: &str = "W0007";
 
+/// Every code with its title (the heading in `DIAGNOSTICS.md`) and how to fix it: the
+/// rules of the SARIF output.
+pub const CATALOG: &[(&str, &str, &str)] = &[
+    (
+        SYNTAX,
+        "syntax error",
+        "Follow the help line: most often a misspelled keyword, `:` for `=`, single quotes, or a missing `}`.",
+    ),
+    (
+        UNKNOWN_REF,
+        "unknown reference",
+        "Correct the name, or qualify it with its namespace (`shop/cart`).",
+    ),
+    (
+        DUPLICATE,
+        "duplicate definition",
+        "Rename or merge one of the two definitions.",
+    ),
+    (
+        TYPE_MISMATCH,
+        "type mismatch",
+        "Write a literal of the expected type; the help line lists its forms.",
+    ),
+    (
+        SPLIT_SUM,
+        "split weights do not add up to 100%",
+        "Adjust the weights so they add up to exactly 100%.",
+    ),
+    (
+        OUT_OF_RANGE,
+        "value out of range",
+        "Bring the value into range; the help line gives it.",
+    ),
+    (
+        BAD_PATTERN,
+        "invalid regex or glob",
+        "Correct the pattern; write regexes as raw strings.",
+    ),
+    (
+        IMPORT,
+        "import not found, or import cycle",
+        "Correct the path (relative to the importing file, or `std/NAME`), or remove one import of the cycle.",
+    ),
+    (
+        CONFLICT,
+        "conflicting blocks",
+        "Merge the two blocks into one.",
+    ),
+    (
+        RULE_DESTINATION,
+        "rule without exactly one destination",
+        "Give the rule exactly one `to` or one `split`.",
+    ),
+    (
+        UNREACHABLE_RULE,
+        "unreachable rule",
+        "Order rules from specific to general; the catch-all goes last.",
+    ),
+    (
+        UNUSED,
+        "unused subset or retry profile",
+        "Route to the subset or use the profile, or remove it.",
+    ),
+    (
+        SHADOWED_ALLOW,
+        "allow fully covered by a deny",
+        "Narrow the deny, or remove the allow.",
+    ),
+    (
+        ALLOW_ANY_STRICT,
+        "`allow from any` under `mtls strict`",
+        "Write `allow from authenticated`.",
+    ),
+    (
+        CROSS_SERVICE_ROUTE,
+        "route sends traffic to another service",
+        "Route to the service itself or one of its subsets.",
+    ),
+];
+
 /// A diagnostic and the file it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
@@ -55,21 +135,29 @@ impl Finding {
     }
 }
 
-/// The closest of `candidates` to `name`, if any is close enough to be a likely typo.
+/// The closest of `candidates` to `name`, if one is close enough to be a likely typo and
+/// closer than every other candidate. One-character names get no suggestion.
 pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     let threshold = match name.chars().count() {
-        0..=2 => 1,
-        3..=5 => 2,
+        0..=1 => return None,
+        2..=3 => 1,
+        4..=5 => 2,
         _ => 3,
     };
-    candidates
+    let mut scored: Vec<(usize, &str)> = candidates
         .into_iter()
         .filter(|c| *c != name)
         .map(|c| (strsim::damerau_levenshtein(name, c), c))
         .filter(|(d, _)| *d <= threshold)
-        .min()
-        .map(|(_, c)| c)
+        .collect();
+    scored.sort();
+    scored.dedup();
+    match scored.as_slice() {
+        [(best, c), (next, _), ..] if best < next => Some(c),
+        [(_, c)] => Some(c),
+        _ => None,
+    }
 }

@@ -8,6 +8,7 @@ pub mod ir;
 pub mod lint;
 pub mod load;
 pub mod lower;
+pub mod output;
 pub mod report;
 pub mod resolve;
 
@@ -63,4 +64,26 @@ pub fn check_loaded(mut loaded: Loaded) -> Checked {
         mesh,
         findings,
     }
+}
+
+/// Runs every stage and every renderer on one in-memory file, for the fuzzer and the
+/// no-panic tests; returns the number of findings.
+pub fn fuzz_check(src: &str) -> usize {
+    let checked = check_loaded(load::load_sources(vec![(
+        "fuzz.mesh".into(),
+        src.to_string(),
+    )]));
+    let _ = output::json(&checked.loaded, &checked.findings);
+    let _ = output::sarif(&checked.loaded, &checked.findings);
+    let _ = output::github(&checked.loaded, &checked.findings);
+    for file in &checked.loaded.files {
+        let diagnostics: Vec<_> = checked
+            .findings
+            .iter()
+            .filter(|f| f.file == file.id)
+            .map(|f| f.diagnostic.clone())
+            .collect();
+        let _ = mesh_lang::diagnostic::render_plain(&diagnostics, &file.source, 80);
+    }
+    checked.findings.len()
 }

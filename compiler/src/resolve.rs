@@ -402,21 +402,23 @@ impl<'a> Symbols<'a> {
                 }
             })
             .collect();
-        if let Some(close) = did_you_mean(&written, candidates.iter().map(String::as_str)) {
+        let elsewhere: Vec<String> = self
+            .services
+            .iter()
+            .filter(|s| {
+                r.namespace.is_none()
+                    && s.node.name.name == r.name.name
+                    && s.namespace != from_namespace
+            })
+            .map(|s| format!("`{}/{}`", s.namespace, s.node.name.name))
+            .collect();
+        if !elsewhere.is_empty() {
+            d = d.with_help(format!(
+                "names resolve in their own namespace; write {}",
+                elsewhere.join(" or ")
+            ));
+        } else if let Some(close) = did_you_mean(&written, candidates.iter().map(String::as_str)) {
             d = d.with_help(format!("did you mean `{close}`?"));
-        } else if r.namespace.is_none() {
-            let elsewhere: Vec<String> = self
-                .services
-                .iter()
-                .filter(|s| s.node.name.name == r.name.name && s.namespace != from_namespace)
-                .map(|s| format!("`{}/{}`", s.namespace, s.node.name.name))
-                .collect();
-            if !elsewhere.is_empty() {
-                d = d.with_help(format!(
-                    "names resolve in their own namespace; write {}",
-                    elsewhere.join(" or ")
-                ));
-            }
         }
         d
     }

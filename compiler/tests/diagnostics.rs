@@ -133,3 +133,35 @@ fn every_code_in_the_catalog_has_a_case_and_every_case_is_in_the_catalog() {
     assert!(documented.len() >= 15, "catalog has only {documented:?}");
     assert_eq!(documented, covered, "catalog codes vs. cases");
 }
+
+#[test]
+fn the_catalog_in_code_matches_the_catalog_document() {
+    let catalog = std::fs::read_to_string("DIAGNOSTICS.md").unwrap();
+    for (code, title, help) in mesh_compiler::diag::CATALOG {
+        assert!(
+            catalog.contains(&format!("## {code} {title}\n")),
+            "DIAGNOSTICS.md lacks `## {code} {title}`"
+        );
+        assert!(!help.is_empty());
+    }
+    let headings = catalog.lines().filter(|l| l.starts_with("## ")).count();
+    assert_eq!(headings, mesh_compiler::diag::CATALOG.len());
+}
+
+#[test]
+fn the_standard_library_and_the_examples_check_without_any_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("uses-std.mesh"),
+        "import \"std/retry\"\nimport \"std/zero-trust\"\n",
+    )
+    .unwrap();
+    let checked = check_paths(&[dir.path().to_path_buf(), PathBuf::from("../examples")]).unwrap();
+    assert!(checked.loaded.files.iter().filter(|f| f.is_std).count() == 2);
+    assert_eq!(checked.findings, []);
+    assert_eq!(checked.mesh.mtls, mesh_compiler::ir::Mtls::Strict);
+    assert_eq!(
+        checked.mesh.name, "bookinfo",
+        "the user's mesh block names the mesh"
+    );
+}

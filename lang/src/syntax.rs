@@ -236,6 +236,8 @@ const CLASSES: [&str; 7] = [
     "status class",
     "string",
 ];
+/// Request attributes: listed even where any name is expected, since they mean more.
+const ATTRIBUTES: [&str; 6] = ["method", "path", "host", "source", "header", "query"];
 const VALUE_CLASSES: [&str; 6] = [
     "integer",
     "duration",
@@ -343,7 +345,7 @@ fn describe_expected(names: &[&str]) -> String {
     let mut parts: Vec<String> = names
         .iter()
         .filter(|n| !CLASSES.contains(n) && n.as_bytes() != b"invalid token")
-        .filter(|n| !(any_name && is_keyword(n)))
+        .filter(|n| !(any_name && is_keyword(n) && !(any_value && ATTRIBUTES.contains(n))))
         .map(|n| format!("`{n}`"))
         .collect();
     if has_ident {
@@ -365,6 +367,7 @@ fn describe_expected(names: &[&str]) -> String {
     match parts.as_slice() {
         [] => "nothing more".into(),
         [one] => one.clone(),
+        [a, b] => format!("{a} or {b}"),
         [init @ .., last] if init.len() < 12 => format!("one of {} or {last}", init.join(", ")),
         many => format!(
             "one of {}, … ({} more)",

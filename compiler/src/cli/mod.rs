@@ -38,6 +38,12 @@ enum Command {
         /// Files or directories (searched recursively for *.mesh).
         #[arg(default_value = ".")]
         paths: Vec<PathBuf>,
+        /// How to report: human (stderr), or json, sarif, github (stdout).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Fail (exit 1) on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Rewrite .mesh files in the canonical layout.
     Fmt {
@@ -50,6 +56,19 @@ enum Command {
     },
 }
 
+/// Output formats of `meshc check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// miette's graphical report, colour on a terminal.
+    Human,
+    /// One JSON document.
+    Json,
+    /// SARIF 2.1.0 for code scanning.
+    Sarif,
+    /// GitHub Actions workflow commands.
+    Github,
+}
+
 /// Parses the command line and runs the subcommand.
 pub fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -58,7 +77,11 @@ pub fn run() -> std::process::ExitCode {
         std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
     );
     let exit = match cli.command {
-        Command::Check { paths } => check::run(&paths, style),
+        Command::Check {
+            paths,
+            format,
+            deny_warnings,
+        } => check::run(&paths, format, deny_warnings, style),
         Command::Fmt { check, paths } => fmt::run(&paths, check, style),
     };
     std::process::ExitCode::from(exit as u8)

@@ -1,0 +1,33 @@
+//! Checking generated meshes of 1,000 and 10,000 services in memory: load (parse), resolve,
+//! type-check and lint. The whole-process numbers (`meshc check` wall time and peak
+//! memory) are measured with `compiler/examples/gen-mesh.rs`; see `compiler/README.md`.
+
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmark setup"
+)]
+
+#[path = "../../lang/benches/synthetic/mod.rs"]
+mod synthetic;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mesh_compiler::{check_loaded, load::load_sources};
+
+fn check_benchmark(c: &mut Criterion) {
+    let mut group = c.benchmark_group("check");
+    group.sample_size(10);
+    for services in [1_000, 10_000] {
+        let src = synthetic::generate(services);
+        let checked = check_loaded(load_sources(vec![("big.mesh".into(), src.clone())]));
+        assert_eq!(checked.findings, [], "the generated mesh must check clean");
+        group.bench_function(format!("{services} services"), |b| {
+            b.iter(|| check_loaded(load_sources(vec![("big.mesh".into(), src.clone())])))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, check_benchmark);
+criterion_main!(benches);
