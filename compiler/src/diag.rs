@@ -34,6 +34,10 @@ pub const UNREACHABLE_RULE: &str = "W0001";
 pub const UNUSED: &str = "W0002";
 /// Allow fully covered by a deny.
 pub const SHADOWED_ALLOW: &str = "W0003";
+/// Retry amplification along a call chain.
+pub const RETRY_AMPLIFICATION: &str = "W0004";
+/// A caller's timeout shorter than the callee's retries.
+pub const TIMEOUT_BUDGET: &str = "W0005";
 /// `allow from any` under strict mTLS.
 pub const ALLOW_ANY_STRICT: &str = "W0006";
 /// A route that sends traffic to another service.
@@ -106,6 +110,16 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         SHADOWED_ALLOW,
         "allow fully covered by a deny",
         "Narrow the deny, or remove the allow.",
+    ),
+    (
+        RETRY_AMPLIFICATION,
+        "retry amplification along a call chain",
+        "Retry at one hop of the chain only, lower `attempts` elsewhere, or add retry budgets.",
+    ),
+    (
+        TIMEOUT_BUDGET,
+        "caller timeout shorter than the callee's retries",
+        "Raise the caller-facing timeout, or make the callee's retries fit in it.",
     ),
     (
         ALLOW_ANY_STRICT,

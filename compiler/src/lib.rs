@@ -2,7 +2,9 @@
 //! loading a mesh with its imports, resolving and type-checking it, linting it, and
 //! reporting what it found.
 
+pub mod cedar;
 pub mod diag;
+pub mod emit;
 pub mod files;
 pub mod ir;
 pub mod lint;
@@ -11,6 +13,7 @@ pub mod lower;
 pub mod output;
 pub mod report;
 pub mod resolve;
+pub mod testing;
 
 use std::path::PathBuf;
 
@@ -24,6 +27,8 @@ pub struct Checked {
     pub loaded: Loaded,
     /// The checked mesh (complete only when there are no errors).
     pub mesh: ir::Mesh,
+    /// The mesh's Cedar schema and policies.
+    pub cedar: cedar::CedarOutput,
     /// Every diagnostic, sorted by file and position.
     pub findings: Vec<Finding>,
 }
@@ -51,6 +56,7 @@ pub fn check_loaded(mut loaded: Loaded) -> Checked {
     let mesh = lower::lower(&loaded, &mut findings);
     let complete = !findings.iter().any(Finding::is_error);
     lint::run(&mesh, &loaded, complete, &mut findings);
+    let cedar = cedar::generate(&mesh, &loaded, &mut findings);
     findings.sort_by(|a, b| {
         (a.file, a.diagnostic.span.start, a.diagnostic.code).cmp(&(
             b.file,
@@ -62,6 +68,7 @@ pub fn check_loaded(mut loaded: Loaded) -> Checked {
     Checked {
         loaded,
         mesh,
+        cedar,
         findings,
     }
 }

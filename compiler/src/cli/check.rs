@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use mesh_compiler::output;
-use mesh_compiler::report::{Style, render};
+use mesh_compiler::report::Style;
 
-use super::{Exit, Format};
+use super::{Exit, Format, report_human};
 
 pub fn run(paths: &[PathBuf], format: Format, deny_warnings: bool, style: Style) -> Exit {
     let checked = match mesh_compiler::check_paths(paths) {
@@ -19,26 +19,7 @@ pub fn run(paths: &[PathBuf], format: Format, deny_warnings: bool, style: Style)
     };
     let (errors, warnings) = (checked.errors(), checked.warnings());
     match format {
-        Format::Human => {
-            for file in &checked.loaded.files {
-                let diagnostics: Vec<_> = checked
-                    .findings
-                    .iter()
-                    .filter(|f| f.file == file.id)
-                    .map(|f| f.diagnostic.clone())
-                    .collect();
-                if !diagnostics.is_empty() {
-                    eprint!("{}", render(&diagnostics, &file.source, style));
-                }
-            }
-            let files = checked.loaded.files.iter().filter(|f| !f.is_std).count();
-            eprintln!(
-                "checked {files} file{}: {errors} error{}, {warnings} warning{}",
-                plural(files),
-                plural(errors),
-                plural(warnings)
-            );
-        }
+        Format::Human => report_human(&checked, style),
         Format::Json => print!("{}", output::json(&checked.loaded, &checked.findings)),
         Format::Sarif => print!("{}", output::sarif(&checked.loaded, &checked.findings)),
         Format::Github => print!("{}", output::github(&checked.loaded, &checked.findings)),
@@ -48,8 +29,4 @@ pub fn run(paths: &[PathBuf], format: Format, deny_warnings: bool, style: Style)
     } else {
         Exit::Ok
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }

@@ -1,7 +1,10 @@
 //! Argument parsing and dispatch: one module per subcommand, one exit-code enum.
 
 mod check;
+mod compile;
+mod explain;
 mod fmt;
+mod test;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -45,6 +48,42 @@ enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
+    /// Check a mesh and write one config per workload, the Cedar schema and an index.
+    Compile {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Run the mesh's `test` blocks against its compiled configs.
+    Test {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+    },
+    /// Show what the mesh does with one request: routing and authorization.
+    Explain {
+        /// Files or directories (searched recursively for *.mesh).
+        path: PathBuf,
+        /// The calling service (`name` or `namespace/name`).
+        #[arg(long)]
+        from: String,
+        /// The called service.
+        #[arg(long)]
+        to: String,
+        /// HTTP method.
+        method: String,
+        /// Path (with an optional query string).
+        url_path: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// human or json.
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
+        format: ExplainFormat,
+    },
     /// Rewrite .mesh files in the canonical layout.
     Fmt {
         /// Report files that are not formatted (exit 1) instead of rewriting them.
@@ -69,6 +108,15 @@ pub enum Format {
     Github,
 }
 
+/// Output formats of `meshc explain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainFormat {
+    /// Text for people.
+    Human,
+    /// One JSON document.
+    Json,
+}
+
 /// Parses the command line and runs the subcommand.
 pub fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -83,6 +131,55 @@ pub fn run() -> std::process::ExitCode {
             deny_warnings,
         } => check::run(&paths, format, deny_warnings, style),
         Command::Fmt { check, paths } => fmt::run(&paths, check, style),
+        Command::Compile { paths, out } => compile::run(&paths, &out, style),
+        Command::Test { paths } => test::run(&paths, style),
+        Command::Explain {
+            path,
+            from,
+            to,
+            method,
+            url_path,
+            headers,
+            format,
+        } => explain::run(
+            &explain::Question {
+                paths: vec![path],
+                from,
+                to,
+                method,
+                path: url_path,
+                headers,
+                json: format == ExplainFormat::Json,
+            },
+            style,
+        ),
     };
     std::process::ExitCode::from(exit as u8)
+}
+
+/// Prints every finding of a checked mesh for people, file by file, and a summary line.
+pub fn report_human(checked: &mesh_compiler::Checked, style: Style) {
+    for file in &checked.loaded.files {
+        let diagnostics: Vec<_> = checked
+            .findings
+            .iter()
+            .filter(|f| f.file == file.id)
+            .map(|f| f.diagnostic.clone())
+            .collect();
+        if !diagnostics.is_empty() {
+            eprint!(
+                "{}",
+                mesh_compiler::report::render(&diagnostics, &file.source, style)
+            );
+        }
+    }
+    let files = checked.loaded.files.iter().filter(|f| !f.is_std).count();
+    let (errors, warnings) = (checked.errors(), checked.warnings());
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    eprintln!(
+        "checked {files} file{}: {errors} error{}, {warnings} warning{}",
+        plural(files),
+        plural(errors),
+        plural(warnings)
+    );
 }

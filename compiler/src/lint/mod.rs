@@ -2,8 +2,11 @@
 //! module holds one lint; [`run`] runs them all over a checked mesh.
 
 mod allow_any;
+mod call_graph;
 mod implies;
+mod retry_amplification;
 mod shadowed;
+mod timeout_budget;
 mod unreachable;
 mod unused;
 
@@ -19,6 +22,8 @@ pub fn run(mesh: &Mesh, loaded: &Loaded, complete: bool, findings: &mut Vec<Find
     unreachable::check(mesh, findings);
     shadowed::check(mesh, findings);
     allow_any::check(mesh, findings);
+    retry_amplification::check(mesh, findings);
+    timeout_budget::check(mesh, findings);
     if complete {
         unused::check(mesh, loaded, findings);
     }

@@ -21,6 +21,7 @@ use crate::load::{FileId, Loaded};
 use crate::resolve::{self, Symbols};
 
 pub use pattern::{glob_matches, validate_glob};
+pub use route::human_micros;
 
 /// The context of checking one file: where findings go and what names mean.
 pub struct Cx<'a> {

@@ -1,0 +1,368 @@
+//! Loading a workload config: parse, validate everything the agent relies on, and compile
+//! the matchers (regexes, globs, method sets) and the Cedar policy set once, so requests
+//! only evaluate. An invalid config is an error naming the offending field; the agent
+//! keeps its last good config.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+
+use crate::authz::CompiledAuthz;
+use crate::glob::Glob;
+use crate::schema::{
+    Attr, Backend, FULL_WEIGHT, Match, OutboundService, Retry, RouteRule, TextOp, VERSION,
+    WeightedBackend, WorkloadConfig,
+};
+
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not JSON of the expected shape.
+    #[error("config is not valid JSON for schema version {VERSION}: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A version this agent does not read.
+    #[error("config version {found} is not supported (this agent reads version {VERSION})")]
+    Version {
+        /// The version found.
+        found: u32,
+    },
+    /// A value that breaks an invariant.
+    #[error("{at}: {problem}")]
+    Invalid {
+        /// Where in the config.
+        at: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn invalid(at: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        at: at.into(),
+        problem: problem.into(),
+    }
+}
+
+/// A validated config with its matchers compiled.
+#[derive(Debug)]
+pub struct Config {
+    source: WorkloadConfig,
+    services: Vec<CompiledService>,
+    by_authority: HashMap<String, usize>,
+    pub(crate) authz: CompiledAuthz,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledService {
+    pub(crate) rules: Vec<Option<Matcher>>,
+    /// Where requests matching no rule go: the whole service.
+    pub(crate) fallback: [WeightedBackend; 1],
+}
+
+/// A compiled condition.
+#[derive(Debug)]
+pub(crate) enum Matcher {
+    All(Vec<Matcher>),
+    Any(Vec<Matcher>),
+    Not(Box<Matcher>),
+    /// Bit `i` set: method `METHODS[i]` matches; other methods match when `other`.
+    Method {
+        mask: u16,
+        other: bool,
+    },
+    Text {
+        attr: Attr,
+        test: TextTest,
+    },
+    TextIn {
+        attr: Attr,
+        values: Vec<String>,
+    },
+    Exists(Attr),
+    Const(bool),
+}
+
+#[derive(Debug)]
+pub(crate) enum TextTest {
+    Eq(String),
+    Ne(String),
+    StartsWith(String),
+    Regex(Box<Regex>),
+    Glob(Glob),
+}
+
+/// The methods with a bit in [`Matcher::Method`] masks.
+pub(crate) const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+impl Config {
+    /// Parses and validates a config from JSON.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let source: WorkloadConfig = serde_json::from_slice(bytes)?;
+        Config::new(source)
+    }
+
+    /// Validates and compiles a config.
+    pub fn new(source: WorkloadConfig) -> Result<Config, ConfigError> {
+        if source.version != VERSION {
+            return Err(ConfigError::Version {
+                found: source.version,
+            });
+        }
+        let own_service = source.workload.service.clone();
+        if !own_service.contains('/') {
+            return Err(invalid(
+                "workload.service",
+                format!("`{own_service}` is not `namespace/name`"),
+            ));
+        }
+        if !source.workload.identity.starts_with("spiffe://") {
+            return Err(invalid("workload.identity", "must be a spiffe:// id"));
+        }
+        let mut by_authority = HashMap::new();
+        let mut services = Vec::with_capacity(source.outbound.services.len());
+        for (index, service) in source.outbound.services.iter().enumerate() {
+            let at = format!("outbound.services[{index}] ({})", service.service);
+            services.push(compile_service(service, &own_service, &at)?);
+            for authority in &service.authorities {
+                if by_authority
+                    .insert(authority.to_ascii_lowercase(), index)
+                    .is_some()
+                {
+                    return Err(invalid(
+                        at,
+                        format!("authority `{authority}` is claimed by two services"),
+                    ));
+                }
+            }
+        }
+        let authz = CompiledAuthz::new(&source)?;
+        Ok(Config {
+            source,
+            services,
+            by_authority,
+            authz,
+        })
+    }
+
+    /// The config as loaded.
+    pub fn source(&self) -> &WorkloadConfig {
+        &self.source
+    }
+
+    /// The outbound service an authority (`reviews`, `reviews:9080`,
+    /// `reviews.bookinfo.svc.cluster.local`) names, as an index for [`Config::route`].
+    pub fn service_for_authority(&self, authority: &str) -> Option<usize> {
+        let host = crate::request::strip_port(authority);
+        if let Some(index) = self.by_authority.get(host) {
+            return Some(*index);
+        }
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.by_authority.get(&host.to_ascii_lowercase()).copied();
+        }
+        None
+    }
+
+    /// The outbound service for `namespace/name`.
+    pub fn service_by_key(&self, key: &str) -> Option<usize> {
+        self.source
+            .outbound
+            .services
+            .iter()
+            .position(|s| s.service == key)
+    }
+
+    /// The outbound service at `index`.
+    pub fn outbound(&self, index: usize) -> Option<&OutboundService> {
+        self.source.outbound.services.get(index)
+    }
+
+    pub(crate) fn compiled(&self, index: usize) -> Option<&CompiledService> {
+        self.services.get(index)
+    }
+}
+
+fn compile_service(
+    service: &OutboundService,
+    own: &str,
+    at: &str,
+) -> Result<CompiledService, ConfigError> {
+    let subsets: Vec<&str> = service.subsets.iter().map(|s| s.name.as_str()).collect();
+    check_retry(service.retry.as_ref(), &format!("{at}.retry"))?;
+    let mut rules = Vec::with_capacity(service.rules.len());
+    for (i, rule) in service.rules.iter().enumerate() {
+        let at = format!("{at}.rules[{i}] ({})", rule.name);
+        check_rule(rule, service, &subsets, &at)?;
+        rules.push(
+            rule.when
+                .as_ref()
+                .map(|m| compile_match(m, own, &at))
+                .transpose()?,
+        );
+    }
+    Ok(CompiledService {
+        rules,
+        fallback: [WeightedBackend {
+            backend: Backend {
+                service: service.service.clone(),
+                subset: None,
+            },
+            weight_milli: FULL_WEIGHT,
+        }],
+    })
+}
+
+fn check_rule(
+    rule: &RouteRule,
+    service: &OutboundService,
+    subsets: &[&str],
+    at: &str,
+) -> Result<(), ConfigError> {
+    if rule.backends.is_empty() {
+        return Err(invalid(at, "a rule needs at least one backend"));
+    }
+    let total: u64 = rule
+        .backends
+        .iter()
+        .map(|b| u64::from(b.weight_milli))
+        .sum();
+    if total != u64::from(FULL_WEIGHT) {
+        return Err(invalid(
+            at,
+            format!(
+                "backend weights add up to {total} thousandths of a percent, not {FULL_WEIGHT}"
+            ),
+        ));
+    }
+    for backend in rule
+        .backends
+        .iter()
+        .map(|b| &b.backend)
+        .chain(rule.mirrors.iter().map(|m| &m.backend))
+    {
+        if backend.service == service.service
+            && let Some(subset) = &backend.subset
+            && !subsets.contains(&subset.as_str())
+        {
+            return Err(invalid(
+                at,
+                format!("unknown subset `{subset}` of `{}`", service.service),
+            ));
+        }
+    }
+    for mirror in &rule.mirrors {
+        if mirror.percent_milli > FULL_WEIGHT {
+            return Err(invalid(at, "a mirror percent is above 100%"));
+        }
+    }
+    if let Some(fault) = &rule.fault {
+        let percents = fault
+            .delay
+            .map(|d| d.percent_milli)
+            .into_iter()
+            .chain(fault.abort.map(|a| a.percent_milli));
+        if percents.into_iter().any(|p| p > FULL_WEIGHT) {
+            return Err(invalid(at, "a fault percent is above 100%"));
+        }
+        if fault
+            .abort
+            .is_some_and(|a| !(100..=599).contains(&a.status))
+        {
+            return Err(invalid(at, "a fault abort status is outside 100..=599"));
+        }
+    }
+    check_retry(rule.retry.as_ref(), &format!("{at}.retry"))
+}
+
+fn check_retry(retry: Option<&Retry>, at: &str) -> Result<(), ConfigError> {
+    let Some(retry) = retry else { return Ok(()) };
+    if !(1..=10).contains(&retry.attempts) {
+        return Err(invalid(
+            at,
+            format!("attempts {} is outside 1..=10", retry.attempts),
+        ));
+    }
+    if let Some(b) = retry.backoff
+        && b.base_us > b.max_us
+    {
+        return Err(invalid(at, "backoff base is above its maximum"));
+    }
+    if let Some(budget) = retry.budget
+        && (budget.ratio_milli > FULL_WEIGHT
+            || !budget.min_per_second.is_finite()
+            || budget.min_per_second < 0.0)
+    {
+        return Err(invalid(at, "budget out of range"));
+    }
+    Ok(())
+}
+
+/// Compiles a condition; `own` is this workload's service key (`source` conditions are
+/// about the caller, which on the outbound side is this workload: they fold to constants).
+pub(crate) fn compile_match(m: &Match, own: &str, at: &str) -> Result<Matcher, ConfigError> {
+    Ok(match m {
+        Match::All(items) => Matcher::All(
+            items
+                .iter()
+                .map(|i| compile_match(i, own, at))
+                .collect::<Result<_, _>>()?,
+        ),
+        Match::Any(items) => Matcher::Any(
+            items
+                .iter()
+                .map(|i| compile_match(i, own, at))
+                .collect::<Result<_, _>>()?,
+        ),
+        Match::Not(inner) => Matcher::Not(Box::new(compile_match(inner, own, at)?)),
+        Match::Method { methods, negated } => {
+            let mut mask = 0u16;
+            for method in methods {
+                let bit = METHODS
+                    .iter()
+                    .position(|m| m == method)
+                    .ok_or_else(|| invalid(at, format!("unknown method `{method}`")))?;
+                mask |= 1 << bit;
+            }
+            if *negated {
+                Matcher::Method {
+                    mask: !mask & 0x1ff,
+                    other: true,
+                }
+            } else {
+                Matcher::Method { mask, other: false }
+            }
+        }
+        Match::Text { attr, op, value } => Matcher::Text {
+            attr: attr.clone(),
+            test: match op {
+                TextOp::Eq => TextTest::Eq(value.clone()),
+                TextOp::Ne => TextTest::Ne(value.clone()),
+                TextOp::StartsWith => TextTest::StartsWith(value.clone()),
+                TextOp::Matches => TextTest::Regex(Box::new(
+                    Regex::new(value)
+                        .map_err(|e| invalid(at, format!("invalid regex `{value}`: {e}")))?,
+                )),
+                TextOp::Like => TextTest::Glob(
+                    Glob::new(value).map_err(|e| invalid(at, format!("glob `{value}`: {e}")))?,
+                ),
+            },
+        },
+        Match::TextIn { attr, values } => Matcher::TextIn {
+            attr: attr.clone(),
+            values: values.clone(),
+        },
+        Match::Exists { attr } => match attr {
+            Attr::Header(_) | Attr::Query(_) => Matcher::Exists(attr.clone()),
+            _ => {
+                return Err(invalid(
+                    at,
+                    "`exists` applies to headers and query parameters",
+                ));
+            }
+        },
+        Match::Source { services, negated } => {
+            Matcher::Const(services.iter().any(|s| s == own) != *negated)
+        }
+    })
+}

@@ -1,0 +1,133 @@
+//! Routing: which rule of an outbound service matches a request, and where the request
+//! goes. `meshc test`, `meshc explain` and the agent all call [`Config::route`].
+
+use std::borrow::Cow;
+
+use crate::config::{Config, METHODS, Matcher, TextTest};
+use crate::request::RequestView;
+use crate::schema::{
+    Attr, Backend, FULL_WEIGHT, OutboundService, Retry, RouteRule, WeightedBackend,
+};
+
+/// What to do with a request to an outbound service.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteDecision<'c> {
+    /// The service called.
+    pub service: &'c OutboundService,
+    /// The rule that matched; `None` sends the request to the whole service.
+    pub rule: Option<&'c RouteRule>,
+    /// The candidate backends with their weights.
+    pub backends: &'c [WeightedBackend],
+    /// The backend picked by the draw.
+    pub backend: &'c Backend,
+    /// Timeout of the whole request, retries included.
+    pub timeout_us: Option<u64>,
+    /// The retry policy in force.
+    pub retry: Option<&'c Retry>,
+}
+
+impl Config {
+    /// Routes `request` to the outbound service at `service`. `draw` in
+    /// `0..FULL_WEIGHT` picks the split backend (uniform draws give the configured
+    /// weights). `None` when `service` is out of range.
+    pub fn route<R: RequestView + ?Sized>(
+        &self,
+        service: usize,
+        request: &R,
+        draw: u32,
+    ) -> Option<RouteDecision<'_>> {
+        let source = self.outbound(service)?;
+        let compiled = self.compiled(service)?;
+        let index = compiled
+            .rules
+            .iter()
+            .position(|when| when.as_ref().is_none_or(|m| m.eval(request)));
+        let rule = index.and_then(|i| source.rules.get(i));
+        let backends: &[WeightedBackend] = match rule {
+            Some(rule) => &rule.backends,
+            None => &compiled.fallback,
+        };
+        let backend = pick(backends, draw)?;
+        Some(RouteDecision {
+            service: source,
+            rule,
+            backends,
+            backend,
+            timeout_us: rule.and_then(|r| r.timeout_us).or(source.timeout_us),
+            retry: rule
+                .and_then(|r| r.retry.as_ref())
+                .or(source.retry.as_ref()),
+        })
+    }
+
+    /// Whether each rule of the service at `service` matches `request`, in order (for
+    /// explanations: why earlier rules did not match).
+    pub fn rule_matches<R: RequestView + ?Sized>(&self, service: usize, request: &R) -> Vec<bool> {
+        self.compiled(service)
+            .map(|c| {
+                c.rules
+                    .iter()
+                    .map(|m| m.as_ref().is_none_or(|m| m.eval(request)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The backend whose cumulative weight range holds `draw`.
+fn pick(backends: &[WeightedBackend], draw: u32) -> Option<&Backend> {
+    let draw = draw % FULL_WEIGHT;
+    let mut upper = 0u32;
+    for weighted in backends {
+        upper = upper.saturating_add(weighted.weight_milli);
+        if draw < upper {
+            return Some(&weighted.backend);
+        }
+    }
+    backends.last().map(|w| &w.backend)
+}
+
+fn text<'r, R: RequestView + ?Sized>(request: &'r R, attr: &Attr) -> Cow<'r, str> {
+    match attr {
+        Attr::Path => Cow::Borrowed(request.path()),
+        Attr::Host => Cow::Borrowed(request.host()),
+        Attr::Header(name) => Cow::Borrowed(request.header(name).unwrap_or_default()),
+        Attr::Query(name) => request.query_param(name).unwrap_or_default(),
+    }
+}
+
+impl Matcher {
+    pub(crate) fn eval<R: RequestView + ?Sized>(&self, request: &R) -> bool {
+        match self {
+            Matcher::All(items) => items.iter().all(|m| m.eval(request)),
+            Matcher::Any(items) => items.iter().any(|m| m.eval(request)),
+            Matcher::Not(inner) => !inner.eval(request),
+            Matcher::Method { mask, other } => {
+                match METHODS.iter().position(|m| *m == request.method()) {
+                    Some(bit) => mask & (1 << bit) != 0,
+                    None => *other,
+                }
+            }
+            Matcher::Text { attr, test } => {
+                let value = text(request, attr);
+                match test {
+                    TextTest::Eq(v) => value == v.as_str(),
+                    TextTest::Ne(v) => value != v.as_str(),
+                    TextTest::StartsWith(prefix) => value.starts_with(prefix.as_str()),
+                    TextTest::Regex(regex) => regex.is_match(&value),
+                    TextTest::Glob(glob) => glob.matches(&value),
+                }
+            }
+            Matcher::TextIn { attr, values } => {
+                let value = text(request, attr);
+                values.iter().any(|v| value == v.as_str())
+            }
+            Matcher::Exists(attr) => match attr {
+                Attr::Header(name) => request.header(name).is_some(),
+                Attr::Query(name) => request.query_param(name).is_some(),
+                Attr::Path | Attr::Host => true,
+            },
+            Matcher::Const(value) => *value,
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! `meshc explain PATH --from SVC --to SVC METHOD URLPATH [-H 'K: V']... [--format json]`:
+//! what the mesh does with one request — which rule routes it (and why earlier rules did
+//! not), its backends and weights, timeout and retries, and the authorization decision with
+//! the policies that made it. Evaluated by `mesh-config`, as the agent would.
+
+use std::path::PathBuf;
+
+use mesh_compiler::ir::{Mesh, ServiceId};
+use mesh_compiler::testing::Evaluator;
+use mesh_compiler::{Checked, report::Style};
+use mesh_config::schema::FULL_WEIGHT;
+use mesh_config::{SimpleRequest, Verdict};
+use serde_json::json;
+
+use super::{Exit, report_human};
+
+/// What to explain.
+pub struct Question {
+    pub paths: Vec<PathBuf>,
+    pub from: String,
+    pub to: String,
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<String>,
+    pub json: bool,
+}
+
+fn find(mesh: &Mesh, name: &str) -> Result<ServiceId, String> {
+    let matches: Vec<usize> = mesh
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.key() == name || s.name == name)
+        .map(|(i, _)| i)
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(ServiceId(*one as u32)),
+        [] => Err(format!("no service `{name}` in this mesh")),
+        many => Err(format!(
+            "`{name}` is ambiguous: {}",
+            many.iter()
+                .filter_map(|i| mesh.services.get(*i))
+                .map(|s| s.key())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+pub fn run(q: &Question, style: Style) -> Exit {
+    let checked = match mesh_compiler::check_paths(&q.paths) {
+        Ok(checked) => checked,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Exit::Trouble;
+        }
+    };
+    if checked.errors() > 0 {
+        report_human(&checked, style);
+        return Exit::Findings;
+    }
+    match explain(&checked, q) {
+        Ok(text) => {
+            print!("{text}");
+            Exit::Ok
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            Exit::Trouble
+        }
+    }
+}
+
+fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
+    let mesh = &checked.mesh;
+    let from = find(mesh, &q.from)?;
+    let to = find(mesh, &q.to)?;
+    let (caller, callee) = (
+        mesh.service(from).ok_or("no caller")?,
+        mesh.service(to).ok_or("no callee")?,
+    );
+    let mut request = SimpleRequest::new(&q.method, &q.path, &callee.name);
+    for header in &q.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("header `{header}` is not `Name: value`"))?;
+        request = request.header(name.trim(), value.trim());
+    }
+    let evaluator = Evaluator::new(checked)?;
+    let config = evaluator.config(from).ok_or("no config")?;
+    let index = config
+        .service_by_key(&callee.key())
+        .ok_or("callee not in the caller's config")?;
+    let decision = config
+        .route(index, &request, 0)
+        .ok_or("no route decision")?;
+    let matches = config.rule_matches(index, &request);
+    let authz = evaluator
+        .authorize(mesh, from, to, &request)
+        .ok_or("no authorization decision")?;
+    let route = callee.route.as_ref();
+    let source_text = |origin: mesh_compiler::ir::Origin| {
+        checked
+            .loaded
+            .file(origin.file)
+            .and_then(|f| f.source.text.get(origin.span.start..origin.span.end))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let chosen = decision.rule.map(|r| r.name.clone());
+    let mut rules = Vec::new();
+    for (rule, matched) in route
+        .map(|r| r.rules.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .zip(&matches)
+    {
+        let condition = rule.when.as_ref().map(|c| source_text(c.origin));
+        // Rules are listed up to the one that matched, so every earlier one did not.
+        let status = if *matched { "matched" } else { "did not match" };
+        rules.push((rule.name.clone(), condition, status, *matched));
+        if chosen.as_deref() == Some(rule.name.as_str()) {
+            break;
+        }
+    }
+    let backends: Vec<(String, u32)> = decision
+        .backends
+        .iter()
+        .map(|b| {
+            let name = match &b.backend.subset {
+                Some(s) => format!("{}.{s}", b.backend.service),
+                None => b.backend.service.clone(),
+            };
+            (name, b.weight_milli)
+        })
+        .collect();
+    let percent = |milli: u32| {
+        mesh_lang::ast::Percent {
+            milli: u64::from(milli),
+        }
+        .to_string()
+    };
+    if q.json {
+        let value = json!({
+            "request": { "method": request.method, "path": q.path, "from": caller.key(), "to": callee.key(), "headers": request.headers },
+            "route": {
+                "rules": rules.iter().map(|(name, cond, status, matched)| json!({"name": name, "when": cond, "matched": matched, "status": status})).collect::<Vec<_>>(),
+                "rule": chosen,
+                "backends": backends.iter().map(|(name, w)| json!({"backend": name, "weight": percent(*w)})).collect::<Vec<_>>(),
+                "timeout_us": decision.timeout_us,
+                "retry": decision.retry.map(|r| json!({"profile": r.profile, "attempts": r.attempts, "per_try_timeout_us": r.per_try_timeout_us})),
+            },
+            "authorization": {
+                "decision": match authz.decision { Verdict::Allow => "allow", Verdict::Deny => "deny" },
+                "enforced": authz.enforced,
+                "allowed": authz.allowed(),
+                "policies": authz.policies,
+                "reason": authz.reason(),
+            },
+        });
+        return Ok(serde_json::to_string_pretty(&value).unwrap_or_default() + "\n");
+    }
+    let mut out = format!(
+        "{} {} from {} to {}\n\n",
+        request.method,
+        q.path,
+        caller.key(),
+        callee.key()
+    );
+    out.push_str(&format!("route ({}):\n", callee.key()));
+    if rules.is_empty() {
+        out.push_str("  no route rules: the request goes to the whole service\n");
+    }
+    for (name, condition, status, _) in &rules {
+        let when = condition
+            .as_ref()
+            .map_or_else(|| "(no condition)".to_string(), |c| format!("when {c}"));
+        out.push_str(&format!("  rule {name}: {status} — {when}\n"));
+    }
+    if chosen.is_none() && !rules.is_empty() {
+        out.push_str("  no rule matched: the request goes to the whole service\n");
+    }
+    let list: Vec<String> = backends
+        .iter()
+        .map(|(name, w)| {
+            if *w == FULL_WEIGHT {
+                name.clone()
+            } else {
+                format!("{name} {}", percent(*w))
+            }
+        })
+        .collect();
+    out.push_str(&format!("  backends: {}\n", list.join(", ")));
+    out.push_str(&format!(
+        "  timeout: {}\n",
+        decision
+            .timeout_us
+            .map_or_else(|| "none".into(), mesh_compiler::lower::human_micros)
+    ));
+    match decision.retry {
+        Some(r) => out.push_str(&format!(
+            "  retry: {} ({} attempt{}{})\n",
+            r.profile,
+            r.attempts,
+            if r.attempts == 1 { "" } else { "s" },
+            r.per_try_timeout_us
+                .map(|t| format!(", {} per try", mesh_compiler::lower::human_micros(t)))
+                .unwrap_or_default()
+        )),
+        None => out.push_str("  retry: none\n"),
+    }
+    let mode = if authz.enforced { "enforce" } else { "audit" };
+    out.push_str(&format!(
+        "\nauthorization ({}, mode {mode}):\n",
+        callee.key()
+    ));
+    out.push_str(&format!(
+        "  {} — {}\n",
+        match (authz.decision, authz.allowed()) {
+            (Verdict::Allow, _) => "ALLOW",
+            (Verdict::Deny, true) => "DENY (audit: let through)",
+            (Verdict::Deny, false) => "DENY",
+        },
+        authz.reason()
+    ));
+    for error in &authz.errors {
+        out.push_str(&format!("  error: {error}\n"));
+    }
+    Ok(out)
+}

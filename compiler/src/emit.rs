@@ -1,0 +1,443 @@
+//! Emission: one `mesh_config::WorkloadConfig` per service, plus the index. A workload's
+//! outbound side lists the services its policies let it call (all of them when a policy
+//! cannot be read that way, such as inline Cedar), so a config grows with the workload's
+//! neighbours rather than with the mesh. Output is deterministic: services are sorted,
+//! maps are ordered, and the same mesh always gives the same bytes.
+
+use std::collections::BTreeMap;
+
+use mesh_config::schema::{
+    self as cfg, AbortFault, Attr, Authz, Backend, Backoff, Balance, Budget, CedarAuthz,
+    DelayFault, Egress, FaultDef, HeaderValue, Inbound, Match, MeshInfo, MirrorDef, Outbound,
+    OutboundService, Pattern, Port, Protocol, Retry, Rewrite, RouteRule, SubsetDef, TextOp,
+    WeightedBackend, Workload, WorkloadConfig,
+};
+
+use crate::cedar::CedarOutput;
+use crate::ir::{
+    self, Cond, CondKind, Dest, Effect, Mesh, Principal, RetryUse, Service, ServiceId, Target,
+};
+
+/// Which outbound services a workload's config lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Neighbours {
+    /// Only those its policies let it call.
+    Allowed,
+    /// Every service (for `meshc test` and `meshc explain`, which route any request).
+    All,
+}
+
+/// The SPIFFE id of a service.
+pub fn spiffe_id(mesh: &Mesh, service: &Service) -> String {
+    format!(
+        "spiffe://{}/ns/{}/sa/{}",
+        mesh.trust_domain, service.namespace, service.identity
+    )
+}
+
+/// The config of every workload, by service index.
+pub fn workloads(mesh: &Mesh, cedar: &CedarOutput, neighbours: Neighbours) -> Vec<WorkloadConfig> {
+    (0..mesh.services.len())
+        .map(|i| workload(mesh, cedar, ServiceId(i as u32), neighbours))
+        .collect()
+}
+
+/// The config of one workload.
+pub fn workload(
+    mesh: &Mesh,
+    cedar: &CedarOutput,
+    id: ServiceId,
+    neighbours: Neighbours,
+) -> WorkloadConfig {
+    let Some(service) = mesh.service(id) else {
+        return empty(mesh);
+    };
+    let authz = match (
+        &service.policy,
+        cedar.services.get(id.0 as usize).and_then(Option::as_ref),
+    ) {
+        (Some(policy), Some(generated)) => Authz::Cedar(CedarAuthz {
+            mode: match policy.mode {
+                ir::PolicyMode::Enforce => cfg::PolicyMode::Enforce,
+                ir::PolicyMode::Audit => cfg::PolicyMode::Audit,
+            },
+            policies: generated.text.clone(),
+            headers: generated.headers.iter().cloned().collect(),
+            query: generated.query.iter().cloned().collect(),
+            patterns: generated
+                .patterns
+                .iter()
+                .map(|(key, attr, regex)| Pattern {
+                    key: key.clone(),
+                    attr: attr_of(attr),
+                    regex: regex.clone(),
+                })
+                .collect(),
+        }),
+        _ => match mesh.default_policy {
+            Effect::Allow => Authz::AllowAll,
+            Effect::Deny => Authz::DenyAll,
+        },
+    };
+    let services = mesh
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(i, target)| {
+            neighbours == Neighbours::All
+                || may_call(mesh, service, id, target, ServiceId(*i as u32))
+        })
+        .map(|(_, target)| outbound_service(mesh, service, target))
+        .collect();
+    WorkloadConfig {
+        version: cfg::VERSION,
+        mesh: MeshInfo {
+            name: mesh.name.clone(),
+            trust_domain: mesh.trust_domain.clone(),
+        },
+        workload: Workload {
+            service: service.key(),
+            identity: spiffe_id(mesh, service),
+            ports: ports(service),
+        },
+        inbound: Inbound {
+            mtls: match mesh.mtls {
+                ir::Mtls::Strict => cfg::Mtls::Strict,
+                ir::Mtls::Permissive => cfg::Mtls::Permissive,
+            },
+            authz,
+        },
+        outbound: Outbound {
+            egress: Egress::Allow,
+            services,
+        },
+    }
+}
+
+fn empty(mesh: &Mesh) -> WorkloadConfig {
+    WorkloadConfig {
+        version: cfg::VERSION,
+        mesh: MeshInfo {
+            name: mesh.name.clone(),
+            trust_domain: mesh.trust_domain.clone(),
+        },
+        workload: Workload {
+            service: String::new(),
+            identity: String::new(),
+            ports: Vec::new(),
+        },
+        inbound: Inbound {
+            mtls: cfg::Mtls::Strict,
+            authz: Authz::DenyAll,
+        },
+        outbound: Outbound {
+            egress: Egress::Allow,
+            services: Vec::new(),
+        },
+    }
+}
+
+/// Whether `caller` may call `target` as far as the policies tell.
+pub fn may_call(
+    mesh: &Mesh,
+    caller: &Service,
+    caller_id: ServiceId,
+    target: &Service,
+    _target_id: ServiceId,
+) -> bool {
+    let Some(policy) = &target.policy else {
+        return mesh.default_policy == Effect::Allow;
+    };
+    if !policy.cedar.is_empty() || policy.mode == ir::PolicyMode::Audit {
+        return true;
+    }
+    policy
+        .rules
+        .iter()
+        .filter(|r| r.effect == Effect::Allow)
+        .any(|rule| {
+            rule.from.iter().any(|p| match p {
+                Principal::Any | Principal::Authenticated => true,
+                Principal::Namespace(ns) => *ns == caller.namespace,
+                Principal::Service(id) => *id == caller_id,
+            })
+        })
+}
+
+fn ports(service: &Service) -> Vec<Port> {
+    service
+        .ports
+        .iter()
+        .map(|p| Port {
+            protocol: match p.protocol {
+                ir::Protocol::Http => Protocol::Http,
+                ir::Protocol::Http2 => Protocol::Http2,
+                ir::Protocol::Grpc => Protocol::Grpc,
+                ir::Protocol::Tcp => Protocol::Tcp,
+            },
+            number: p.number,
+        })
+        .collect()
+}
+
+/// Host names meaning `target` for a caller in `caller`'s namespace.
+pub fn authorities(caller: &Service, target: &Service) -> Vec<String> {
+    let (name, ns) = (&target.name, &target.namespace);
+    let mut out = Vec::new();
+    if caller.namespace == *ns {
+        out.push(name.clone());
+    }
+    out.push(format!("{name}.{ns}"));
+    out.push(format!("{name}.{ns}.svc"));
+    out.push(format!("{name}.{ns}.svc.cluster.local"));
+    out
+}
+
+fn outbound_service(mesh: &Mesh, caller: &Service, target: &Service) -> OutboundService {
+    let route = target.route.as_ref();
+    OutboundService {
+        service: target.key(),
+        authorities: authorities(caller, target),
+        ports: ports(target),
+        identity: spiffe_id(mesh, target),
+        labels: target.labels.clone(),
+        subsets: target
+            .subsets
+            .iter()
+            .map(|s| SubsetDef {
+                name: s.name.clone(),
+                labels: s.labels.clone(),
+            })
+            .collect(),
+        balance: match target.balance {
+            ir::Balance::RoundRobin => Balance::RoundRobin,
+            ir::Balance::LeastRequest => Balance::LeastRequest,
+            ir::Balance::Ewma => Balance::Ewma,
+            ir::Balance::Random => Balance::Random,
+        },
+        timeout_us: route.and_then(|r| r.timeout),
+        retry: route
+            .and_then(|r| r.retry.as_ref())
+            .and_then(|r| retry(mesh, r)),
+        rules: route
+            .map(|r| {
+                r.rules
+                    .iter()
+                    .filter_map(|rule| route_rule(mesh, rule))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn backend(mesh: &Mesh, target: &Target) -> Backend {
+    Backend {
+        service: mesh
+            .service(target.service)
+            .map(Service::key)
+            .unwrap_or_default(),
+        subset: target.subset.clone(),
+    }
+}
+
+fn route_rule(mesh: &Mesh, rule: &ir::Rule) -> Option<RouteRule> {
+    let backends = match rule.dest.as_ref()? {
+        Dest::To(target) => vec![WeightedBackend {
+            backend: backend(mesh, target),
+            weight_milli: cfg::FULL_WEIGHT,
+        }],
+        Dest::Split(targets) => targets
+            .iter()
+            .map(|(t, w)| WeightedBackend {
+                backend: backend(mesh, t),
+                weight_milli: u32::try_from(w.milli).unwrap_or(cfg::FULL_WEIGHT),
+            })
+            .collect(),
+    };
+    let percent = |p: mesh_lang::ast::Percent| u32::try_from(p.milli).unwrap_or(cfg::FULL_WEIGHT);
+    Some(RouteRule {
+        name: rule.name.clone(),
+        when: rule.when.as_ref().map(|c| condition(mesh, c)),
+        backends,
+        timeout_us: rule.timeout,
+        retry: rule.retry.as_ref().and_then(|r| retry(mesh, r)),
+        mirrors: rule
+            .mirrors
+            .iter()
+            .map(|m| MirrorDef {
+                backend: backend(mesh, &m.target),
+                percent_milli: percent(m.percent),
+            })
+            .collect(),
+        fault: rule.fault.map(|f| FaultDef {
+            delay: f.delay.map(|(delay_us, p)| DelayFault {
+                delay_us,
+                percent_milli: percent(p),
+            }),
+            abort: f.abort.map(|(status, p)| AbortFault {
+                status,
+                percent_milli: percent(p),
+            }),
+        }),
+        set_headers: rule
+            .set_headers
+            .iter()
+            .map(|(name, value)| HeaderValue {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        remove_headers: rule.remove_headers.clone(),
+        rewrite_prefix: rule.rewrite_prefix.as_ref().map(|(from, to)| Rewrite {
+            from: from.clone(),
+            to: to.clone(),
+        }),
+    })
+}
+
+/// The retry policy a route or rule uses, resolved.
+pub fn retry(mesh: &Mesh, retry: &RetryUse) -> Option<Retry> {
+    let (profile, policy) = match retry {
+        RetryUse::Profile(id) => {
+            let p = mesh.retries.get(id.0 as usize)?;
+            (p.name.clone(), &p.policy)
+        }
+        RetryUse::Inline(policy) => ("inline".to_string(), policy),
+        RetryUse::Disabled => {
+            return Some(Retry {
+                profile: "none".into(),
+                attempts: 1,
+                per_try_timeout_us: None,
+                on_status: Vec::new(),
+                on_class: Vec::new(),
+                on_reset: false,
+                on_connect_failure: false,
+                on_refused_stream: false,
+                backoff: None,
+                budget: None,
+            });
+        }
+    };
+    let mut out = Retry {
+        profile,
+        attempts: policy.attempts,
+        per_try_timeout_us: policy.per_try_timeout,
+        on_status: Vec::new(),
+        on_class: Vec::new(),
+        on_reset: false,
+        on_connect_failure: false,
+        on_refused_stream: false,
+        backoff: policy
+            .backoff
+            .map(|(base_us, max_us)| Backoff { base_us, max_us }),
+        budget: policy.budget.map(|b| Budget {
+            ratio_milli: u32::try_from(b.ratio.milli).unwrap_or(cfg::FULL_WEIGHT),
+            min_per_second: b.min.map_or(0.0, |r| {
+                r.count as f64 * 1_000_000.0 / r.per.micros() as f64
+            }),
+        }),
+    };
+    for on in &policy.on {
+        match on {
+            ir::RetryOn::Status(s) => out.on_status.push(*s),
+            ir::RetryOn::Class(c) => out.on_class.push(*c),
+            ir::RetryOn::GatewayError => out.on_status.extend([502, 503, 504]),
+            ir::RetryOn::Reset => out.on_reset = true,
+            ir::RetryOn::ConnectFailure => out.on_connect_failure = true,
+            ir::RetryOn::RefusedStream => out.on_refused_stream = true,
+        }
+    }
+    out.on_status.sort_unstable();
+    out.on_status.dedup();
+    out.on_class.sort_unstable();
+    out.on_class.dedup();
+    Some(out)
+}
+
+fn attr_of(attr: &ir::TextAttr) -> Attr {
+    match attr {
+        ir::TextAttr::Path => Attr::Path,
+        ir::TextAttr::Host => Attr::Host,
+        ir::TextAttr::Header(n) => Attr::Header(n.clone()),
+        ir::TextAttr::Query(n) => Attr::Query(n.clone()),
+    }
+}
+
+/// A condition in the config's terms.
+pub fn condition(mesh: &Mesh, cond: &Cond) -> Match {
+    match &cond.kind {
+        CondKind::All(items) => Match::All(items.iter().map(|c| condition(mesh, c)).collect()),
+        CondKind::Any(items) => Match::Any(items.iter().map(|c| condition(mesh, c)).collect()),
+        CondKind::Not(inner) => Match::Not(Box::new(condition(mesh, inner))),
+        CondKind::Method { negated, methods } => Match::Method {
+            methods: methods.iter().map(|m| m.as_str().to_string()).collect(),
+            negated: *negated,
+        },
+        CondKind::Text { attr, op, value } => Match::Text {
+            attr: attr_of(attr),
+            op: match op {
+                ir::TextOp::Eq => TextOp::Eq,
+                ir::TextOp::Ne => TextOp::Ne,
+                ir::TextOp::StartsWith => TextOp::StartsWith,
+                ir::TextOp::Matches => TextOp::Matches,
+                ir::TextOp::Like => TextOp::Like,
+            },
+            value: value.clone(),
+        },
+        CondKind::TextIn { attr, values } => Match::TextIn {
+            attr: attr_of(attr),
+            values: values.clone(),
+        },
+        CondKind::Exists(attr) => Match::Exists {
+            attr: attr_of(attr),
+        },
+        CondKind::Source { negated, services } => Match::Source {
+            services: services
+                .iter()
+                .filter_map(|id| mesh.service(*id).map(Service::key))
+                .collect(),
+            negated: *negated,
+        },
+    }
+}
+
+/// Serialized configs and index, keyed by path relative to the output directory.
+pub fn files(mesh: &Mesh, cedar: &CedarOutput) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    let mut index = Vec::new();
+    for (service, config) in mesh
+        .services
+        .iter()
+        .zip(workloads(mesh, cedar, Neighbours::Allowed))
+    {
+        let path = format!("{}/{}.json", service.namespace, service.name);
+        let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+        index.push(serde_json::json!({
+            "service": service.key(),
+            "identity": config.workload.identity,
+            "config": path,
+            "sha256": sha256_hex(text.as_bytes()),
+            "bytes": text.len(),
+        }));
+        files.insert(path, text);
+    }
+    files.insert("mesh.cedarschema".into(), cedar.schema.clone());
+    let index = serde_json::json!({
+        "mesh": mesh.name,
+        "version": mesh_config::schema::VERSION,
+        "workloads": index,
+        "schema_sha256": sha256_hex(cedar.schema.as_bytes()),
+    });
+    files.insert(
+        "index.json".into(),
+        serde_json::to_string_pretty(&index).unwrap_or_default() + "\n",
+    );
+    files
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,260 @@
+//! The test runner (`meshc test`, LANGUAGE.md §8): every case is evaluated against the
+//! compiled workload configs through `mesh-config` — the routing and authorization code
+//! the agent runs — and compared with its expectations.
+
+use mesh_config::schema::{FULL_WEIGHT, WorkloadConfig};
+use mesh_config::{AuthzDecision, Config, Peer, SimpleRequest, Verdict};
+
+use crate::Checked;
+use crate::emit::{self, Neighbours};
+use crate::ir::{Case, Expect, Mesh, ServiceId};
+
+/// The outcome of one case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseResult {
+    /// Expectations that did not hold, each with what actually happened.
+    pub failures: Vec<Failure>,
+    /// What happened, in one line.
+    pub actual: String,
+}
+
+/// An expectation that did not hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The expectation, as written.
+    pub expected: String,
+    /// What happened instead.
+    pub actual: String,
+    /// Where the expectation is written.
+    pub origin: crate::ir::Origin,
+}
+
+/// The outcome of one test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestResult {
+    /// The test's name.
+    pub name: String,
+    /// Its cases' outcomes, in order.
+    pub cases: Vec<CaseResult>,
+}
+
+impl TestResult {
+    /// Whether every case passed.
+    pub fn passed(&self) -> bool {
+        self.cases.iter().all(|c| c.failures.is_empty())
+    }
+}
+
+/// Compiled configs of every workload, for evaluating requests.
+pub struct Evaluator {
+    configs: Vec<Config>,
+    trust_domain: String,
+}
+
+impl Evaluator {
+    /// Compiles every workload's config with every service reachable for routing. Fails
+    /// only if a generated config is invalid (a compiler bug).
+    pub fn new(checked: &Checked) -> Result<Evaluator, String> {
+        let configs = emit::workloads(&checked.mesh, &checked.cedar, Neighbours::All)
+            .into_iter()
+            .map(|c: WorkloadConfig| {
+                let name = c.workload.service.clone();
+                Config::new(c)
+                    .map_err(|e| format!("internal: the config of {name} is invalid: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Evaluator {
+            configs,
+            trust_domain: checked.mesh.trust_domain.clone(),
+        })
+    }
+
+    /// The compiled config of a service.
+    pub fn config(&self, id: ServiceId) -> Option<&Config> {
+        self.configs.get(id.0 as usize)
+    }
+
+    /// Authorizes `request` from `from` at `to`.
+    pub fn authorize(
+        &self,
+        mesh: &Mesh,
+        from: ServiceId,
+        to: ServiceId,
+        request: &SimpleRequest,
+    ) -> Option<AuthzDecision> {
+        let caller = mesh.service(from)?;
+        let peer = Peer::from_spiffe_id(&emit::spiffe_id(mesh, caller), &self.trust_domain);
+        Some(self.config(to)?.authorize(request, &peer))
+    }
+}
+
+/// The request of a case.
+pub fn request(mesh: &Mesh, case: &Case) -> SimpleRequest {
+    let host = mesh
+        .service(case.to)
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    let mut request = SimpleRequest::new(case.method.as_str(), &case.path, &host);
+    request.headers = case.headers.clone();
+    request.query.extend(case.query.iter().cloned());
+    request
+}
+
+/// Runs every test of a checked mesh.
+pub fn run(checked: &Checked) -> Result<Vec<TestResult>, String> {
+    let evaluator = Evaluator::new(checked)?;
+    let mesh = &checked.mesh;
+    Ok(mesh
+        .tests
+        .iter()
+        .map(|test| TestResult {
+            name: test.name.clone(),
+            cases: test
+                .cases
+                .iter()
+                .map(|case| run_case(&evaluator, mesh, case))
+                .collect(),
+        })
+        .collect())
+}
+
+fn key(mesh: &Mesh, id: ServiceId) -> String {
+    mesh.service(id).map(|s| s.key()).unwrap_or_default()
+}
+
+fn run_case(evaluator: &Evaluator, mesh: &Mesh, case: &Case) -> CaseResult {
+    let request = request(mesh, case);
+    let authz = evaluator.authorize(mesh, case.from, case.to, &request);
+    let caller = evaluator.config(case.from);
+    let target_key = key(mesh, case.to);
+    let route = caller.and_then(|c| {
+        c.service_by_key(&target_key)
+            .and_then(|i| c.route(i, &request, 0))
+    });
+    let decision_text = match &authz {
+        Some(d) => match d.decision {
+            Verdict::Allow => "allow".to_string(),
+            Verdict::Deny if d.policies.is_empty() => "deny (no policy allows it)".to_string(),
+            Verdict::Deny => format!("deny by {}", d.policies.join(", ")),
+        },
+        None => "no decision".into(),
+    };
+    let rule_text = route
+        .and_then(|r| r.rule)
+        .map_or_else(|| "no rule".to_string(), |r| format!("rule {}", r.name));
+    let backends_text = route
+        .map(|r| {
+            r.backends
+                .iter()
+                .map(|b| {
+                    let name = backend_name(
+                        &b.backend.service,
+                        b.backend.subset.as_deref(),
+                        mesh,
+                        case.to,
+                    );
+                    if b.weight_milli == FULL_WEIGHT {
+                        name
+                    } else {
+                        format!(
+                            "{name} {}",
+                            mesh_lang::ast::Percent {
+                                milli: u64::from(b.weight_milli)
+                            }
+                        )
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let actual = format!("{decision_text}, {rule_text}, backend {backends_text}");
+    let mut failures = Vec::new();
+    for (expect, origin) in &case.expect {
+        let (holds, expected, got) = match expect {
+            Expect::Allow => (
+                authz.as_ref().is_some_and(|d| d.decision == Verdict::Allow),
+                "allow".to_string(),
+                decision_text.clone(),
+            ),
+            Expect::Deny => (
+                authz.as_ref().is_some_and(|d| d.decision == Verdict::Deny),
+                "deny".to_string(),
+                decision_text.clone(),
+            ),
+            Expect::Rule(name) => (
+                route.and_then(|r| r.rule).is_some_and(|r| r.name == *name),
+                format!("rule {name}"),
+                rule_text.clone(),
+            ),
+            Expect::Backend { target, only } => {
+                let want_service = key(mesh, target.service);
+                let weight = route
+                    .map(|r| {
+                        r.backends
+                            .iter()
+                            .filter(|b| {
+                                b.backend.service == want_service
+                                    && b.backend.subset == target.subset
+                            })
+                            .map(|b| b.weight_milli)
+                            .sum::<u32>()
+                    })
+                    .unwrap_or(0);
+                let name = backend_name(&want_service, target.subset.as_deref(), mesh, case.to);
+                let holds = if *only {
+                    weight == FULL_WEIGHT
+                } else {
+                    weight > 0
+                };
+                let expected = if *only {
+                    format!("backend {name} only")
+                } else {
+                    format!("backend {name}")
+                };
+                (holds, expected, format!("backend {backends_text}"))
+            }
+            Expect::Timeout(us) => {
+                let got = route.and_then(|r| r.timeout_us);
+                (
+                    got == Some(*us),
+                    format!("timeout {}", crate::lower::human_micros(*us)),
+                    got.map_or_else(
+                        || "no timeout".into(),
+                        |t| format!("timeout {}", crate::lower::human_micros(t)),
+                    ),
+                )
+            }
+            Expect::Retries(n) => {
+                let got = route
+                    .and_then(|r| r.retry)
+                    .map_or(0, |r| r.attempts.saturating_sub(1));
+                (got == *n, format!("retries {n}"), format!("retries {got}"))
+            }
+        };
+        if !holds {
+            failures.push(Failure {
+                expected,
+                actual: got,
+                origin: *origin,
+            });
+        }
+    }
+    CaseResult { failures, actual }
+}
+
+/// `reviews.v2` when in the callee's namespace, `ns/reviews.v2` otherwise.
+fn backend_name(service_key: &str, subset: Option<&str>, mesh: &Mesh, to: ServiceId) -> String {
+    let same_ns = mesh
+        .service(to)
+        .is_some_and(|s| service_key.starts_with(&format!("{}/", s.namespace)));
+    let base = if same_ns {
+        service_key.split_once('/').map_or(service_key, |(_, n)| n)
+    } else {
+        service_key
+    };
+    match subset {
+        Some(s) => format!("{base}.{s}"),
+        None => base.to_string(),
+    }
+}
