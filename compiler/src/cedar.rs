@@ -477,7 +477,7 @@ fn validate_inline(validator: &Validator, block: &CedarBlock, findings: &mut Vec
             span,
             label
                 .and_then(|l| l.label().map(str::to_string))
-                .unwrap_or_else(|| "here".into()),
+                .unwrap_or_else(|| "does not validate".into()),
         );
         if let Some(help) = diagnostic.help() {
             d = d.with_help(help.to_string());
@@ -495,6 +495,7 @@ fn validate_inline(validator: &Validator, block: &CedarBlock, findings: &mut Vec
             false
         }
         Ok(set) => {
+            let set = with_readable_ids(set);
             let result = validator.validate(&set, ValidationMode::Strict);
             let mut ok = true;
             for error in result.validation_errors() {
@@ -504,6 +505,26 @@ fn validate_inline(validator: &Validator, block: &CedarBlock, findings: &mut Vec
             ok
         }
     }
+}
+
+/// The policies of an inline block renamed for messages: by their `@id` when they have
+/// one, else by position (`policy 2 of the block`) rather than Cedar's `policy1`.
+fn with_readable_ids(set: PolicySet) -> PolicySet {
+    let mut renamed = PolicySet::new();
+    for (n, policy) in set.policies().enumerate() {
+        let id = policy
+            .annotation("id")
+            .map_or_else(|| format!("policy {} of the block", n + 1), str::to_string);
+        if renamed
+            .add(policy.new_id(cedar_policy::PolicyId::new(id)))
+            .is_err()
+        {
+            // Two policies with one `@id`: keep Cedar's own names.
+            renamed = set.clone();
+            break;
+        }
+    }
+    renamed
 }
 
 /// The block's policies, each with an `@id` naming its place unless it has one.

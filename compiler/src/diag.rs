@@ -87,6 +87,11 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "Correct the path (relative to the importing file, or `std/NAME`), or remove one import of the cycle.",
     ),
     (
+        CEDAR,
+        "Cedar policy does not validate against the mesh schema",
+        "Use the mesh's entity types (`Mesh::Service`, `Mesh::Namespace`, `Mesh::Action`) and context attributes (`path`, `host`, `headers`, `query`); the label shows the offending place.",
+    ),
+    (
         CONFLICT,
         "conflicting blocks",
         "Merge the two blocks into one.",
