@@ -1,0 +1,75 @@
+//! The admin listener: `/live` (the process answers), `/ready` (a config and endpoints are
+//! loaded), `/metrics` (Prometheus text) and `/config` (the active config, its hash and
+//! load time, as JSON).
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::http::{Body, error_response, full};
+use crate::state::Shared;
+
+/// Answers one admin request.
+pub fn handle(shared: &Arc<Shared>, request: &Request<Incoming>) -> Response<Body> {
+    match request.uri().path() {
+        "/live" => text(StatusCode::OK, "live\n".into(), "text/plain; charset=utf-8"),
+        "/ready" => match shared.snapshot() {
+            Some(_) => text(
+                StatusCode::OK,
+                "ready\n".into(),
+                "text/plain; charset=utf-8",
+            ),
+            None => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: no valid config and endpoints loaded yet\n".into(),
+                "text/plain; charset=utf-8",
+            ),
+        },
+        "/metrics" => text(
+            StatusCode::OK,
+            shared.metrics.encode(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+        "/config" => match shared.snapshot() {
+            Some(snapshot) => {
+                let loaded = &snapshot.config;
+                let body = serde_json::json!({
+                    "hash": loaded.hash,
+                    "loaded_at": loaded
+                        .loaded_at
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or_default(),
+                    "config": loaded.config.source(),
+                });
+                text(
+                    StatusCode::OK,
+                    serde_json::to_string_pretty(&body).unwrap_or_default() + "\n",
+                    "application/json",
+                )
+            }
+            None => error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                "no config loaded",
+            ),
+        },
+        _ => error_response(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "admin endpoints: /live /ready /metrics /config",
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

@@ -1,0 +1,74 @@
+//! The agent's command line: which files it reads and where it listens.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `mesh-agent`: the mesh sidecar proxy.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "mesh-agent", version, about)]
+pub struct Args {
+    /// The workload config written by `meshc compile` (watched; reloaded on change).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The endpoints file: where each service's instances are (watched).
+    #[arg(long)]
+    pub endpoints: PathBuf,
+    /// Directory with this workload's certificate, key and CA bundle (used by mTLS).
+    #[arg(long)]
+    pub identity_dir: Option<PathBuf>,
+    /// Outbound proxy listener: the app sends its requests here (`HTTP_PROXY`).
+    #[arg(long, default_value = "127.0.0.1:15001")]
+    pub outbound: SocketAddr,
+    /// Inbound listener: other workloads' agents call this workload here.
+    #[arg(long, default_value = "127.0.0.1:15006")]
+    pub inbound: SocketAddr,
+    /// Admin listener: /live, /ready, /metrics, /config.
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    pub admin: SocketAddr,
+    /// The local app, where inbound requests are forwarded.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub app: SocketAddr,
+    /// How often files are re-read even without a change event.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub resync: Duration,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub drain_timeout: Duration,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log line formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `250ms`, `5s`, `1m`: the duration syntax of `.mesh` files.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit (us, ms, s, m, h)"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a number"))?;
+    let micros = match unit {
+        "us" => 1,
+        "ms" => 1_000,
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}` (us, ms, s, m, h)"
+            ));
+        }
+    };
+    Ok(Duration::from_micros(n.saturating_mul(micros)))
+}

@@ -1,0 +1,84 @@
+//! Upstream connections: hyper-util's pooled clients, one speaking HTTP/1.1 and one
+//! HTTP/2 with prior knowledge (h2c, for `http2` and `grpc` ports). Connections are kept
+//! alive and reused per endpoint.
+
+use std::time::Duration;
+
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::http::Body;
+
+/// How long a connection attempt may take before the endpoint counts as failing.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The pooled upstream clients.
+#[derive(Clone)]
+pub struct Clients {
+    http1: Client<HttpConnector, Body>,
+    http2: Client<HttpConnector, Body>,
+}
+
+/// Why a try got no response.
+#[derive(Debug)]
+pub enum SendError {
+    /// The connection could not be made.
+    Connect(String),
+    /// The connection or stream failed after it was made.
+    Reset(String),
+}
+
+impl Default for Clients {
+    fn default() -> Clients {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector.clone());
+        let http2 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .http2_only(true)
+            .build(connector);
+        Clients { http1, http2 }
+    }
+}
+
+impl Clients {
+    /// Sends `request` (whose URI is absolute) over HTTP/2 or HTTP/1.1.
+    pub async fn send(
+        &self,
+        mut request: Request<Body>,
+        http2: bool,
+    ) -> Result<Response<Incoming>, SendError> {
+        let client = if http2 {
+            *request.version_mut() = Version::HTTP_2;
+            &self.http2
+        } else {
+            *request.version_mut() = Version::HTTP_11;
+            &self.http1
+        };
+        client.request(request).await.map_err(|error| {
+            let text = error_chain(&error);
+            if error.is_connect() {
+                SendError::Connect(text)
+            } else {
+                SendError::Reset(text)
+            }
+        })
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,156 @@
+//! Discovery: where the instances of each service are. An endpoint is an address with the
+//! labels of its instance; a subset's endpoints are those whose labels include the
+//! subset's (as Kubernetes label selectors work). The first source is a JSON file, watched
+//! like the config; the [`Discovery`] trait keeps room for Kubernetes EndpointSlices.
+//!
+//! ```json
+//! {"endpoints": [
+//!   {"service": "bookinfo/reviews", "address": "127.0.0.1:9081", "labels": {"version": "v2"}}
+//! ]}
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One instance of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// `namespace/name`.
+    pub service: String,
+    /// Where its agent's inbound listener is.
+    pub address: SocketAddr,
+    /// Its labels (`version`, …), matched against subsets.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointsFile {
+    endpoints: Vec<Endpoint>,
+}
+
+/// Every known endpoint, by service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    by_service: HashMap<String, Vec<Endpoint>>,
+}
+
+impl Endpoints {
+    /// Parses an endpoints file.
+    pub fn from_json(bytes: &[u8]) -> Result<Endpoints, DiscoveryError> {
+        let file: EndpointsFile = serde_json::from_slice(bytes).map_err(DiscoveryError::Json)?;
+        Ok(Endpoints::from_list(file.endpoints))
+    }
+
+    /// Groups endpoints by service.
+    pub fn from_list(list: Vec<Endpoint>) -> Endpoints {
+        let mut by_service: HashMap<String, Vec<Endpoint>> = HashMap::new();
+        for endpoint in list {
+            by_service
+                .entry(endpoint.service.clone())
+                .or_default()
+                .push(endpoint);
+        }
+        Endpoints { by_service }
+    }
+
+    /// The endpoints of `service` whose labels include every one of `selector`.
+    pub fn select<'a>(
+        &'a self,
+        service: &str,
+        selector: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = &'a Endpoint> + 'a {
+        self.by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter(move |e| selector.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+    }
+}
+
+/// Why endpoints could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Not an endpoints document.
+    #[error("endpoints file is not valid: {0}")]
+    Json(serde_json::Error),
+}
+
+/// A source of endpoints.
+pub trait Discovery: Send + Sync {
+    /// The current endpoints; errors keep the last good set in force.
+    fn load(&self) -> Result<Endpoints, DiscoveryError>;
+    /// Files whose changes mean the endpoints may have changed (watched).
+    fn watched_paths(&self) -> Vec<PathBuf>;
+}
+
+/// Endpoints from a JSON file.
+#[derive(Clone, Debug)]
+pub struct FileDiscovery {
+    path: PathBuf,
+}
+
+impl FileDiscovery {
+    /// Reads endpoints from `path`.
+    pub fn new(path: &Path) -> FileDiscovery {
+        FileDiscovery {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Discovery for FileDiscovery {
+    fn load(&self) -> Result<Endpoints, DiscoveryError> {
+        let bytes = std::fs::read(&self.path).map_err(|source| DiscoveryError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        Endpoints::from_json(&bytes)
+    }
+
+    fn watched_paths(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_select_by_labels() {
+        let endpoints = Endpoints::from_json(
+            br#"{"endpoints": [
+                {"service": "ns/a", "address": "127.0.0.1:1", "labels": {"version": "v1"}},
+                {"service": "ns/a", "address": "127.0.0.1:2", "labels": {"version": "v2"}},
+                {"service": "ns/b", "address": "127.0.0.1:3"}
+            ]}"#,
+        )
+        .unwrap_or_default();
+        let v2 = BTreeMap::from([("version".to_string(), "v2".to_string())]);
+        let all = BTreeMap::new();
+        let ports = |sel| -> Vec<u16> {
+            endpoints
+                .select("ns/a", sel)
+                .map(|e| e.address.port())
+                .collect()
+        };
+        assert_eq!(ports(&v2), [2]);
+        assert_eq!(ports(&all), [1, 2]);
+        assert!(Endpoints::from_json(b"{\"endpoints\": [{\"service\": 1}]}").is_err());
+        assert!(Endpoints::from_json(b"not json").is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! `mesh-agent`: the mesh's sidecar proxy. It loads its workload config (from
+//! `meshc compile`) and the endpoints of the services it calls, keeps both hot-reloaded,
+//! and serves three listeners: outbound (the app's requests to other services: routing,
+//! splits, balancing, retries, timeouts), inbound (other workloads' requests to the app)
+//! and admin (health, metrics, the active config). Every routing decision is made by
+//! `mesh-config`, the same code `meshc test` runs.
+
+pub mod admin;
+pub mod args;
+pub mod balance;
+pub mod client;
+pub mod discovery;
+pub mod http;
+pub mod inbound;
+pub mod logging;
+pub mod metrics;
+pub mod outbound;
+pub mod reload;
+pub mod retry;
+pub mod server;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use args::Args;
+
+use crate::client::Clients;
+use crate::discovery::FileDiscovery;
+use crate::reload::Reloader;
+use crate::state::Shared;
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The addresses the agent listens on, printed as one JSON line on stdout once bound (so
+/// callers that asked for port 0 learn the real ports).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Bound {
+    /// Outbound listener.
+    pub outbound: SocketAddr,
+    /// Inbound listener.
+    pub inbound: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AgentError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AgentError::Bind { what, addr, source })
+}
+
+/// Runs the agent until `shutdown` completes, then drains in-flight requests for up to
+/// `args.drain_timeout`.
+pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    let shared = Arc::new(Shared::default());
+    let mut reloader = Reloader::new(
+        &args.config,
+        Box::new(FileDiscovery::new(&args.endpoints)),
+        Arc::clone(&shared),
+    );
+    reloader.reload();
+    let outbound_listener = bind("outbound", args.outbound).await?;
+    let inbound_listener = bind("inbound", args.inbound).await?;
+    let admin_listener = bind("admin", args.admin).await?;
+    let bound = Bound {
+        outbound: outbound_listener.local_addr().unwrap_or(args.outbound),
+        inbound: inbound_listener.local_addr().unwrap_or(args.inbound),
+        admin: admin_listener.local_addr().unwrap_or(args.admin),
+    };
+    println!("{}", serde_json::to_string(&bound).unwrap_or_default());
+    tracing::info!(outbound = %bound.outbound, inbound = %bound.inbound, admin = %bound.admin, app = %args.app, "listening");
+    let resync = tokio::spawn(reloader.watch(args.resync));
+
+    let clients = Clients::default();
+    let outbound = outbound::Outbound::new(Arc::clone(&shared), clients.clone());
+    let inbound = inbound::Inbound::new(Arc::clone(&shared), clients, args.app);
+    let admin_shared = Arc::clone(&shared);
+    let graceful = GracefulShutdown::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let serving = async {
+        tokio::join!(
+            server::serve(
+                outbound_listener,
+                move |request| {
+                    let outbound = outbound.clone();
+                    async move { outbound.handle(request).await }
+                },
+                &graceful,
+                stop_rx.clone(),
+            ),
+            server::serve(
+                inbound_listener,
+                move |request| {
+                    let inbound = inbound.clone();
+                    async move { inbound.handle(request).await }
+                },
+                &graceful,
+                stop_rx.clone(),
+            ),
+            server::serve(
+                admin_listener,
+                move |request| {
+                    let response = admin::handle(&admin_shared, &request);
+                    async move { response }
+                },
+                &graceful,
+                stop_rx.clone(),
+            ),
+        )
+    };
+    {
+        tokio::pin!(serving);
+        tokio::select! {
+            _ = &mut serving => {}
+            () = shutdown => {
+                tracing::info!("shutting down: no new connections; draining in-flight requests");
+                let _ = stop_tx.send(true);
+                serving.await;
+            }
+        }
+    }
+    resync.abort();
+    match tokio::time::timeout(args.drain_timeout, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("drained"),
+        Err(_) => {
+            tracing::warn!(timeout = ?args.drain_timeout, "drain timed out; closing remaining connections")
+        }
+    }
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

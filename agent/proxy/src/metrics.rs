@@ -1,0 +1,149 @@
+//! The agent's Prometheus metrics, served on the admin listener's `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of a proxied request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// `namespace/name` of the called service (`passthrough` for unknown authorities).
+    pub service: String,
+    /// The subset, or empty.
+    pub subset: String,
+    /// The route rule, or empty.
+    pub rule: String,
+    /// The response status.
+    pub status: u16,
+}
+
+/// Labels naming a service.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    /// `namespace/name`.
+    pub service: String,
+}
+
+/// Labels of a direction.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+}
+
+/// Labels of a reload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `config` or `endpoints`.
+    pub kind: &'static str,
+    /// `ok` or `failed`.
+    pub result: &'static str,
+}
+
+/// Labels of the active config.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLabels {
+    /// SHA-256 of the config bytes.
+    pub hash: String,
+}
+
+/// Every metric of the agent.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by direction, service, subset, rule and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency by direction.
+    pub latency: Family<DirectionLabels, Histogram>,
+    /// Retries sent.
+    pub retries: Family<ServiceLabels, Counter>,
+    /// Retries refused by the budget.
+    pub budget_exhausted: Family<ServiceLabels, Counter>,
+    /// Endpoints ejected after connect failures.
+    pub ejections: Family<ServiceLabels, Counter>,
+    /// Mirrored requests sent.
+    pub mirrored: Family<ServiceLabels, Counter>,
+    /// Config and endpoint reloads.
+    pub reloads: Family<ReloadLabels, Counter>,
+    /// 1 for the active config's hash.
+    pub config_info: Family<ConfigLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::with_prefix("mesh");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<DirectionLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
+        });
+        let retries = Family::<ServiceLabels, Counter>::default();
+        let budget_exhausted = Family::<ServiceLabels, Counter>::default();
+        let ejections = Family::<ServiceLabels, Counter>::default();
+        let mirrored = Family::<ServiceLabels, Counter>::default();
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        let config_info = Family::<ConfigLabels, Gauge>::default();
+        registry.register("requests", "Proxied requests", requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time to response headers",
+            latency.clone(),
+        );
+        registry.register("retries", "Retries sent", retries.clone());
+        registry.register(
+            "retry_budget_exhausted",
+            "Retries refused by the retry budget",
+            budget_exhausted.clone(),
+        );
+        registry.register(
+            "endpoint_ejections",
+            "Endpoints taken out after connect failures",
+            ejections.clone(),
+        );
+        registry.register(
+            "mirrored_requests",
+            "Mirrored requests sent",
+            mirrored.clone(),
+        );
+        registry.register("reloads", "Config and endpoint reloads", reloads.clone());
+        registry.register("config_info", "The active config", config_info.clone());
+        Metrics {
+            registry,
+            requests,
+            latency,
+            retries,
+            budget_exhausted,
+            ejections,
+            mirrored,
+            reloads,
+            config_info,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Counts a reload.
+    pub fn reload(&self, kind: &'static str, ok: bool) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                kind,
+                result: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,195 @@
+//! Hot reload: the config and endpoint files are re-read when their directory changes
+//! (watched with `notify`, so Kubernetes' `..data` symlink swaps are seen) and on a
+//! periodic resync that catches missed events. A new config is validated, then swapped in
+//! atomically; an invalid one is rejected with a log line and a metric, and the last good
+//! config stays in force. Unchanged bytes are not reloaded.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mesh_config::Config;
+use notify::Watcher;
+use sha2::Digest;
+use tokio::sync::mpsc;
+
+use crate::discovery::{Discovery, Endpoints};
+use crate::state::{LoadedConfig, Shared, Snapshot};
+
+/// Re-reads the agent's files and publishes new snapshots.
+pub struct Reloader {
+    config_path: PathBuf,
+    discovery: Box<dyn Discovery>,
+    shared: Arc<Shared>,
+    config: Option<Arc<LoadedConfig>>,
+    endpoints: Option<Arc<Endpoints>>,
+    /// Bytes of the config file last seen, valid or not.
+    seen_config: Option<Vec<u8>>,
+    /// The last endpoints error, so a broken file is logged once, not on every resync.
+    endpoints_error: Option<String>,
+}
+
+impl Reloader {
+    /// A reloader for `config_path` and `discovery`.
+    pub fn new(config_path: &Path, discovery: Box<dyn Discovery>, shared: Arc<Shared>) -> Self {
+        Reloader {
+            config_path: config_path.to_path_buf(),
+            discovery,
+            shared,
+            config: None,
+            endpoints: None,
+            seen_config: None,
+            endpoints_error: None,
+        }
+    }
+
+    /// Paths whose directories are watched.
+    pub fn watched_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.config_path.clone()];
+        paths.extend(self.discovery.watched_paths());
+        paths
+    }
+
+    /// Re-reads both sources; publishes a snapshot when either changed and both are
+    /// loaded. Returns whether a new snapshot was published.
+    pub fn reload(&mut self) -> bool {
+        let config_changed = self.reload_config();
+        let endpoints_changed = self.reload_endpoints();
+        if !(config_changed || endpoints_changed) {
+            return false;
+        }
+        let (Some(config), Some(endpoints)) = (&self.config, &self.endpoints) else {
+            return false;
+        };
+        let snapshot = Snapshot::new(
+            Arc::clone(config),
+            Arc::clone(endpoints),
+            &self.shared.registry,
+        );
+        self.shared.publish(snapshot);
+        true
+    }
+
+    fn reload_config(&mut self) -> bool {
+        let bytes = match std::fs::read(&self.config_path) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                if self.seen_config.take().is_some() || self.config.is_none() {
+                    tracing::warn!(path = %self.config_path.display(), %error, "cannot read config; keeping the last good one");
+                    self.shared.metrics.reload("config", false);
+                }
+                return false;
+            }
+        };
+        if self.seen_config.as_deref() == Some(bytes.as_slice()) {
+            return false;
+        }
+        let hash = hex(&sha2::Sha256::digest(&bytes));
+        let result = Config::from_json(&bytes);
+        self.seen_config = Some(bytes);
+        match result {
+            Ok(config) => {
+                let metrics = &self.shared.metrics;
+                if let Some(old) = &self.config {
+                    metrics.config_info.remove(&crate::metrics::ConfigLabels {
+                        hash: old.hash.clone(),
+                    });
+                }
+                metrics
+                    .config_info
+                    .get_or_create(&crate::metrics::ConfigLabels { hash: hash.clone() })
+                    .set(1);
+                metrics.reload("config", true);
+                tracing::info!(%hash, service = %config.source().workload.service, "config loaded");
+                self.config = Some(Arc::new(LoadedConfig {
+                    config,
+                    hash,
+                    loaded_at: SystemTime::now(),
+                }));
+                true
+            }
+            Err(error) => {
+                self.shared.metrics.reload("config", false);
+                tracing::error!(%hash, %error, "config rejected; keeping the last good one");
+                false
+            }
+        }
+    }
+
+    fn reload_endpoints(&mut self) -> bool {
+        match self.discovery.load() {
+            Ok(endpoints) => {
+                self.endpoints_error = None;
+                if self.endpoints.as_deref() == Some(&endpoints) {
+                    return false;
+                }
+                self.shared.metrics.reload("endpoints", true);
+                tracing::info!("endpoints loaded");
+                self.endpoints = Some(Arc::new(endpoints));
+                true
+            }
+            Err(error) => {
+                let text = error.to_string();
+                if self.endpoints_error.as_deref() != Some(text.as_str()) {
+                    self.shared.metrics.reload("endpoints", false);
+                    tracing::error!(error = %text, "endpoints rejected; keeping the last good ones");
+                    self.endpoints_error = Some(text);
+                }
+                false
+            }
+        }
+    }
+
+    /// Watches the files' directories and resyncs every `resync`, forever.
+    pub async fn watch(mut self, resync: Duration) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = tx.send(());
+            }
+        });
+        let _watcher = match watcher {
+            Ok(mut watcher) => {
+                for path in self.watched_paths() {
+                    let dir = path
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    if let Err(error) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+                        tracing::warn!(dir = %dir.display(), %error, "cannot watch; relying on resync");
+                    }
+                }
+                Some(watcher)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "no file watcher; relying on resync");
+                None
+            }
+        };
+        let mut tick = tokio::time::interval(resync);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = rx.recv() => {
+                    if event.is_none() { break; }
+                    // Coalesce the burst of events one write or swap makes.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    while rx.try_recv().is_ok() {}
+                }
+                _ = tick.tick() => {}
+            }
+            self.reload();
+        }
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
