@@ -537,6 +537,8 @@ pub struct Test {
 pub struct Case {
     /// From `request` to the last expectation.
     pub origin: Origin,
+    /// The request alone: from `request` to its last parameter.
+    pub request: Origin,
     /// The method.
     pub method: Method,
     /// The path.

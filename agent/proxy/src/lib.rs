@@ -91,7 +91,7 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
     let resync = tokio::spawn(reloader.watch(args.resync));
 
     let clients = Clients::default();
-    let outbound = outbound::Outbound::new(Arc::clone(&shared), clients.clone());
+    let outbound = outbound::Outbound::new(Arc::clone(&shared), clients.clone(), bound.outbound);
     let inbound = inbound::Inbound::new(Arc::clone(&shared), clients, args.app);
     let admin_shared = Arc::clone(&shared);
     let graceful = GracefulShutdown::new();

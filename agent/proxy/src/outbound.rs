@@ -5,6 +5,7 @@
 //! the chosen backend with per-try and total timeouts, retries with back-off and a budget.
 //! Unknown authorities pass through, or get 403 when egress is denied.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
 pub struct Outbound {
     shared: Arc<Shared>,
     clients: Clients,
+    /// The outbound listener's own address: passing a request through to it would loop.
+    listening: SocketAddr,
 }
 
 /// A request body: buffered (retryable) or streamed once.
@@ -40,8 +43,21 @@ enum RequestBody {
 
 impl Outbound {
     /// A handler over the agent's shared state.
-    pub fn new(shared: Arc<Shared>, clients: Clients) -> Outbound {
-        Outbound { shared, clients }
+    pub fn new(shared: Arc<Shared>, clients: Clients, listening: SocketAddr) -> Outbound {
+        Outbound {
+            shared,
+            clients,
+            listening,
+        }
+    }
+
+    /// Whether `authority` names this listener (a request the agent would send to itself).
+    fn is_self(&self, authority: &str) -> bool {
+        authority.parse::<SocketAddr>().is_ok_and(|addr| {
+            addr.port() == self.listening.port()
+                && (addr.ip() == self.listening.ip()
+                    || (addr.ip().is_loopback() && self.listening.ip().is_unspecified()))
+        })
     }
 
     /// Handles one request from the app.
@@ -381,7 +397,13 @@ impl Outbound {
     ) -> Response<Body> {
         let started = Instant::now();
         let egress = snapshot.config.config.source().outbound.egress;
-        let response = if egress == Egress::Deny {
+        let response = if self.is_self(authority) {
+            error_response(
+                StatusCode::LOOP_DETECTED,
+                "loop",
+                &format!("`{authority}` is the agent's own outbound listener"),
+            )
+        } else if egress == Egress::Deny {
             error_response(
                 StatusCode::FORBIDDEN,
                 "egress-denied",

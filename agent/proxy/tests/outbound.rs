@@ -353,6 +353,13 @@ async fn unknown_authorities_pass_through_unless_egress_is_denied() {
     assert_eq!(got.status, 403);
     assert_eq!(got.headers["mesh-error"], "egress-denied");
     assert_eq!(outside.hits(), 1);
+
+    // A request for the agent's own listener would loop back into it forever.
+    let m = mesh(vec![], endpoints(&[]));
+    let own = m.agent.outbound.to_string();
+    let got = m.http.get(m.agent.outbound, &own, "/x").await;
+    assert_eq!(got.status, 508);
+    assert_eq!(got.headers["mesh-error"], "loop");
 }
 
 #[tokio::test(flavor = "multi_thread")]

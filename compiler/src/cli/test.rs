@@ -56,7 +56,7 @@ pub fn run(paths: &[PathBuf], style: Style) -> Exit {
                         format!("got {}", f.actual),
                     )
                     .with_label(
-                        case.origin.span,
+                        case.request.span,
                         format!("the request was: {}", outcome.actual),
                     )
                 })

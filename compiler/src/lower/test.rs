@@ -142,6 +142,7 @@ fn lower_case(
     }
     ok.then(|| Case {
         origin: cx.origin(span),
+        request: cx.origin(request.span),
         method,
         path: request.path.value.clone(),
         from,

@@ -151,7 +151,10 @@ impl Agent {
             .args(["--admin", "127.0.0.1:0", "--resync", "1s"])
             .args(["--drain-timeout", "5s"])
             .args(["--app", &app.to_string()])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("MESH_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
