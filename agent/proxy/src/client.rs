@@ -10,7 +10,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::http::Body;
+use crate::http::{Body, boxed, strip_hop_by_hop};
+use crate::upgrade;
 
 /// How long a connection attempt may take before the endpoint counts as failing.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -69,6 +70,26 @@ impl Clients {
                 SendError::Reset(text)
             }
         })
+    }
+}
+
+impl Clients {
+    /// Forwards `request` unchanged apart from hop-by-hop headers: as an upgrade
+    /// handshake when the client asked for one, else as a plain request.
+    pub async fn forward(
+        &self,
+        request: Request<Body>,
+        http2: bool,
+        upgrade: Option<upgrade::Requested>,
+    ) -> Result<Response<Body>, SendError> {
+        match upgrade {
+            Some(upgrade) => upgrade.forward(self, request).await,
+            None => {
+                let (mut parts, body) = self.send(request, http2).await?.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Ok(Response::from_parts(parts, boxed(body)))
+            }
+        }
     }
 }
 

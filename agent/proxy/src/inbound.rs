@@ -14,6 +14,7 @@ use crate::client::{Clients, SendError};
 use crate::http::{Body, boxed, error_response, strip_hop_by_hop};
 use crate::metrics::{DirectionLabels, RequestLabels};
 use crate::state::Shared;
+use crate::upgrade;
 
 /// The inbound request handler.
 #[derive(Clone)]
@@ -34,7 +35,7 @@ impl Inbound {
     }
 
     /// Handles one request for this workload.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         let Some(snapshot) = self.shared.snapshot() else {
             return error_response(
@@ -48,6 +49,7 @@ impl Inbound {
             .ports
             .first()
             .is_some_and(|p| matches!(p.protocol, Protocol::Http2 | Protocol::Grpc));
+        let upgrade = upgrade::take(&mut request);
         let (mut parts, body) = request.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -59,16 +61,9 @@ impl Inbound {
             ),
             Ok(uri) => {
                 parts.uri = uri;
-                match self
-                    .clients
-                    .send(Request::from_parts(parts, boxed(body)), http2)
-                    .await
-                {
-                    Ok(response) => {
-                        let (mut parts, body) = response.into_parts();
-                        strip_hop_by_hop(&mut parts.headers);
-                        Response::from_parts(parts, boxed(body))
-                    }
+                let request = Request::from_parts(parts, boxed(body));
+                match self.clients.forward(request, http2, upgrade).await {
+                    Ok(response) => response,
                     Err(SendError::Connect(e)) => error_response(
                         StatusCode::BAD_GATEWAY,
                         "app-unavailable",

@@ -19,6 +19,7 @@ pub mod reload;
 pub mod retry;
 pub mod server;
 pub mod state;
+pub mod upgrade;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -22,6 +22,7 @@ use crate::http::{Body, View, authority, boxed, error_response, full, strip_hop_
 use crate::metrics::{DirectionLabels, RequestLabels, ServiceLabels};
 use crate::retry::{self, Outcome};
 use crate::state::{Shared, Snapshot};
+use crate::upgrade;
 
 /// Requests with bodies up to this size are buffered, so they can be retried and mirrored.
 pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
@@ -124,7 +125,7 @@ impl Outbound {
     async fn routed(
         &self,
         snapshot: &Snapshot,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         authority: &str,
         plan: Plan<'_>,
     ) -> Response<Body> {
@@ -142,6 +143,7 @@ impl Outbound {
                 return error_response(status, "fault-injected", "fault injected by the route");
             }
         }
+        let upgrade = upgrade::take(&mut request);
         let (mut parts, body) = request.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         if !parts.headers.contains_key(header::HOST)
@@ -155,6 +157,15 @@ impl Outbound {
             .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
         if let Some(rule) = plan.rule {
             edit(rule, &mut parts.headers, &mut path_and_query);
+        }
+        let try_request = TryRequest {
+            parts: &parts,
+            path_and_query: &path_and_query,
+        };
+        if let Some(upgrade) = upgrade {
+            return self
+                .upgraded(snapshot, plan.backend, try_request, body, upgrade)
+                .await;
         }
         let body = match buffer(body).await {
             Ok(body) => body,
@@ -179,10 +190,6 @@ impl Outbound {
                 }
             }
         }
-        let try_request = TryRequest {
-            parts: &parts,
-            path_and_query: &path_and_query,
-        };
         let send = self.with_retries(snapshot, &plan, try_request, body);
         match plan.timeout {
             Some(timeout) => match tokio::time::timeout(timeout, send).await {
@@ -210,14 +217,7 @@ impl Outbound {
         let Some((pool, http2)) =
             snapshot.pool(&plan.backend.service, plan.backend.subset.as_deref())
         else {
-            return error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no-route",
-                &format!(
-                    "{} is not a service this workload may call",
-                    backend_name(plan.backend)
-                ),
-            );
+            return no_route(plan.backend);
         };
         let (attempts, retry) = match (plan.retry, &body) {
             (Some(retry), RequestBody::Buffered(_)) => (retry.attempts.max(1), Some(retry)),
@@ -253,11 +253,7 @@ impl Outbound {
                 tokio::time::sleep(retry::backoff(retry, attempt - 1)).await;
             }
             let Some(endpoint) = pool.pick(avoid) else {
-                return error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no-endpoints",
-                    &format!("{} has no endpoints", backend_name(plan.backend)),
-                );
+                return no_endpoints(plan.backend);
             };
             let endpoint = Arc::clone(endpoint);
             avoid = Some(endpoint.addr);
@@ -268,13 +264,7 @@ impl Outbound {
             };
             let upstream = match request.build(endpoint.addr, body) {
                 Ok(upstream) => upstream,
-                Err(error) => {
-                    return error_response(
-                        StatusCode::BAD_REQUEST,
-                        "bad-request",
-                        &format!("cannot forward the request: {error}"),
-                    );
-                }
+                Err(error) => return cannot_forward(&error),
             };
             let in_flight = endpoint.start();
             let per_try = retry
@@ -350,6 +340,35 @@ impl Outbound {
         })
     }
 
+    /// Forwards an upgrade handshake to one endpoint of `backend` and, on `101`, joins
+    /// the connections (see [`upgrade`]). No retries, mirrors or route timeout apply.
+    async fn upgraded(
+        &self,
+        snapshot: &Snapshot,
+        backend: &Backend,
+        request: TryRequest<'_>,
+        body: Incoming,
+        upgrade: upgrade::Requested,
+    ) -> Response<Body> {
+        let Some((pool, _)) = snapshot.pool(&backend.service, backend.subset.as_deref()) else {
+            return no_route(backend);
+        };
+        let Some(endpoint) = pool.pick(None) else {
+            return no_endpoints(backend);
+        };
+        let upstream = match request.build(endpoint.addr, boxed(body)) {
+            Ok(upstream) => upstream,
+            Err(error) => return cannot_forward(&error),
+        };
+        match upgrade.forward(&self.clients, upstream).await {
+            Ok(response) => response,
+            Err(error) => send_failed(
+                &error,
+                &format!("{} at {}", backend_name(backend), endpoint.addr),
+            ),
+        }
+    }
+
     fn mirror(
         &self,
         snapshot: &Snapshot,
@@ -392,10 +411,11 @@ impl Outbound {
     async fn passthrough(
         &self,
         snapshot: &Snapshot,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         authority: &str,
     ) -> Response<Body> {
         let started = Instant::now();
+        let upgrade = upgrade::take(&mut request);
         let egress = snapshot.config.config.source().outbound.egress;
         let response = if self.is_self(authority) {
             error_response(
@@ -420,26 +440,10 @@ impl Outbound {
             match Uri::try_from(format!("http://{authority}{path}")) {
                 Ok(uri) => {
                     parts.uri = uri;
-                    match self
-                        .clients
-                        .send(Request::from_parts(parts, boxed(body)), false)
-                        .await
-                    {
-                        Ok(response) => {
-                            let (mut parts, body) = response.into_parts();
-                            strip_hop_by_hop(&mut parts.headers);
-                            Response::from_parts(parts, boxed(body))
-                        }
-                        Err(SendError::Connect(e)) => error_response(
-                            StatusCode::BAD_GATEWAY,
-                            "connect-failed",
-                            &format!("cannot connect to {authority}: {e}"),
-                        ),
-                        Err(SendError::Reset(e)) => error_response(
-                            StatusCode::BAD_GATEWAY,
-                            "upstream-reset",
-                            &format!("{authority} failed: {e}"),
-                        ),
+                    let request = Request::from_parts(parts, boxed(body));
+                    match self.clients.forward(request, false, upgrade).await {
+                        Ok(response) => response,
+                        Err(error) => send_failed(&error, authority),
                     }
                 }
                 Err(_) => error_response(
@@ -529,6 +533,49 @@ async fn buffer(body: Incoming) -> Result<RequestBody, String> {
         .await
         .map(|collected| RequestBody::Buffered(collected.to_bytes()))
         .map_err(|e| e.to_string())
+}
+
+fn no_route(backend: &Backend) -> Response<Body> {
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no-route",
+        &format!(
+            "{} is not a service this workload may call",
+            backend_name(backend)
+        ),
+    )
+}
+
+fn no_endpoints(backend: &Backend) -> Response<Body> {
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no-endpoints",
+        &format!("{} has no endpoints", backend_name(backend)),
+    )
+}
+
+fn cannot_forward(error: &http::Error) -> Response<Body> {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        "bad-request",
+        &format!("cannot forward the request: {error}"),
+    )
+}
+
+/// The 502 for a try that got no response from `target`.
+fn send_failed(error: &SendError, target: &str) -> Response<Body> {
+    match error {
+        SendError::Connect(e) => error_response(
+            StatusCode::BAD_GATEWAY,
+            "connect-failed",
+            &format!("cannot connect to {target}: {e}"),
+        ),
+        SendError::Reset(e) => error_response(
+            StatusCode::BAD_GATEWAY,
+            "upstream-reset",
+            &format!("{target} failed: {e}"),
+        ),
+    }
 }
 
 fn backend_name(backend: &Backend) -> String {

@@ -1,0 +1,101 @@
+//! The per-request decision on the agent's hot path: map the authority to a service,
+//! route the request (`mesh-config`'s `route`, header matchers, split draw) and pick an
+//! endpoint of the chosen backend. Measured for 10 rules with the match on the last one
+//! (the worst case for first-match routing) and for each balancing algorithm.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark setup")]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mesh_agent::balance::{Pool, Registry};
+use mesh_agent::http::View;
+use mesh_config::Config;
+use mesh_config::schema::Balance;
+use serde_json::{Value, json};
+
+const RULES: usize = 10;
+
+fn rule(i: usize) -> Value {
+    json!({
+        "name": format!("r{i}"),
+        "when": {"text": {"attr": {"header": "x-user"}, "op": "eq", "value": format!("user-{i}")}},
+        "backends": [
+            {"service": "ns/reviews", "subset": "v1", "weight_milli": 90_000},
+            {"service": "ns/reviews", "subset": "v2", "weight_milli": 10_000}
+        ],
+        "timeout_us": 2_000_000, "retry": null, "mirrors": [], "fault": null,
+        "set_headers": [], "remove_headers": [], "rewrite_prefix": null
+    })
+}
+
+fn config() -> Config {
+    let config = json!({
+        "version": 1,
+        "mesh": {"name": "bench", "trust_domain": "cluster.local"},
+        "workload": {
+            "service": "ns/productpage",
+            "identity": "spiffe://cluster.local/ns/ns/sa/productpage",
+            "ports": [{"protocol": "http", "number": 9080}]
+        },
+        "inbound": {"mtls": "permissive", "authz": {"kind": "allow_all"}},
+        "outbound": {"egress": "allow", "services": [{
+            "service": "ns/reviews",
+            "authorities": ["reviews", "reviews.ns", "reviews.ns.svc", "reviews.ns.svc.cluster.local"],
+            "ports": [{"protocol": "http", "number": 9080}],
+            "identity": "spiffe://cluster.local/ns/ns/sa/reviews",
+            "labels": {"app": "reviews"},
+            "subsets": [
+                {"name": "v1", "labels": {"version": "v1"}},
+                {"name": "v2", "labels": {"version": "v2"}}
+            ],
+            "balance": "round_robin",
+            "timeout_us": null,
+            "retry": null,
+            "rules": (0..RULES).map(rule).collect::<Vec<_>>()
+        }]}
+    });
+    Config::from_json(config.to_string().as_bytes()).expect("valid bench config")
+}
+
+fn pool(balance: Balance) -> Pool {
+    let registry = Registry::default();
+    let endpoints = (0..8)
+        .map(|i| registry.get(format!("127.0.0.1:{}", 10_000 + i).parse().unwrap()))
+        .collect();
+    Pool::new(endpoints, balance)
+}
+
+fn request_path(c: &mut Criterion) {
+    let config = config();
+    let request = http::Request::builder()
+        .uri("/reviews/1")
+        .header("host", "reviews.ns.svc.cluster.local:9080")
+        .header("x-user", format!("user-{}", RULES - 1))
+        .header("accept", "application/json")
+        .body(())
+        .unwrap();
+    let mut group = c.benchmark_group("request_path");
+    for (name, balance) in [
+        ("round_robin", Balance::RoundRobin),
+        ("least_request", Balance::LeastRequest),
+        ("ewma", Balance::Ewma),
+    ] {
+        let pool = pool(balance);
+        group.bench_function(format!("route_10_rules+{name}"), |b| {
+            let mut draw = 0u32;
+            b.iter(|| {
+                draw = (draw + 7_919) % mesh_config::schema::FULL_WEIGHT;
+                let authority = black_box("reviews.ns.svc.cluster.local:9080");
+                let index = config.service_for_authority(authority).unwrap();
+                let view = View::new(&request, authority);
+                let decision = config.route(index, &view, draw).unwrap();
+                let endpoint = pool.pick(None).unwrap();
+                black_box((decision.backend, endpoint.addr))
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, request_path);
+criterion_main!(benches);
