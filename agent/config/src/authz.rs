@@ -5,12 +5,12 @@
 //! context carries the path, host, the headers and query parameters the policies read,
 //! and the results of their regexes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
-    PolicySet, Request, RestrictedExpression,
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
+    PolicyId, PolicySet, PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression,
 };
 use regex::Regex;
 
@@ -25,10 +25,19 @@ pub(crate) enum CompiledAuthz {
     Cedar(Box<CedarState>),
 }
 
+/// The policy set, indexed by principal scope so a request evaluates only the policies
+/// that can apply to its caller. A policy whose scope does not match is not satisfied and
+/// cannot fail (Cedar tests the scope before the conditions), so leaving it out changes
+/// neither the decision, nor the deciding policies, nor the errors.
 #[derive(Debug)]
 pub(crate) struct CedarState {
     mode: PolicyMode,
-    policies: PolicySet,
+    /// Policies whose principal scope can match any caller: unconstrained, or by type.
+    universal: PolicySet,
+    /// Policies whose principal scope names an entity (`==`, `in`, `is … in`), by that
+    /// entity: they can only apply to a caller that is, or is a member of, it.
+    by_principal: HashMap<EntityUid, PolicySet>,
+    authorizer: Authorizer,
     resource: EntityUid,
     headers: Vec<String>,
     query: Vec<String>,
@@ -78,16 +87,6 @@ impl CompiledAuthz {
         };
         let parsed = PolicySet::from_str(&cedar.policies)
             .map_err(|e| invalid(format!("Cedar policies do not parse: {e}")))?;
-        // Policies are known by their `@id` annotation, so decisions name their source.
-        let mut policies = PolicySet::new();
-        for policy in parsed.policies() {
-            let id = policy
-                .annotation("id")
-                .map_or_else(|| policy.id().clone(), PolicyId::new);
-            policies
-                .add(policy.new_id(id.clone()))
-                .map_err(|e| invalid(format!("policy `{id}`: {e}")))?;
-        }
         let (_, ns, sa) = parse_spiffe_id(&config.workload.identity).ok_or_else(|| {
             invalid(format!(
                 "workload identity `{}` is not a SPIFFE id",
@@ -96,6 +95,51 @@ impl CompiledAuthz {
         })?;
         let resource = uid("Mesh::Service", &format!("{ns}/{sa}"))
             .ok_or_else(|| invalid("bad resource id".into()))?;
+        // Policies are known by their `@id` annotation, so decisions name their source.
+        let mut all = PolicySet::new();
+        let mut universal = PolicySet::new();
+        let mut by_principal: HashMap<EntityUid, PolicySet> = HashMap::new();
+        for policy in parsed.policies() {
+            let id = policy
+                .annotation("id")
+                .map_or_else(|| policy.id().clone(), PolicyId::new);
+            let policy = policy.new_id(id.clone());
+            all.add(policy.clone())
+                .map_err(|e| invalid(format!("policy `{id}`: {e}")))?;
+            if !may_apply_to(&policy, &resource) {
+                continue;
+            }
+            let set = match policy.principal_constraint() {
+                PrincipalConstraint::Any | PrincipalConstraint::Is(_) => &mut universal,
+                PrincipalConstraint::Eq(entity)
+                | PrincipalConstraint::In(entity)
+                | PrincipalConstraint::IsIn(_, entity) => by_principal.entry(entity).or_default(),
+            };
+            set.add(policy)
+                .map_err(|e| invalid(format!("policy `{id}`: {e}")))?;
+        }
+        // The context carries these as records: a key given twice would make every
+        // request's context invalid, so every request would be denied.
+        for (list, keys) in [
+            ("headers", cedar.headers.iter().collect::<Vec<_>>()),
+            ("query", cedar.query.iter().collect()),
+            ("patterns", cedar.patterns.iter().map(|p| &p.key).collect()),
+        ] {
+            for (i, key) in keys.iter().enumerate() {
+                if keys.get(..i).is_some_and(|before| before.contains(key)) {
+                    return Err(invalid(format!("`{key}` is listed twice in `{list}`")));
+                }
+            }
+        }
+        for header in &cedar.headers {
+            crate::config::check_header_name(header, "inbound.authz.headers")?;
+        }
+        for pattern in &cedar.patterns {
+            crate::config::check_attr(
+                &pattern.attr,
+                &format!("inbound.authz.patterns ({})", pattern.key),
+            )?;
+        }
         let patterns = cedar
             .patterns
             .iter()
@@ -111,7 +155,9 @@ impl CompiledAuthz {
             .collect();
         Ok(CompiledAuthz::Cedar(Box::new(CedarState {
             mode: cedar.mode,
-            policies,
+            universal,
+            by_principal,
+            authorizer: Authorizer::new(),
             resource,
             headers: cedar.headers.clone(),
             query: cedar.query.clone(),
@@ -121,10 +167,25 @@ impl CompiledAuthz {
     }
 }
 
+/// Whether `policy`'s resource scope can match `resource`, which has no parents (the
+/// request's entities hold only the caller), so `in` means equality.
+fn may_apply_to(policy: &Policy, resource: &EntityUid) -> bool {
+    match policy.resource_constraint() {
+        ResourceConstraint::Any => true,
+        ResourceConstraint::Eq(entity) | ResourceConstraint::In(entity) => entity == *resource,
+        ResourceConstraint::Is(type_name) => type_name == *resource.type_name(),
+        ResourceConstraint::IsIn(type_name, entity) => {
+            type_name == *resource.type_name() && entity == *resource
+        }
+    }
+}
+
 /// The caller of an inbound request, prepared once per connection.
 #[derive(Debug, Clone)]
 pub struct Peer {
     principal: EntityUid,
+    /// The namespace the principal is a member of (its only parent).
+    namespace: Option<EntityUid>,
     entities: Entities,
     /// The verified SPIFFE id, when there is one.
     pub identity: Option<String>,
@@ -135,6 +196,7 @@ impl Peer {
     pub fn anonymous() -> Peer {
         Peer {
             principal: anonymous_uid(),
+            namespace: None,
             entities: Entities::empty(),
             identity: None,
         }
@@ -156,11 +218,12 @@ impl Peer {
         let (Some(principal), Some(namespace)) = (principal, namespace) else {
             return Peer::anonymous();
         };
-        let entity = Entity::new_no_attrs(principal.clone(), HashSet::from([namespace]));
+        let entity = Entity::new_no_attrs(principal.clone(), HashSet::from([namespace.clone()]));
         let entities =
             Entities::from_entities([entity], None).unwrap_or_else(|_| Entities::empty());
         Peer {
             principal,
+            namespace: Some(namespace),
             entities,
             identity: Some(spiffe_id.to_string()),
         }
@@ -267,27 +330,44 @@ impl Config {
             Ok(r) => r,
             Err(e) => return deny(e.to_string()),
         };
-        let response =
-            Authorizer::new().is_authorized(&cedar_request, &state.policies, &peer.entities);
-        let decision = match response.decision() {
-            Decision::Allow => Verdict::Allow,
-            Decision::Deny => Verdict::Deny,
+        // The policies that can apply to this caller are in up to three disjoint sets.
+        // Cedar denies when a forbid holds, allows when a permit (and no forbid) holds,
+        // and names the policies that decided; evaluating the sets one by one and
+        // combining their answers that way gives what one set of all of them would.
+        let sets = [
+            Some(&state.universal),
+            state.by_principal.get(&peer.principal),
+            peer.namespace
+                .as_ref()
+                .and_then(|namespace| state.by_principal.get(namespace)),
+        ];
+        let mut forbids = Vec::new();
+        let mut permits = Vec::new();
+        let mut errors = Vec::new();
+        for set in sets.into_iter().flatten() {
+            let response = state
+                .authorizer
+                .is_authorized(&cedar_request, set, &peer.entities);
+            let reasons = response.diagnostics().reason().map(ToString::to_string);
+            match response.decision() {
+                Decision::Allow => permits.extend(reasons),
+                Decision::Deny => forbids.extend(reasons),
+            }
+            errors.extend(response.diagnostics().errors().map(ToString::to_string));
+        }
+        let (decision, mut policies) = if !forbids.is_empty() {
+            (Verdict::Deny, forbids)
+        } else if !permits.is_empty() {
+            (Verdict::Allow, permits)
+        } else {
+            (Verdict::Deny, Vec::new())
         };
-        let mut policies: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(ToString::to_string)
-            .collect();
         policies.sort();
         AuthzDecision {
             decision,
             enforced,
             policies,
-            errors: response
-                .diagnostics()
-                .errors()
-                .map(ToString::to_string)
-                .collect(),
+            errors,
         }
     }
 }
@@ -374,4 +454,145 @@ fn context<R: RequestView + ?Sized>(state: &CedarState, request: &R) -> Result<C
         ("matched".to_string(), matched),
     ])
     .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::SimpleRequest;
+    use crate::schema::{CedarAuthz, Egress, Inbound, MeshInfo, Mtls, Outbound, VERSION, Workload};
+
+    const POLICIES: &str = r#"
+        @id("any") permit (principal, action == Mesh::Action::"GET", resource) when { context.path == "/open" };
+        @id("eq") permit (principal == Mesh::Service::"a/x", action, resource);
+        @id("in-ns") permit (principal in Mesh::Namespace::"b", action in [Mesh::Action::"GET", Mesh::Action::"PUT"], resource);
+        @id("in-svc") forbid (principal in Mesh::Service::"a/x", action == Mesh::Action::"DELETE", resource);
+        @id("is-anon") forbid (principal is Mesh::Anonymous, action, resource) unless { action == Mesh::Action::"GET" };
+        @id("is-in") permit (principal is Mesh::Service in Mesh::Namespace::"c", action, resource) when { context.headers["x-k"] == "1" };
+        @id("eq-ns") permit (principal == Mesh::Namespace::"b", action, resource);
+        @id("other-resource") permit (principal, action, resource == Mesh::Service::"z/z");
+        @id("this-resource") forbid (principal, action, resource == Mesh::Service::"shop/cart") when { context.headers["x-k"] == "block" };
+        @id("resource-type") permit (principal, action, resource is Mesh::Service) when { context.path == "/typed" };
+        @id("resource-in") permit (principal in Mesh::Namespace::"d", action, resource in Mesh::Service::"shop/cart");
+        @id("errors") permit (principal, action, resource) when { context.headers["missing"] == "1" };
+        @id("errors-b") permit (principal in Mesh::Namespace::"b", action, resource) when { context.query["missing"] == "1" };
+    "#;
+
+    fn config() -> Config {
+        let source = WorkloadConfig {
+            version: VERSION,
+            mesh: MeshInfo {
+                name: "m".into(),
+                trust_domain: "td".into(),
+            },
+            workload: Workload {
+                service: "shop/cart".into(),
+                identity: "spiffe://td/ns/shop/sa/cart".into(),
+                ports: Vec::new(),
+            },
+            inbound: Inbound {
+                mtls: Mtls::Permissive,
+                authz: Authz::Cedar(CedarAuthz {
+                    mode: PolicyMode::Enforce,
+                    policies: POLICIES.into(),
+                    headers: vec!["x-k".into()],
+                    query: Vec::new(),
+                    patterns: Vec::new(),
+                }),
+            },
+            outbound: Outbound {
+                egress: Egress::Allow,
+                services: Vec::new(),
+            },
+        };
+        Config::new(source).expect("valid config")
+    }
+
+    /// The decision with every policy in one set, as Cedar alone makes it.
+    fn unindexed(config: &Config, request: &SimpleRequest, peer: &Peer) -> AuthzDecision {
+        let CompiledAuthz::Cedar(state) = &config.authz else {
+            panic!("a Cedar config");
+        };
+        let mut all = PolicySet::new();
+        for set in std::iter::once(&state.universal).chain(state.by_principal.values()) {
+            for policy in set.policies() {
+                all.add(policy.clone()).expect("unique ids");
+            }
+        }
+        let method = request.method.as_str();
+        let cedar_request = Request::new(
+            peer.principal.clone(),
+            uid("Mesh::Action", method).expect("action"),
+            state.resource.clone(),
+            context(state, request).expect("context"),
+            None,
+        )
+        .expect("request");
+        let response = Authorizer::new().is_authorized(&cedar_request, &all, &peer.entities);
+        let mut policies: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
+        policies.sort();
+        AuthzDecision {
+            decision: match response.decision() {
+                Decision::Allow => Verdict::Allow,
+                Decision::Deny => Verdict::Deny,
+            },
+            enforced: true,
+            policies,
+            errors: response
+                .diagnostics()
+                .errors()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_index_decides_exactly_as_one_policy_set() {
+        let config = config();
+        let CompiledAuthz::Cedar(state) = &config.authz else {
+            panic!("a Cedar config");
+        };
+        // "other-resource" can never apply here and is left out.
+        let indexed = state.universal.policies().count()
+            + state
+                .by_principal
+                .values()
+                .map(|s| s.policies().count())
+                .sum::<usize>();
+        assert_eq!(indexed, 12);
+
+        let mut peers = vec![Peer::anonymous()];
+        for (ns, sa) in [("a", "x"), ("a", "y"), ("b", "x"), ("c", "q"), ("d", "r")] {
+            peers.push(Peer::from_spiffe_id(
+                &format!("spiffe://td/ns/{ns}/sa/{sa}"),
+                "td",
+            ));
+        }
+        peers.push(Peer::from_spiffe_id("spiffe://other/ns/a/sa/x", "td"));
+        let mut outcomes = HashSet::new();
+        for peer in &peers {
+            for method in ["GET", "PUT", "DELETE", "PROPFIND"] {
+                for path in ["/open", "/typed", "/x"] {
+                    for header in [None, Some("1"), Some("block")] {
+                        let mut request = SimpleRequest::new(method, path, "cart");
+                        if let Some(value) = header {
+                            request = request.header("x-k", value);
+                        }
+                        let mut got = config.authorize(&request, peer);
+                        let mut want = unindexed(&config, &request, peer);
+                        got.errors.sort();
+                        want.errors.sort();
+                        assert_eq!(got, want, "{peer:?} {request:?}");
+                        outcomes.insert((got.decision, got.policies.len(), got.errors.len()));
+                    }
+                }
+            }
+        }
+        // The matrix exercises allows, denies by forbid and by default, and errors.
+        assert!(outcomes.len() >= 6, "{outcomes:?}");
+    }
 }

@@ -3,11 +3,11 @@
 //! only evaluate. An invalid config is an error naming the offending field; the agent
 //! keeps its last good config.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use regex::Regex;
 
-use crate::authz::CompiledAuthz;
+use crate::authz::{CompiledAuthz, parse_spiffe_id};
 use crate::glob::Glob;
 use crate::schema::{
     Attr, Backend, FULL_WEIGHT, Match, OutboundService, Retry, RouteRule, TextOp, VERSION,
@@ -111,19 +111,28 @@ impl Config {
             });
         }
         let own_service = source.workload.service.clone();
-        if !own_service.contains('/') {
+        check_service_key(&own_service, "workload.service")?;
+        let identity = &source.workload.identity;
+        let (domain, _, _) = check_spiffe_id(identity, "workload.identity")?;
+        if domain != source.mesh.trust_domain {
             return Err(invalid(
-                "workload.service",
-                format!("`{own_service}` is not `namespace/name`"),
+                "workload.identity",
+                format!(
+                    "`{identity}` is not in the mesh's trust domain `{}`",
+                    source.mesh.trust_domain
+                ),
             ));
         }
-        if !source.workload.identity.starts_with("spiffe://") {
-            return Err(invalid("workload.identity", "must be a spiffe:// id"));
-        }
         let mut by_authority = HashMap::new();
+        let mut keys = HashSet::new();
         let mut services = Vec::with_capacity(source.outbound.services.len());
         for (index, service) in source.outbound.services.iter().enumerate() {
             let at = format!("outbound.services[{index}] ({})", service.service);
+            check_service_key(&service.service, &format!("{at}.service"))?;
+            if !keys.insert(service.service.as_str()) {
+                return Err(invalid(at, "the service is listed twice"));
+            }
+            check_spiffe_id(&service.identity, &format!("{at}.identity"))?;
             services.push(compile_service(service, &own_service, &at)?);
             for authority in &service.authorities {
                 if by_authority
@@ -189,6 +198,17 @@ fn compile_service(
     at: &str,
 ) -> Result<CompiledService, ConfigError> {
     let subsets: Vec<&str> = service.subsets.iter().map(|s| s.name.as_str()).collect();
+    for (i, subset) in subsets.iter().enumerate() {
+        if subsets
+            .get(..i)
+            .is_some_and(|before| before.contains(subset))
+        {
+            return Err(invalid(
+                format!("{at}.subsets[{i}]"),
+                format!("subset `{subset}` is defined twice"),
+            ));
+        }
+    }
     check_retry(service.retry.as_ref(), &format!("{at}.retry"))?;
     let mut rules = Vec::with_capacity(service.rules.len());
     for (i, rule) in service.rules.iter().enumerate() {
@@ -241,6 +261,7 @@ fn check_rule(
         .map(|b| &b.backend)
         .chain(rule.mirrors.iter().map(|m| &m.backend))
     {
+        check_service_key(&backend.service, at)?;
         if backend.service == service.service
             && let Some(subset) = &backend.subset
             && !subsets.contains(&subset.as_str())
@@ -272,7 +293,56 @@ fn check_rule(
             return Err(invalid(at, "a fault abort status is outside 100..=599"));
         }
     }
+    for name in rule
+        .set_headers
+        .iter()
+        .map(|h| &h.name)
+        .chain(&rule.remove_headers)
+    {
+        check_header_name(name, at)?;
+    }
     check_retry(rule.retry.as_ref(), &format!("{at}.retry"))
+}
+
+/// A service key: `namespace/name`, both parts non-empty.
+fn check_service_key(key: &str, at: &str) -> Result<(), ConfigError> {
+    match key.split_once('/') {
+        Some((namespace, name))
+            if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+        {
+            Ok(())
+        }
+        _ => Err(invalid(at, format!("`{key}` is not `namespace/name`"))),
+    }
+}
+
+/// A SPIFFE id of a workload: `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`.
+fn check_spiffe_id<'i>(id: &'i str, at: &str) -> Result<(&'i str, &'i str, &'i str), ConfigError> {
+    parse_spiffe_id(id).ok_or_else(|| {
+        invalid(
+            at,
+            format!(
+                "`{id}` is not a SPIFFE id of the form \
+                 `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`"
+            ),
+        )
+    })
+}
+
+/// A header name as requests are looked up by: a non-empty lower-case RFC 9110 token.
+pub(crate) fn check_header_name(name: &str, at: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(
+            at,
+            format!("`{name}` is not a lower-case header name"),
+        ))
+    }
 }
 
 fn check_retry(retry: Option<&Retry>, at: &str) -> Result<(), ConfigError> {
@@ -333,26 +403,33 @@ pub(crate) fn compile_match(m: &Match, own: &str, at: &str) -> Result<Matcher, C
                 Matcher::Method { mask, other: false }
             }
         }
-        Match::Text { attr, op, value } => Matcher::Text {
-            attr: attr.clone(),
-            test: match op {
-                TextOp::Eq => TextTest::Eq(value.clone()),
-                TextOp::Ne => TextTest::Ne(value.clone()),
-                TextOp::StartsWith => TextTest::StartsWith(value.clone()),
-                TextOp::Matches => TextTest::Regex(Box::new(
-                    Regex::new(value)
-                        .map_err(|e| invalid(at, format!("invalid regex `{value}`: {e}")))?,
-                )),
-                TextOp::Like => TextTest::Glob(
-                    Glob::new(value).map_err(|e| invalid(at, format!("glob `{value}`: {e}")))?,
-                ),
-            },
-        },
-        Match::TextIn { attr, values } => Matcher::TextIn {
-            attr: attr.clone(),
-            values: values.clone(),
-        },
-        Match::Exists { attr } => match attr {
+        Match::Text { attr, op, value } => {
+            check_attr(attr, at)?;
+            Matcher::Text {
+                attr: attr.clone(),
+                test: match op {
+                    TextOp::Eq => TextTest::Eq(value.clone()),
+                    TextOp::Ne => TextTest::Ne(value.clone()),
+                    TextOp::StartsWith => TextTest::StartsWith(value.clone()),
+                    TextOp::Matches => TextTest::Regex(Box::new(
+                        Regex::new(value)
+                            .map_err(|e| invalid(at, format!("invalid regex `{value}`: {e}")))?,
+                    )),
+                    TextOp::Like => TextTest::Glob(
+                        Glob::new(value)
+                            .map_err(|e| invalid(at, format!("glob `{value}`: {e}")))?,
+                    ),
+                },
+            }
+        }
+        Match::TextIn { attr, values } => {
+            check_attr(attr, at)?;
+            Matcher::TextIn {
+                attr: attr.clone(),
+                values: values.clone(),
+            }
+        }
+        Match::Exists { attr } => match check_attr(attr, at).map(|()| attr)? {
             Attr::Header(_) | Attr::Query(_) => Matcher::Exists(attr.clone()),
             _ => {
                 return Err(invalid(
@@ -365,4 +442,12 @@ pub(crate) fn compile_match(m: &Match, own: &str, at: &str) -> Result<Matcher, C
             Matcher::Const(services.iter().any(|s| s == own) != *negated)
         }
     })
+}
+
+/// A request attribute: header names must be looked up as requests carry them.
+pub(crate) fn check_attr(attr: &Attr, at: &str) -> Result<(), ConfigError> {
+    match attr {
+        Attr::Header(name) => check_header_name(name, at),
+        Attr::Path | Attr::Host | Attr::Query(_) => Ok(()),
+    }
 }
