@@ -21,7 +21,12 @@ fn check_benchmark(c: &mut Criterion) {
     for services in [1_000, 10_000] {
         let src = synthetic::generate(services);
         let checked = check_loaded(load_sources(vec![("big.mesh".into(), src.clone())]));
-        assert_eq!(checked.findings, [], "the generated mesh must check clean");
+        // No errors; the generator's cross-namespace call chains do trip W0004 (README).
+        assert_eq!(
+            checked.errors(),
+            0,
+            "the generated mesh must have no errors"
+        );
         group.bench_function(format!("{services} services"), |b| {
             b.iter(|| check_loaded(load_sources(vec![("big.mesh".into(), src.clone())])))
         });

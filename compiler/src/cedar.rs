@@ -139,6 +139,7 @@ pub fn generate(mesh: &Mesh, loaded: &Loaded, findings: &mut Vec<Finding>) -> Ce
         }
     };
     let validator = schema.map(Validator::new);
+    let locations = Locations::new(loaded);
     let services = mesh
         .services
         .iter()
@@ -152,7 +153,7 @@ pub fn generate(mesh: &Mesh, loaded: &Loaded, findings: &mut Vec<Finding>) -> Ce
             };
             let resource = format!("Mesh::Service::{}", cedar_str(&principal_id(service)));
             for rule in &policy.rules {
-                let policy_text = access_rule(mesh, loaded, rule, &resource, &shape, &mut out);
+                let policy_text = access_rule(mesh, &locations, rule, &resource, &shape, &mut out);
                 out.text.push_str(&policy_text);
                 if let Some(validator) = &validator {
                     validate_generated(validator, &policy_text, rule, findings);
@@ -164,7 +165,22 @@ pub fn generate(mesh: &Mesh, loaded: &Loaded, findings: &mut Vec<Finding>) -> Ce
                         continue;
                     }
                 }
-                out.text.push_str(&inline_with_ids(loaded, block, index));
+                out.text
+                    .push_str(&inline_with_ids(&locations, block, index));
+            }
+            if !policy.cedar.is_empty() {
+                // Inline blocks are validated against the mesh-wide schema, so they may read
+                // any header, query parameter or pattern that some policy of the mesh reads.
+                // The context must carry all of them: a missing attribute is an evaluation
+                // error, and Cedar skips a policy that errors — a `forbid` would fail open.
+                out.headers.extend(shape.headers.iter().cloned());
+                out.query.extend(shape.query.iter().cloned());
+                for ((attr, regex), key) in &shape.patterns {
+                    if !out.patterns.iter().any(|(k, _, _)| k == key) {
+                        out.patterns
+                            .push((key.clone(), attr.clone(), regex.clone()));
+                    }
+                }
             }
             Some(out)
         })
@@ -240,23 +256,48 @@ fn schema(shape: &ContextShape) -> String {
     )
 }
 
-/// `FILE:LINE`.
-fn location(loaded: &Loaded, origin: crate::ir::Origin) -> String {
-    loaded
-        .file(origin.file)
-        .map(|f| {
-            format!(
-                "{}:{}",
-                f.source.name,
-                f.source.line_col(origin.span.start).0
-            )
-        })
-        .unwrap_or_default()
+/// `FILE:LINE` of origins. Each file's newlines are found once: a mesh of thousands of
+/// policies would otherwise rescan its file from the start for every rule (quadratic).
+struct Locations<'a> {
+    loaded: &'a Loaded,
+    /// Per file (by id), the byte offsets of its newlines.
+    newlines: Vec<Vec<usize>>,
+}
+
+impl<'a> Locations<'a> {
+    fn new(loaded: &'a Loaded) -> Locations<'a> {
+        let newlines = loaded
+            .files
+            .iter()
+            .map(|f| {
+                f.source
+                    .text
+                    .bytes()
+                    .enumerate()
+                    .filter(|(_, b)| *b == b'\n')
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect();
+        Locations { loaded, newlines }
+    }
+
+    /// `FILE:LINE`, the line 1-based (as `SourceFile::line_col` counts it).
+    fn of(&self, origin: crate::ir::Origin) -> String {
+        let (Some(file), Some(newlines)) = (
+            self.loaded.file(origin.file),
+            self.newlines.get(origin.file.0 as usize),
+        ) else {
+            return String::new();
+        };
+        let line = newlines.partition_point(|&nl| nl < origin.span.start) + 1;
+        format!("{}:{line}", file.source.name)
+    }
 }
 
 fn access_rule(
     mesh: &Mesh,
-    loaded: &Loaded,
+    locations: &Locations<'_>,
     rule: &AccessRule,
     resource: &str,
     shape: &ContextShape,
@@ -269,7 +310,7 @@ fn access_rule(
     let from: Vec<String> = rule.from.iter().map(|p| principal_text(mesh, p)).collect();
     let id = format!(
         "{} {word} from {}",
-        location(loaded, rule.origin),
+        locations.of(rule.origin),
         from.join(", ")
     );
     let action = match &rule.methods {
@@ -528,7 +569,7 @@ fn with_readable_ids(set: PolicySet) -> PolicySet {
 }
 
 /// The block's policies, each with an `@id` naming its place unless it has one.
-fn inline_with_ids(loaded: &Loaded, block: &CedarBlock, index: usize) -> String {
+fn inline_with_ids(locations: &Locations<'_>, block: &CedarBlock, index: usize) -> String {
     let Ok(set) = PolicySet::from_str(&block.text) else {
         return String::new();
     };
@@ -537,7 +578,7 @@ fn inline_with_ids(loaded: &Loaded, block: &CedarBlock, index: usize) -> String 
         if policy.annotation("id").is_none() {
             let id = format!(
                 "{} cedar {}.{}",
-                location(loaded, block.origin),
+                locations.of(block.origin),
                 index + 1,
                 n + 1
             );

@@ -133,7 +133,10 @@ fn run_case(evaluator: &Evaluator, mesh: &Mesh, case: &Case) -> CaseResult {
     });
     let decision_text = match &authz {
         Some(d) => match d.decision {
-            Verdict::Allow => "allow".to_string(),
+            // Name the deciding policies either way: a wrong expectation is fixed by
+            // knowing which rule let the request through, as much as which refused it.
+            Verdict::Allow if d.policies.is_empty() => "allow".to_string(),
+            Verdict::Allow => format!("allow by {}", d.policies.join(", ")),
             Verdict::Deny if d.policies.is_empty() => "deny (no policy allows it)".to_string(),
             Verdict::Deny => format!("deny by {}", d.policies.join(", ")),
         },

@@ -47,6 +47,14 @@ fn find(mesh: &Mesh, name: &str) -> Result<ServiceId, String> {
     }
 }
 
+/// An HTTP field name: one or more token characters (RFC 9110 §5.1).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 pub fn run(q: &Question, style: Style) -> Exit {
     let checked = match mesh_compiler::check_paths(&q.paths) {
         Ok(checked) => checked,
@@ -79,12 +87,21 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         mesh.service(from).ok_or("no caller")?,
         mesh.service(to).ok_or("no callee")?,
     );
+    if !q.path.starts_with('/') {
+        return Err(format!("path `{}` must start with `/`", q.path));
+    }
     let mut request = SimpleRequest::new(&q.method, &q.path, &callee.name);
     for header in &q.headers {
         let (name, value) = header
             .split_once(':')
             .ok_or_else(|| format!("header `{header}` is not `Name: value`"))?;
-        request = request.header(name.trim(), value.trim());
+        let name = name.trim();
+        if !is_header_name(name) {
+            return Err(format!(
+                "header `{header}` is not `Name: value`: `{name}` is not a header name"
+            ));
+        }
+        request = request.header(name, value.trim());
     }
     let evaluator = Evaluator::new(checked)?;
     let config = evaluator.config(from).ok_or("no config")?;
