@@ -1,5 +1,5 @@
 //! The admin listener: `/live` (the process answers), `/ready` (a config and endpoints are
-//! loaded), `/metrics` (Prometheus text) and `/config` (the active config, its hash and
+//! loaded, and the identity when one is configured), `/metrics` (Prometheus text) and `/config` (the active config, its hash and
 //! load time, as JSON).
 
 use std::sync::Arc;
@@ -16,15 +16,15 @@ use crate::state::Shared;
 pub fn handle(shared: &Arc<Shared>, request: &Request<Incoming>) -> Response<Body> {
     match request.uri().path() {
         "/live" => text(StatusCode::OK, "live\n".into(), "text/plain; charset=utf-8"),
-        "/ready" => match shared.snapshot() {
-            Some(_) => text(
+        "/ready" => match shared.ready() {
+            Ok(()) => text(
                 StatusCode::OK,
                 "ready\n".into(),
                 "text/plain; charset=utf-8",
             ),
-            None => text(
+            Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: no valid config and endpoints loaded yet\n".into(),
+                format!("not ready: {why}\n"),
                 "text/plain; charset=utf-8",
             ),
         },

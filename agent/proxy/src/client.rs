@@ -62,14 +62,7 @@ impl Clients {
             *request.version_mut() = Version::HTTP_11;
             &self.http1
         };
-        client.request(request).await.map_err(|error| {
-            let text = error_chain(&error);
-            if error.is_connect() {
-                SendError::Connect(text)
-            } else {
-                SendError::Reset(text)
-            }
-        })
+        send_on(client, request).await
     }
 }
 
@@ -78,12 +71,15 @@ impl Clients {
     /// handshake when the client asked for one, else as a plain request.
     pub async fn forward(
         &self,
-        request: Request<Body>,
+        mut request: Request<Body>,
         http2: bool,
         upgrade: Option<upgrade::Requested>,
     ) -> Result<Response<Body>, SendError> {
         match upgrade {
-            Some(upgrade) => upgrade.forward(self, request).await,
+            Some(upgrade) => {
+                upgrade.prepare(&mut request);
+                Ok(upgrade.finish(self.send(request, false).await?))
+            }
             None => {
                 let (mut parts, body) = self.send(request, http2).await?.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -91,6 +87,24 @@ impl Clients {
             }
         }
     }
+}
+
+/// Sends `request` on `client`, sorting failures into connect and reset errors.
+pub async fn send_on<C>(
+    client: &Client<C, Body>,
+    request: Request<Body>,
+) -> Result<Response<Incoming>, SendError>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    client.request(request).await.map_err(|error| {
+        let text = error_chain(&error);
+        if error.is_connect() {
+            SendError::Connect(text)
+        } else {
+            SendError::Reset(text)
+        }
+    })
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

@@ -1,6 +1,8 @@
-//! The inbound side: requests from other workloads' agents, forwarded to the local app.
-//! Identity (mTLS) and authorization slot in here as steps before forwarding, so that no
-//! request reaches the app before its decision.
+//! The inbound side: requests from other workloads' agents. The caller's identity comes
+//! from the connection's mTLS handshake (none for plaintext under permissive mTLS); each
+//! request is authorized with the workload's Cedar policies through `mesh-config` and only
+//! then forwarded to the local app. A deny is a 403 naming the decision; in audit mode it is
+//! logged and counted and the request goes through.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,9 +11,11 @@ use std::time::Instant;
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use mesh_config::schema::Protocol;
+use mesh_config::{Peer, Verdict};
+use mesh_identity::SpiffeId;
 
 use crate::client::{Clients, SendError};
-use crate::http::{Body, boxed, error_response, strip_hop_by_hop};
+use crate::http::{Body, View, authority, boxed, error_response, strip_hop_by_hop};
 use crate::metrics::{DirectionLabels, RequestLabels};
 use crate::state::Shared;
 use crate::upgrade;
@@ -35,7 +39,11 @@ impl Inbound {
     }
 
     /// Handles one request for this workload.
-    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        peer: Option<Arc<SpiffeId>>,
+    ) -> Response<Body> {
         let started = Instant::now();
         let Some(snapshot) = self.shared.snapshot() else {
             return error_response(
@@ -44,7 +52,12 @@ impl Inbound {
                 "the mesh agent has no config yet",
             );
         };
-        let workload = &snapshot.config.config.source().workload;
+        let config = &snapshot.config.config;
+        let workload = &config.source().workload;
+        if let Some(denied) = self.authorize(config, &request, peer.as_deref()) {
+            self.record(&workload.service, denied.status(), started);
+            return denied;
+        }
         let http2 = workload
             .ports
             .first()
@@ -77,15 +90,53 @@ impl Inbound {
                 }
             }
         };
+        self.record(&workload.service, response.status(), started);
+        response
+    }
+
+    /// Decides whether `request` from `peer` may reach the app: `Some` holds the 403.
+    fn authorize(
+        &self,
+        config: &mesh_config::Config,
+        request: &Request<Incoming>,
+        peer: Option<&SpiffeId>,
+    ) -> Option<Response<Body>> {
+        let source = config.source();
+        let caller = match peer {
+            Some(id) => Peer::from_spiffe_id(&id.to_string(), &source.mesh.trust_domain),
+            None => Peer::anonymous(),
+        };
+        let view = View::new(request, authority(request).unwrap_or(""));
+        let decision = config.authorize(&view, &caller);
+        self.shared.metrics.authz(&decision);
+        let who = caller.identity.as_deref().unwrap_or("anonymous");
+        match (decision.decision, decision.enforced) {
+            (Verdict::Allow, _) => None,
+            (Verdict::Deny, false) => {
+                tracing::warn!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), "audit: request would be denied");
+                None
+            }
+            (Verdict::Deny, true) => {
+                tracing::info!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), "request denied");
+                Some(error_response(
+                    StatusCode::FORBIDDEN,
+                    "denied",
+                    &decision.reason(),
+                ))
+            }
+        }
+    }
+
+    fn record(&self, service: &str, status: StatusCode, started: Instant) {
         let metrics = &self.shared.metrics;
         metrics
             .requests
             .get_or_create(&RequestLabels {
                 direction: "inbound",
-                service: workload.service.clone(),
+                service: service.to_string(),
                 subset: String::new(),
                 rule: String::new(),
-                status: response.status().as_u16(),
+                status: status.as_u16(),
             })
             .inc();
         metrics
@@ -94,6 +145,5 @@ impl Inbound {
                 direction: "inbound",
             })
             .observe(started.elapsed().as_secs_f64());
-        response
     }
 }

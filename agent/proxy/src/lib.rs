@@ -2,8 +2,10 @@
 //! `meshc compile`) and the endpoints of the services it calls, keeps both hot-reloaded,
 //! and serves three listeners: outbound (the app's requests to other services: routing,
 //! splits, balancing, retries, timeouts), inbound (other workloads' requests to the app)
-//! and admin (health, metrics, the active config). Every routing decision is made by
-//! `mesh-config`, the same code `meshc test` runs.
+//! and admin (health, metrics, the active config). Inbound connections are mTLS per the
+//! config's mode and every inbound request is authorized before it reaches the app. Every
+//! routing and authorization decision is made by `mesh-config`, the same code `meshc test`
+//! runs.
 
 pub mod admin;
 pub mod args;
@@ -19,6 +21,7 @@ pub mod reload;
 pub mod retry;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod upgrade;
 
 use std::future::Future;
@@ -26,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper_util::server::graceful::GracefulShutdown;
+use mesh_config::schema::Mtls;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -72,11 +76,12 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Agent
 /// Runs the agent until `shutdown` completes, then drains in-flight requests for up to
 /// `args.drain_timeout`.
 pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared::new(args.identity_dir.is_some()));
     let mut reloader = Reloader::new(
         &args.config,
         Box::new(FileDiscovery::new(&args.endpoints)),
         Arc::clone(&shared),
+        args.identity_dir.as_deref(),
     );
     reloader.reload();
     let outbound_listener = bind("outbound", args.outbound).await?;
@@ -95,13 +100,15 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
     let outbound = outbound::Outbound::new(Arc::clone(&shared), clients.clone(), bound.outbound);
     let inbound = inbound::Inbound::new(Arc::clone(&shared), clients, args.app);
     let admin_shared = Arc::clone(&shared);
+    let inbound_shared = Arc::clone(&shared);
     let graceful = GracefulShutdown::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let serving = async {
         tokio::join!(
             server::serve(
                 outbound_listener,
-                move |request| {
+                server::plaintext,
+                move |request, _peer| {
                     let outbound = outbound.clone();
                     async move { outbound.handle(request).await }
                 },
@@ -110,16 +117,26 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
             ),
             server::serve(
                 inbound_listener,
-                move |request| {
+                move |stream, remote| {
+                    let shared = Arc::clone(&inbound_shared);
+                    async move {
+                        let mode = shared
+                            .snapshot()
+                            .map_or(Mtls::Strict, |s| s.config.config.source().inbound.mtls);
+                        tls::accept_inbound(stream, remote, mode, shared.tls()).await
+                    }
+                },
+                move |request, peer| {
                     let inbound = inbound.clone();
-                    async move { inbound.handle(request).await }
+                    async move { inbound.handle(request, peer).await }
                 },
                 &graceful,
                 stop_rx.clone(),
             ),
             server::serve(
                 admin_listener,
-                move |request| {
+                server::plaintext,
+                move |request, _peer| {
                     let response = admin::handle(&admin_shared, &request);
                     async move { response }
                 },

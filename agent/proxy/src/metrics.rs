@@ -39,7 +39,7 @@ pub struct DirectionLabels {
 /// Labels of a reload.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
-    /// `config` or `endpoints`.
+    /// `config`, `endpoints` or `identity`.
     pub kind: &'static str,
     /// `ok` or `failed`.
     pub result: &'static str,
@@ -50,6 +50,17 @@ pub struct ReloadLabels {
 pub struct ConfigLabels {
     /// SHA-256 of the config bytes.
     pub hash: String,
+}
+
+/// Labels of an authorization decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthzLabels {
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// `enforce`, or `audit` when a deny was only logged.
+    pub mode: &'static str,
+    /// The `@id` of a deciding policy, or empty when nothing allowed.
+    pub policy: String,
 }
 
 /// Every metric of the agent.
@@ -71,6 +82,10 @@ pub struct Metrics {
     pub reloads: Family<ReloadLabels, Counter>,
     /// 1 for the active config's hash.
     pub config_info: Family<ConfigLabels, Gauge>,
+    /// Inbound authorization decisions, by deciding policy.
+    pub authz: Family<AuthzLabels, Counter>,
+    /// Seconds until the loaded workload certificate expires (negative: expired).
+    pub identity_expires_in: Gauge,
 }
 
 impl Default for Metrics {
@@ -89,6 +104,8 @@ impl Default for Metrics {
         let mirrored = Family::<ServiceLabels, Counter>::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         let config_info = Family::<ConfigLabels, Gauge>::default();
+        let authz = Family::<AuthzLabels, Counter>::default();
+        let identity_expires_in = Gauge::default();
         registry.register("requests", "Proxied requests", requests.clone());
         registry.register(
             "request_duration_seconds",
@@ -113,6 +130,16 @@ impl Default for Metrics {
         );
         registry.register("reloads", "Config and endpoint reloads", reloads.clone());
         registry.register("config_info", "The active config", config_info.clone());
+        registry.register(
+            "authz_decisions",
+            "Inbound authorization decisions by deciding policy",
+            authz.clone(),
+        );
+        registry.register(
+            "identity_expires_in_seconds",
+            "Seconds until the workload certificate expires",
+            identity_expires_in.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -123,6 +150,8 @@ impl Default for Metrics {
             mirrored,
             reloads,
             config_info,
+            authz,
+            identity_expires_in,
         }
     }
 }
@@ -135,6 +164,28 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    /// Counts an authorization decision once per deciding policy.
+    pub fn authz(&self, decision: &mesh_config::AuthzDecision) {
+        let labels = |policy: &str| AuthzLabels {
+            decision: match decision.decision {
+                mesh_config::Verdict::Allow => "allow",
+                mesh_config::Verdict::Deny => "deny",
+            },
+            mode: if decision.enforced {
+                "enforce"
+            } else {
+                "audit"
+            },
+            policy: policy.to_string(),
+        };
+        if decision.policies.is_empty() {
+            self.authz.get_or_create(&labels("")).inc();
+        }
+        for policy in &decision.policies {
+            self.authz.get_or_create(&labels(policy)).inc();
+        }
     }
 
     /// Counts a reload.

@@ -17,11 +17,12 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use mesh_config::schema::{Backend, Egress, FULL_WEIGHT, Retry, RouteRule};
 
-use crate::client::{Clients, SendError};
+use crate::client::{Clients, SendError, send_on};
 use crate::http::{Body, View, authority, boxed, error_response, full, strip_hop_by_hop};
 use crate::metrics::{DirectionLabels, RequestLabels, ServiceLabels};
 use crate::retry::{self, Outcome};
 use crate::state::{Shared, Snapshot};
+use crate::tls::MtlsClient;
 use crate::upgrade;
 
 /// Requests with bodies up to this size are buffered, so they can be retried and mirrored.
@@ -49,6 +50,22 @@ impl Outbound {
             shared,
             clients,
             listening,
+        }
+    }
+
+    /// The transport to a service whose endpoints present `identity`: mTLS once the agent
+    /// has an identity, plaintext before.
+    /// The error is the 502 to answer.
+    fn transport(&self, identity: &str) -> Result<Transport, Box<Response<Body>>> {
+        match self.shared.tls() {
+            None => Ok(Transport::Plain),
+            Some(tls) => tls.client(identity).map(Transport::Mtls).map_err(|error| {
+                Box::new(error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad-identity",
+                    &format!("cannot set up mTLS to {identity}: {error}"),
+                ))
+            }),
         }
     }
 
@@ -214,10 +231,14 @@ impl Outbound {
         request: TryRequest<'_>,
         body: RequestBody,
     ) -> Response<Body> {
-        let Some((pool, http2)) =
+        let Some((pool, service)) =
             snapshot.pool(&plan.backend.service, plan.backend.subset.as_deref())
         else {
             return no_route(plan.backend);
+        };
+        let transport = match self.transport(&service.identity) {
+            Ok(transport) => transport,
+            Err(response) => return *response,
         };
         let (attempts, retry) = match (plan.retry, &body) {
             (Some(retry), RequestBody::Buffered(_)) => (retry.attempts.max(1), Some(retry)),
@@ -262,7 +283,7 @@ impl Outbound {
                 (None, Some(incoming)) => boxed(incoming),
                 (None, None) => full(Bytes::new()),
             };
-            let upstream = match request.build(endpoint.addr, body) {
+            let upstream = match request.build(transport.scheme(), endpoint.addr, body) {
                 Ok(upstream) => upstream,
                 Err(error) => return cannot_forward(&error),
             };
@@ -270,7 +291,7 @@ impl Outbound {
             let per_try = retry
                 .and_then(|r| r.per_try_timeout_us)
                 .map(Duration::from_micros);
-            let sent = self.clients.send(upstream, http2);
+            let sent = transport.send(&self.clients, upstream, service.http2);
             let result = match per_try {
                 Some(limit) => tokio::time::timeout(limit, sent).await.ok(),
                 None => Some(sent.await),
@@ -350,18 +371,24 @@ impl Outbound {
         body: Incoming,
         upgrade: upgrade::Requested,
     ) -> Response<Body> {
-        let Some((pool, _)) = snapshot.pool(&backend.service, backend.subset.as_deref()) else {
+        let Some((pool, service)) = snapshot.pool(&backend.service, backend.subset.as_deref())
+        else {
             return no_route(backend);
+        };
+        let transport = match self.transport(&service.identity) {
+            Ok(transport) => transport,
+            Err(response) => return *response,
         };
         let Some(endpoint) = pool.pick(None) else {
             return no_endpoints(backend);
         };
-        let upstream = match request.build(endpoint.addr, boxed(body)) {
+        let mut upstream = match request.build(transport.scheme(), endpoint.addr, boxed(body)) {
             Ok(upstream) => upstream,
             Err(error) => return cannot_forward(&error),
         };
-        match upgrade.forward(&self.clients, upstream).await {
-            Ok(response) => response,
+        upgrade.prepare(&mut upstream);
+        match transport.send(&self.clients, upstream, false).await {
+            Ok(response) => upgrade.finish(response),
             Err(error) => send_failed(
                 &error,
                 &format!("{} at {}", backend_name(backend), endpoint.addr),
@@ -377,19 +404,22 @@ impl Outbound {
         path_and_query: &str,
         body: Bytes,
     ) {
-        let Some((pool, http2)) = snapshot.pool(&backend.service, backend.subset.as_deref()) else {
+        let Some((pool, service)) = snapshot.pool(&backend.service, backend.subset.as_deref())
+        else {
             return;
         };
-        let Some(endpoint) = pool.pick(None) else {
+        let (Ok(transport), Some(endpoint)) = (self.transport(&service.identity), pool.pick(None))
+        else {
             return;
         };
         let request = TryRequest {
             parts,
             path_and_query,
         };
-        let Ok(request) = request.build(endpoint.addr, full(body)) else {
+        let Ok(request) = request.build(transport.scheme(), endpoint.addr, full(body)) else {
             return;
         };
+        let http2 = service.http2;
         self.shared
             .metrics
             .mirrored
@@ -400,9 +430,8 @@ impl Outbound {
         let clients = self.clients.clone();
         tokio::spawn(async move {
             // Fire and forget: the response is read and dropped, errors are ignored.
-            if let Ok(Ok(response)) =
-                tokio::time::timeout(Duration::from_secs(10), clients.send(request, http2)).await
-            {
+            let sent = transport.send(&clients, request, http2);
+            if let Ok(Ok(response)) = tokio::time::timeout(Duration::from_secs(10), sent).await {
                 let _ = response.into_body().collect().await;
             }
         });
@@ -468,6 +497,37 @@ impl Outbound {
     }
 }
 
+/// How requests reach a mesh service's endpoints.
+#[derive(Clone)]
+enum Transport {
+    /// Plaintext (the shared clients), when the agent has no identity.
+    Plain,
+    /// mTLS that accepts only the callee's SPIFFE id.
+    Mtls(Arc<MtlsClient>),
+}
+
+impl Transport {
+    fn scheme(&self) -> &'static str {
+        match self {
+            Transport::Plain => "http",
+            Transport::Mtls(_) => "https",
+        }
+    }
+
+    /// Sends `request`; over mTLS the HTTP version is what ALPN negotiated.
+    async fn send(
+        &self,
+        clients: &Clients,
+        request: Request<Body>,
+        http2: bool,
+    ) -> Result<Response<Incoming>, SendError> {
+        match self {
+            Transport::Plain => clients.send(request, http2).await,
+            Transport::Mtls(client) => send_on(client, request).await,
+        }
+    }
+}
+
 /// What routing decided, borrowed from the snapshot.
 struct Plan<'c> {
     service: &'c str,
@@ -485,10 +545,15 @@ struct TryRequest<'a> {
 }
 
 impl TryRequest<'_> {
-    fn build(&self, addr: std::net::SocketAddr, body: Body) -> Result<Request<Body>, http::Error> {
+    fn build(
+        &self,
+        scheme: &str,
+        addr: SocketAddr,
+        body: Body,
+    ) -> Result<Request<Body>, http::Error> {
         let mut request = Request::builder()
             .method(self.parts.method.clone())
-            .uri(format!("http://{addr}{}", self.path_and_query))
+            .uri(format!("{scheme}://{addr}{}", self.path_and_query))
             .body(body)?;
         *request.headers_mut() = self.parts.headers.clone();
         Ok(request)

@@ -27,12 +27,23 @@ pub struct Reloader {
     seen_config: Option<Vec<u8>>,
     /// The last endpoints error, so a broken file is logged once, not on every resync.
     endpoints_error: Option<String>,
+    /// The workload identity's directory, when mTLS is configured.
+    identity_dir: Option<PathBuf>,
+    /// Bytes of the identity files last seen, valid or not.
+    seen_identity: Option<Vec<u8>>,
 }
 
 impl Reloader {
     /// A reloader for `config_path` and `discovery`.
-    pub fn new(config_path: &Path, discovery: Box<dyn Discovery>, shared: Arc<Shared>) -> Self {
+    pub fn new(
+        config_path: &Path,
+        discovery: Box<dyn Discovery>,
+        shared: Arc<Shared>,
+        identity_dir: Option<&Path>,
+    ) -> Self {
         Reloader {
+            identity_dir: identity_dir.map(Path::to_path_buf),
+            seen_identity: None,
             config_path: config_path.to_path_buf(),
             discovery,
             shared,
@@ -47,12 +58,18 @@ impl Reloader {
     pub fn watched_paths(&self) -> Vec<PathBuf> {
         let mut paths = vec![self.config_path.clone()];
         paths.extend(self.discovery.watched_paths());
+        paths.extend(
+            self.identity_dir
+                .iter()
+                .map(|dir| dir.join(mesh_identity::CERT_FILE)),
+        );
         paths
     }
 
     /// Re-reads both sources; publishes a snapshot when either changed and both are
     /// loaded. Returns whether a new snapshot was published.
     pub fn reload(&mut self) -> bool {
+        self.reload_identity();
         let config_changed = self.reload_config();
         let endpoints_changed = self.reload_endpoints();
         if !(config_changed || endpoints_changed) {
@@ -113,6 +130,55 @@ impl Reloader {
                 tracing::error!(%hash, %error, "config rejected; keeping the last good one");
                 false
             }
+        }
+    }
+
+    /// Re-reads the identity files; a valid new identity replaces the old one for new
+    /// connections, an invalid one is logged and counted and the last good one kept.
+    fn reload_identity(&mut self) {
+        let Some(dir) = &self.identity_dir else {
+            return;
+        };
+        self.update_identity_expiry();
+        let mut bytes = Vec::new();
+        for name in [
+            mesh_identity::CERT_FILE,
+            mesh_identity::KEY_FILE,
+            mesh_identity::CA_CERT_FILE,
+        ] {
+            bytes.extend(std::fs::read(dir.join(name)).unwrap_or_default());
+            bytes.push(0);
+        }
+        if self.seen_identity.as_deref() == Some(bytes.as_slice()) {
+            return;
+        }
+        self.seen_identity = Some(bytes);
+        match mesh_identity::Identity::load(dir).and_then(crate::tls::Tls::new) {
+            Ok(tls) => {
+                tracing::info!(identity = %tls.identity.spiffe_id(), "identity loaded");
+                self.shared.metrics.reload("identity", true);
+                self.shared.publish_tls(tls);
+                self.update_identity_expiry();
+            }
+            Err(error) => {
+                self.shared.metrics.reload("identity", false);
+                tracing::error!(%error, "identity rejected; keeping the last good one");
+            }
+        }
+    }
+
+    /// Sets the seconds-until-expiry gauge of the loaded certificate.
+    fn update_identity_expiry(&self) {
+        if let Some(tls) = self.shared.tls() {
+            let left = tls
+                .identity
+                .not_after()
+                .duration_since(SystemTime::now())
+                .map_or_else(
+                    |e| -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+                    |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                );
+            self.shared.metrics.identity_expires_in.set(left);
         }
     }
 

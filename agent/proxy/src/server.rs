@@ -1,9 +1,14 @@
 //! Accept loops: every listener serves HTTP/1.1 and HTTP/2 (prior knowledge) with
 //! hyper-util's auto builder, and registers each connection with a graceful-shutdown
-//! watcher so SIGTERM stops accepting and lets in-flight requests finish.
+//! watcher so SIGTERM stops accepting and lets in-flight requests finish. How an accepted
+//! stream becomes a connection (plaintext, or the inbound mTLS handshake) is the caller's
+//! `accept`; it runs in the connection's own task, so a slow handshake never blocks the
+//! loop.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -11,24 +16,37 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use mesh_identity::SpiffeId;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::http::Body;
+use crate::tls::{Accepted, Io};
 
-/// Serves `listener` with `handle` until `stop` turns true.
-pub async fn serve<H, F>(
+/// Accepts every stream as plaintext with no peer identity.
+pub async fn plaintext(stream: TcpStream, _remote: SocketAddr) -> Option<Accepted> {
+    Some(Accepted {
+        io: Io::Plain(stream),
+        peer: None,
+    })
+}
+
+/// Serves `listener` until `stop` turns true: each stream goes through `accept`, then
+/// each request to `handle` with the connection's peer identity.
+pub async fn serve<A, AF, H, F>(
     listener: TcpListener,
+    accept: A,
     handle: H,
     graceful: &GracefulShutdown,
     mut stop: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    A: Fn(TcpStream, SocketAddr) -> AF + Clone + Send + Sync + 'static,
+    AF: Future<Output = Option<Accepted>> + Send + 'static,
+    H: Fn(Request<Incoming>, Option<Arc<SpiffeId>>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -40,17 +58,21 @@ pub async fn serve<H, F>(
             _ = stop.wait_for(|stopped| *stopped) => break,
         };
         let _ = stream.set_nodelay(true);
-        let handle = handle.clone();
-        let service = service_fn(move |request| {
-            let handle = handle.clone();
-            async move { Ok::<_, Infallible>(handle(request).await) }
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (accept, handle, watcher) = (accept.clone(), handle.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let Some(Accepted { io, peer }) = accept(stream, remote).await else {
+                return;
+            };
+            let peer = peer.map(Arc::new);
+            let service = service_fn(move |request| {
+                let (handle, peer) = (handle.clone(), peer.clone());
+                async move { Ok::<_, Infallible>(handle(request, peer).await) }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });

@@ -13,6 +13,7 @@ use mesh_config::schema::Protocol;
 use crate::balance::{Pool, Registry};
 use crate::discovery::Endpoints;
 use crate::metrics::Metrics;
+use crate::tls::Tls;
 
 /// A loaded config with what `/config` reports.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub struct ServicePools {
     pub pools: Vec<(Option<String>, Arc<Pool>)>,
     /// Whether its endpoints speak HTTP/2 (h2c) rather than HTTP/1.1.
     pub http2: bool,
+    /// The SPIFFE id its endpoints must present under mTLS.
+    pub identity: String,
 }
 
 /// Config and endpoints, consistent with each other.
@@ -59,6 +62,7 @@ impl Snapshot {
                     .ports
                     .first()
                     .is_some_and(|p| matches!(p.protocol, Protocol::Http2 | Protocol::Grpc)),
+                identity: service.identity.clone(),
             };
             let whole = endpoints
                 .select(&service.service, &service.labels)
@@ -88,20 +92,23 @@ impl Snapshot {
         }
     }
 
-    /// The pool of a backend, and whether it speaks HTTP/2.
-    pub fn pool(&self, service: &str, subset: Option<&str>) -> Option<(&Arc<Pool>, bool)> {
+    /// The pool of a backend, with its service's pools (HTTP/2, identity).
+    pub fn pool(&self, service: &str, subset: Option<&str>) -> Option<(&Arc<Pool>, &ServicePools)> {
         let entry = self.pools.get(service)?;
         entry
             .pools
             .iter()
             .find(|(s, _)| s.as_deref() == subset)
-            .map(|(_, pool)| (pool, entry.http2))
+            .map(|(_, pool)| (pool, entry))
     }
 }
 
 /// Everything the listeners share.
 pub struct Shared {
     snapshot: RwLock<Option<Arc<Snapshot>>>,
+    tls: RwLock<Option<Arc<Tls>>>,
+    /// Whether an identity directory was given (then `/ready` waits for it).
+    pub identity_required: bool,
     /// Endpoint state by address.
     pub registry: Registry,
     /// Metrics.
@@ -110,24 +117,53 @@ pub struct Shared {
     pub budgets: crate::retry::Budgets,
 }
 
-impl Default for Shared {
-    fn default() -> Shared {
+impl Shared {
+    /// Empty state; `identity_required` when the agent was given an identity directory.
+    pub fn new(identity_required: bool) -> Shared {
         Shared {
             snapshot: RwLock::new(None),
+            tls: RwLock::new(None),
+            identity_required,
             registry: Registry::default(),
             metrics: Metrics::default(),
             budgets: crate::retry::Budgets::default(),
         }
     }
-}
 
-impl Shared {
     /// The active snapshot; `None` until a config and endpoints are loaded.
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
         match self.snapshot.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The loaded identity and its TLS configs, if any.
+    pub fn tls(&self) -> Option<Arc<Tls>> {
+        match self.tls.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a new identity (existing connections keep the old one).
+    pub fn publish_tls(&self, tls: Tls) {
+        let tls = Arc::new(tls);
+        match self.tls.write() {
+            Ok(mut guard) => *guard = Some(tls),
+            Err(poisoned) => *poisoned.into_inner() = Some(tls),
+        }
+    }
+
+    /// Ready to serve: config and endpoints loaded, and the identity if one is required.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if self.snapshot().is_none() {
+            return Err("no valid config and endpoints loaded yet");
+        }
+        if self.identity_required && self.tls().is_none() {
+            return Err("no valid identity loaded yet");
+        }
+        Ok(())
     }
 
     /// Swaps in a new snapshot.

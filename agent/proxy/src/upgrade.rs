@@ -4,13 +4,14 @@
 //! `101 Switching Protocols` it splices the two connections byte for byte until either
 //! side closes. Upgrades are never retried or mirrored.
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::client::{Clients, SendError};
-use crate::http::{Body, boxed, strip_hop_by_hop};
+use crate::http::{Body, boxed, full, strip_hop_by_hop};
 
 /// An upgrade the client asked for: the protocol it named and its side of the connection.
 pub struct Requested {
@@ -46,20 +47,21 @@ fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
 }
 
 impl Requested {
-    /// Sends the handshake `request` (hop-by-hop headers already stripped) over HTTP/1.1.
-    /// On `101` the connections are joined in a background task and the `101` is returned
-    /// with its upgrade headers; any other answer is returned as a plain response.
-    pub async fn forward(
-        self,
-        clients: &Clients,
-        mut request: Request<Body>,
-    ) -> Result<Response<Body>, SendError> {
-        restore(request.headers_mut(), self.protocol);
-        let mut response = clients.send(request, false).await?;
+    /// Puts the upgrade headers back on the handshake about to be forwarded (hop-by-hop
+    /// headers already stripped). Upgrades are sent over HTTP/1.1.
+    pub fn prepare(&self, request: &mut Request<Body>) {
+        restore(request.headers_mut(), self.protocol.clone());
+        *request.version_mut() = http::Version::HTTP_11;
+    }
+
+    /// Completes the upgrade with the upstream's answer: on `101` the connections are
+    /// joined in a background task and the `101` is returned with its upgrade headers;
+    /// any other answer is returned as a plain response.
+    pub fn finish(self, mut response: Response<Incoming>) -> Response<Body> {
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            return Ok(Response::from_parts(parts, boxed(body)));
+            return Response::from_parts(parts, boxed(body));
         }
         let upstream = hyper::upgrade::on(&mut response);
         let protocol = response.headers().get(header::UPGRADE).cloned();
@@ -82,9 +84,6 @@ impl Requested {
         if let Some(protocol) = protocol {
             restore(&mut parts.headers, protocol);
         }
-        Ok(Response::from_parts(
-            parts,
-            crate::http::full(bytes::Bytes::new()),
-        ))
+        Response::from_parts(parts, full(Bytes::new()))
     }
 }

@@ -144,7 +144,13 @@ impl Drop for Agent {
 impl Agent {
     /// Starts the agent on `config` and `endpoints` files in `dir`.
     pub fn start(dir: &Path, app: SocketAddr) -> Agent {
+        Agent::start_with(dir, app, &[])
+    }
+
+    /// Starts the agent with extra flags (for example `--identity-dir DIR`).
+    pub fn start_with(dir: &Path, app: SocketAddr, extra: &[&str]) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-agent"))
+            .args(extra)
             .args(["--config", dir.join("config.json").to_str().unwrap()])
             .args(["--endpoints", dir.join("endpoints.json").to_str().unwrap()])
             .args(["--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0"])
