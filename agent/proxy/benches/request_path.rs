@@ -1,13 +1,16 @@
 //! The per-request decision on the agent's hot path: map the authority to a service,
 //! route the request (`mesh-config`'s `route`, header matchers, split draw) and pick an
 //! endpoint of the chosen backend. Measured for 10 rules with the match on the last one
-//! (the worst case for first-match routing) and for each balancing algorithm.
+//! (the worst case for first-match routing) and for each balancing algorithm. And the
+//! inbound decision: the caller's principal (per connection) and the Cedar authorization
+//! of a request against a bookinfo-sized policy set.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark setup")]
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mesh_agent::balance::{Pool, Registry};
+use mesh_agent::caller::Caller;
 use mesh_agent::http::View;
 use mesh_config::Config;
 use mesh_config::schema::Balance;
@@ -97,5 +100,75 @@ fn request_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, request_path);
+/// The reviews workload of bookinfo: productpage may read, reviews' own health checker may
+/// probe, a debug header is forbidden to everyone.
+fn inbound_config() -> Config {
+    let policies = r#"
+@id("bookinfo.mesh:40 allow productpage")
+permit (principal == Mesh::Service::"bookinfo/productpage",
+        action in [Mesh::Action::"GET", Mesh::Action::"HEAD"],
+        resource == Mesh::Service::"bookinfo/reviews")
+when { context.path like "/reviews/*" };
+
+@id("bookinfo.mesh:41 allow health from namespace ops")
+permit (principal in Mesh::Namespace::"ops", action == Mesh::Action::"GET",
+        resource == Mesh::Service::"bookinfo/reviews")
+when { context.path == "/health" };
+
+@id("bookinfo.mesh:42 deny debug")
+forbid (principal, action, resource == Mesh::Service::"bookinfo/reviews")
+when { context.has_headers.contains("x-debug") };
+"#;
+    let config = json!({
+        "version": 1,
+        "mesh": {"name": "bookinfo", "trust_domain": "cluster.local"},
+        "workload": {
+            "service": "bookinfo/reviews",
+            "identity": "spiffe://cluster.local/ns/bookinfo/sa/reviews",
+            "ports": [{"protocol": "http", "number": 9080}]
+        },
+        "inbound": {"mtls": "strict", "authz": {
+            "kind": "cedar", "mode": "enforce", "policies": policies,
+            "headers": ["x-debug"], "query": [], "patterns": []
+        }},
+        "outbound": {"egress": "deny", "services": []}
+    });
+    Config::from_json(config.to_string().as_bytes()).expect("valid bench config")
+}
+
+fn inbound_authorize(c: &mut Criterion) {
+    let config = inbound_config();
+    let trust_domain = &config.source().mesh.trust_domain;
+    let id = mesh_identity::SpiffeId::parse("spiffe://cluster.local/ns/bookinfo/sa/productpage")
+        .unwrap();
+    let request = http::Request::builder()
+        .uri("/reviews/1")
+        .header("host", "reviews:9080")
+        .header("accept", "application/json")
+        .body(())
+        .unwrap();
+    let mut group = c.benchmark_group("inbound");
+    // Later requests on a connection: the principal is already built.
+    let caller = Caller::new(Some(id.clone()));
+    group.bench_function("authorize", |b| {
+        b.iter(|| {
+            let view = View::new(&request, black_box("reviews:9080"));
+            let decision = config.authorize(&view, &caller.peer(trust_domain));
+            assert!(decision.decision == mesh_config::Verdict::Allow);
+            black_box(decision.enforced)
+        });
+    });
+    // The first request of a connection: the principal is built from the SPIFFE id.
+    group.bench_function("authorize_first_request", |b| {
+        b.iter(|| {
+            let caller = Caller::new(Some(id.clone()));
+            let view = View::new(&request, black_box("reviews:9080"));
+            let decision = config.authorize(&view, &caller.peer(trust_domain));
+            black_box(decision.enforced)
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, request_path, inbound_authorize);
 criterion_main!(benches);

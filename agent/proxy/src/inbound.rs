@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
+use mesh_config::Verdict;
 use mesh_config::schema::Protocol;
-use mesh_config::{Peer, Verdict};
-use mesh_identity::SpiffeId;
 
+use crate::caller::Caller;
 use crate::client::{Clients, SendError};
 use crate::http::{Body, View, authority, boxed, error_response, strip_hop_by_hop};
 use crate::metrics::{DirectionLabels, RequestLabels};
@@ -42,7 +42,7 @@ impl Inbound {
     pub async fn handle(
         &self,
         mut request: Request<Incoming>,
-        peer: Option<Arc<SpiffeId>>,
+        caller: Arc<Caller>,
     ) -> Response<Body> {
         let started = Instant::now();
         let Some(snapshot) = self.shared.snapshot() else {
@@ -54,7 +54,7 @@ impl Inbound {
         };
         let config = &snapshot.config.config;
         let workload = &config.source().workload;
-        if let Some(denied) = self.authorize(config, &request, peer.as_deref()) {
+        if let Some(denied) = self.authorize(config, &request, &caller) {
             self.record(&workload.service, denied.status(), started);
             return denied;
         }
@@ -99,13 +99,9 @@ impl Inbound {
         &self,
         config: &mesh_config::Config,
         request: &Request<Incoming>,
-        peer: Option<&SpiffeId>,
+        caller: &Caller,
     ) -> Option<Response<Body>> {
-        let source = config.source();
-        let caller = match peer {
-            Some(id) => Peer::from_spiffe_id(&id.to_string(), &source.mesh.trust_domain),
-            None => Peer::anonymous(),
-        };
+        let caller = caller.peer(&config.source().mesh.trust_domain);
         let view = View::new(request, authority(request).unwrap_or(""));
         let decision = config.authorize(&view, &caller);
         self.shared.metrics.authz(&decision);

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod args;
 pub mod balance;
+pub mod caller;
 pub mod client;
 pub mod discovery;
 pub mod http;
@@ -108,7 +109,7 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
             server::serve(
                 outbound_listener,
                 server::plaintext,
-                move |request, _peer| {
+                move |request, _caller| {
                     let outbound = outbound.clone();
                     async move { outbound.handle(request).await }
                 },
@@ -136,7 +137,7 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
             server::serve(
                 admin_listener,
                 server::plaintext,
-                move |request, _peer| {
+                move |request, _caller| {
                     let response = admin::handle(&admin_shared, &request);
                     async move { response }
                 },

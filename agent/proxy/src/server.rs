@@ -16,10 +16,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use mesh_identity::SpiffeId;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::caller::Caller;
 use crate::http::Body;
 use crate::tls::{Accepted, Io};
 
@@ -32,7 +32,7 @@ pub async fn plaintext(stream: TcpStream, _remote: SocketAddr) -> Option<Accepte
 }
 
 /// Serves `listener` until `stop` turns true: each stream goes through `accept`, then
-/// each request to `handle` with the connection's peer identity.
+/// each request to `handle` with the connection's caller.
 pub async fn serve<A, AF, H, F>(
     listener: TcpListener,
     accept: A,
@@ -42,7 +42,7 @@ pub async fn serve<A, AF, H, F>(
 ) where
     A: Fn(TcpStream, SocketAddr) -> AF + Clone + Send + Sync + 'static,
     AF: Future<Output = Option<Accepted>> + Send + 'static,
-    H: Fn(Request<Incoming>, Option<Arc<SpiffeId>>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Arc<Caller>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     loop {
@@ -63,7 +63,7 @@ pub async fn serve<A, AF, H, F>(
             let Some(Accepted { io, peer }) = accept(stream, remote).await else {
                 return;
             };
-            let peer = peer.map(Arc::new);
+            let peer = Arc::new(Caller::new(peer));
             let service = service_fn(move |request| {
                 let (handle, peer) = (handle.clone(), peer.clone());
                 async move { Ok::<_, Infallible>(handle(request, peer).await) }

@@ -4,6 +4,7 @@ mod check;
 mod compile;
 mod explain;
 mod fmt;
+mod identity;
 mod test;
 
 use std::io::IsTerminal;
@@ -84,6 +85,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
         format: ExplainFormat,
     },
+    /// Create the mesh CA and issue workload certificates.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
     /// Rewrite .mesh files in the canonical layout.
     Fmt {
         /// Report files that are not formatted (exit 1) instead of rewriting them.
@@ -92,6 +98,44 @@ enum Command {
         /// Files or directories (searched recursively for *.mesh).
         #[arg(default_value = ".")]
         paths: Vec<PathBuf>,
+    },
+}
+
+/// `meshc identity` subcommands.
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Create a mesh CA in DIR: ca.pem and ca-key.pem (mode 0600).
+    Init {
+        /// Directory to create the CA in.
+        dir: PathBuf,
+        /// The CA certificate's common name.
+        #[arg(long, default_value = "mesh CA")]
+        name: String,
+        /// Replace a CA already in DIR (orphans every certificate it issued).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a workload certificate for spiffe://TD/ns/NS/sa/SA into DIR: cert.pem,
+    /// key.pem (mode 0600) and ca.pem.
+    Issue {
+        /// The CA directory (from `meshc identity init`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The trust domain, e.g. cluster.local.
+        #[arg(long)]
+        trust_domain: String,
+        /// The workload's namespace.
+        #[arg(long)]
+        namespace: String,
+        /// The workload's service account.
+        #[arg(long)]
+        service_account: String,
+        /// How long the certificate is valid: 90m, 24h, 30d.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// Output directory.
+        #[arg(short, long)]
+        out: PathBuf,
     },
 }
 
@@ -130,6 +174,24 @@ pub fn run() -> std::process::ExitCode {
             format,
             deny_warnings,
         } => check::run(&paths, format, deny_warnings, style),
+        Command::Identity { command } => match command {
+            IdentityCommand::Init { dir, name, force } => identity::init(&dir, &name, force),
+            IdentityCommand::Issue {
+                ca,
+                trust_domain,
+                namespace,
+                service_account,
+                ttl,
+                out,
+            } => identity::issue(&identity::Issue {
+                ca: &ca,
+                trust_domain: &trust_domain,
+                namespace: &namespace,
+                service_account: &service_account,
+                ttl: &ttl,
+                out: &out,
+            }),
+        },
         Command::Fmt { check, paths } => fmt::run(&paths, check, style),
         Command::Compile { paths, out } => compile::run(&paths, &out, style),
         Command::Test { paths } => test::run(&paths, style),

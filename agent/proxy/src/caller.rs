@@ -1,0 +1,52 @@
+//! Who is on the other end of an inbound connection. The peer's SPIFFE id is fixed by the
+//! handshake, so its Cedar principal (and the entity set authorization evaluates against)
+//! is built once per connection, on its first request, not once per request.
+
+use std::sync::OnceLock;
+
+use mesh_config::Peer;
+use mesh_identity::SpiffeId;
+
+/// The caller of one connection: its verified identity, if any, and its principal.
+#[derive(Debug, Default)]
+pub struct Caller {
+    id: Option<SpiffeId>,
+    /// The principal, with the trust domain it was built for.
+    peer: OnceLock<(String, Peer)>,
+}
+
+impl Caller {
+    /// The caller that presented `id` (none: plaintext, an anonymous caller).
+    pub fn new(id: Option<SpiffeId>) -> Caller {
+        Caller {
+            id,
+            peer: OnceLock::new(),
+        }
+    }
+
+    /// The verified SPIFFE id, if any.
+    pub fn id(&self) -> Option<&SpiffeId> {
+        self.id.as_ref()
+    }
+
+    /// The caller as a Cedar principal of the mesh whose trust domain is `trust_domain`;
+    /// built on first use and kept for the connection (rebuilt, uncached, in the rare case
+    /// a config reload changed the trust domain mid-connection).
+    pub fn peer(&self, trust_domain: &str) -> std::borrow::Cow<'_, Peer> {
+        let (built_for, peer) = self
+            .peer
+            .get_or_init(|| (trust_domain.to_owned(), self.build(trust_domain)));
+        if built_for == trust_domain {
+            std::borrow::Cow::Borrowed(peer)
+        } else {
+            std::borrow::Cow::Owned(self.build(trust_domain))
+        }
+    }
+
+    fn build(&self, trust_domain: &str) -> Peer {
+        match &self.id {
+            Some(id) => Peer::from_spiffe_id(&id.to_string(), trust_domain),
+            None => Peer::anonymous(),
+        }
+    }
+}
