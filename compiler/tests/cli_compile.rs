@@ -38,7 +38,7 @@ fn meshc(args: &[&str], dir: &Path) -> Output {
 /// Compiles the examples into `out`; returns the process output.
 fn compile_examples(out: &Path) -> Output {
     let output = meshc(
-        &["compile", "examples", "-o", out.to_str().unwrap()],
+        &["compile", "examples/bookinfo", "-o", out.to_str().unwrap()],
         &root(),
     );
     assert_eq!(
@@ -127,8 +127,8 @@ fn every_compiled_config_loads_and_the_index_describes_it() {
     }
 
     let load = |path: &str| Config::from_json(&files[path]).unwrap();
-    // Only productpage may call reviews; details and ratings have no policy and the mesh
-    // denies by default, so nobody may call them: outbound sections follow the policies.
+    // Outbound sections follow the policies: productpage (open to every authenticated
+    // workload) may call details and reviews; only reviews may call ratings.
     let outbound = |path: &str| -> Vec<String> {
         load(path)
             .source()
@@ -138,9 +138,19 @@ fn every_compiled_config_loads_and_the_index_describes_it() {
             .map(|s| s.service.clone())
             .collect()
     };
-    assert_eq!(outbound("bookinfo/productpage.json"), ["bookinfo/reviews"]);
-    assert!(outbound("bookinfo/ratings.json").is_empty());
-    assert!(outbound("bookinfo/reviews.json").is_empty());
+    assert_eq!(
+        outbound("bookinfo/productpage.json"),
+        [
+            "bookinfo/details",
+            "bookinfo/productpage",
+            "bookinfo/reviews"
+        ]
+    );
+    assert_eq!(
+        outbound("bookinfo/reviews.json"),
+        ["bookinfo/productpage", "bookinfo/ratings"]
+    );
+    assert_eq!(outbound("bookinfo/ratings.json"), ["bookinfo/productpage"]);
 
     let reviews = load("bookinfo/reviews.json");
     let Authz::Cedar(cedar) = &reviews.source().inbound.authz else {
@@ -149,34 +159,34 @@ fn every_compiled_config_loads_and_the_index_describes_it() {
     assert_eq!(cedar.headers, ["x-debug"]);
     assert!(
         cedar.policies.contains(
-            "@id(\"examples/bookinfo/bookinfo.mesh:55 allow from bookinfo/productpage\")"
+            "@id(\"examples/bookinfo/bookinfo.mesh:80 allow from bookinfo/productpage\")"
         )
     );
     assert!(
         cedar
             .policies
-            .contains("@id(\"examples/bookinfo/bookinfo.mesh:59 deny from any\")")
+            .contains("@id(\"examples/bookinfo/bookinfo.mesh:83 deny from any\")")
     );
-    assert_eq!(
+    assert!(matches!(
         load("bookinfo/details.json").source().inbound.authz,
-        Authz::DenyAll
-    );
+        Authz::Cedar(_)
+    ));
 
     let productpage = load("bookinfo/productpage.json");
-    let route = &productpage.source().outbound.services[0];
+    let route = &productpage.source().outbound.services[2];
     assert_eq!(
         route
             .rules
             .iter()
             .map(|r| r.name.as_str())
             .collect::<Vec<_>>(),
-        ["jason", "canary"]
+        ["jason", "shift"]
     );
-    assert_eq!(route.timeout_us, Some(2_000_000));
-    assert_eq!(route.retry.as_ref().map(|r| r.attempts), Some(3));
+    assert_eq!(route.timeout_us, Some(500_000));
+    assert_eq!(route.retry.as_ref().map(|r| r.attempts), Some(2));
     assert_eq!(
         productpage.service_for_authority("reviews.bookinfo.svc.cluster.local:9080"),
-        Some(0)
+        Some(2)
     );
 }
 

@@ -34,9 +34,13 @@ fn meshc(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// `meshc explain examples ARGS...`, which must succeed; its stdout.
+/// The mesh the tests ask about: a frozen copy of an earlier bookinfo example, so the
+/// examples can change without rewriting these expectations.
+const FIXTURE: &str = "compiler/tests/fixtures/frozen-bookinfo";
+
+/// `meshc explain FIXTURE ARGS...`, which must succeed; its stdout.
 fn explain(args: &[&str]) -> String {
-    let mut all = vec!["explain", "examples"];
+    let mut all = vec!["explain", FIXTURE];
     all.extend_from_slice(args);
     let output = meshc(&all);
     let (stdout, stderr) = (
@@ -48,7 +52,7 @@ fn explain(args: &[&str]) -> String {
     stdout
 }
 
-/// `meshc explain examples ARGS... --format json`, parsed.
+/// `meshc explain FIXTURE ARGS... --format json`, parsed.
 fn explain_json(args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["--format", "json"]);
@@ -56,8 +60,8 @@ fn explain_json(args: &[&str]) -> Value {
 }
 
 const ALLOW_PRODUCTPAGE: &str =
-    "examples/bookinfo/bookinfo.mesh:55 allow from bookinfo/productpage";
-const DENY_DEBUG: &str = "examples/bookinfo/bookinfo.mesh:59 deny from any";
+    "compiler/tests/fixtures/frozen-bookinfo/bookinfo.mesh:55 allow from bookinfo/productpage";
+const DENY_DEBUG: &str = "compiler/tests/fixtures/frozen-bookinfo/bookinfo.mesh:59 deny from any";
 
 #[test]
 fn human_report_of_an_allowed_request() {
@@ -329,7 +333,7 @@ fn bad_input_is_refused_with_a_clear_error() {
         ),
     ];
     for (args, message) in cases {
-        let mut all = vec!["explain", "examples"];
+        let mut all = vec!["explain", FIXTURE];
         all.extend_from_slice(args);
         let output = meshc(&all);
         let stderr = String::from_utf8(output.stderr).unwrap();
@@ -339,7 +343,7 @@ fn bad_input_is_refused_with_a_clear_error() {
     }
 
     // Missing arguments are usage errors too.
-    let output = meshc(&["explain", "examples", "--from", "productpage", "GET", "/"]);
+    let output = meshc(&["explain", FIXTURE, "--from", "productpage", "GET", "/"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--to"));
 }

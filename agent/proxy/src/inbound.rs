@@ -65,6 +65,7 @@ impl Inbound {
         let upgrade = upgrade::take(&mut request);
         let (mut parts, body) = request.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        forwarded_client_cert(&mut parts.headers, &workload.identity, &caller);
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let response = match Uri::try_from(format!("http://{}{path}", self.app)) {
             Err(_) => error_response(
@@ -143,3 +144,17 @@ impl Inbound {
             .observe(started.elapsed().as_secs_f64());
     }
 }
+
+/// Tells the app who called, as Envoy and Istio do: `x-forwarded-client-cert:
+/// By=<this workload's id>;URI=<the caller's verified id>`. Whatever the caller sent under
+/// that name is dropped first, so an app can trust the header; plaintext callers get none.
+fn forwarded_client_cert(headers: &mut http::HeaderMap, own_identity: &str, caller: &Caller) {
+    headers.remove(XFCC);
+    if let Some(id) = caller.id()
+        && let Ok(value) = http::HeaderValue::try_from(format!("By={own_identity};URI={id}"))
+    {
+        headers.insert(XFCC, value);
+    }
+}
+
+const XFCC: &str = "x-forwarded-client-cert";

@@ -202,6 +202,25 @@ async fn allowed_callers_get_through_and_others_get_403_naming_the_decision() {
         got.body
     );
 
+    // The app learns the verified caller (Envoy's XFCC); a forged header is replaced.
+    let got = Http::default()
+        .send(
+            pair.client.outbound,
+            "GET",
+            "reviews",
+            "/allowed/2",
+            &[(
+                "x-forwarded-client-cert",
+                "URI=spiffe://cluster.local/ns/ns/sa/admin",
+            )],
+        )
+        .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(
+        got.json()["headers"]["x-forwarded-client-cert"],
+        format!("By={REVIEWS};URI={CLIENT}")
+    );
+
     let got = pair.call("/other").await;
     assert_eq!(got.status, 403, "{}", got.body);
     assert_eq!(got.headers["mesh-error"], "denied");
@@ -213,11 +232,11 @@ async fn allowed_callers_get_through_and_others_get_403_naming_the_decision() {
         got.body.trim(),
         "denied by policy reviews.mesh:7 deny from any"
     );
-    assert_eq!(pair.app.hits(), 1, "denied requests never reach the app");
+    assert_eq!(pair.app.hits(), 2, "denied requests never reach the app");
 
     let metrics = pair.metrics().await;
     for line in [
-        r#"mesh_authz_decisions_total{decision="allow",mode="enforce",policy="reviews.mesh:3 allow from client"} 1"#,
+        r#"mesh_authz_decisions_total{decision="allow",mode="enforce",policy="reviews.mesh:3 allow from client"} 2"#,
         r#"mesh_authz_decisions_total{decision="deny",mode="enforce",policy=""} 1"#,
         r#"mesh_authz_decisions_total{decision="deny",mode="enforce",policy="reviews.mesh:7 deny from any"} 1"#,
     ] {

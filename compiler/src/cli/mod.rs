@@ -6,6 +6,7 @@ mod explain;
 mod fmt;
 mod identity;
 mod test;
+mod up;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -84,6 +85,21 @@ enum Command {
         /// human or json.
         #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
         format: ExplainFormat,
+    },
+    /// Run the whole mesh on this machine: an agent and a demo app per workload.
+    Up {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// First of the loopback ports to use (4 per workload); 0 lets the OS choose.
+        #[arg(long, default_value_t = 15000)]
+        base_port: u16,
+        /// Write the workloads' addresses to FILE (JSON) once everything is ready.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// Recompile when a .mesh file changes; the agents hot-reload.
+        #[arg(long)]
+        watch: bool,
     },
     /// Create the mesh CA and issue workload certificates.
     Identity {
@@ -174,6 +190,20 @@ pub fn run() -> std::process::ExitCode {
             format,
             deny_warnings,
         } => check::run(&paths, format, deny_warnings, style),
+        Command::Up {
+            paths,
+            base_port,
+            state,
+            watch,
+        } => up::run(
+            &up::Options {
+                paths,
+                base_port,
+                state,
+                watch,
+            },
+            style,
+        ),
         Command::Identity { command } => match command {
             IdentityCommand::Init { dir, name, force } => identity::init(&dir, &name, force),
             IdentityCommand::Issue {

@@ -1,0 +1,200 @@
+//! What `meshc up` runs for a checked mesh: one workload per service subset (one per
+//! service without subsets), each with its four loopback addresses, its identity, its
+//! config file and the labels its endpoint carries. Pure data, decided before anything
+//! is started, so the rest of `up` only executes it.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+
+use mesh_compiler::Checked;
+use mesh_compiler::emit::{self, Neighbours};
+use mesh_config::schema::WorkloadConfig;
+
+/// Every workload of the mesh, in a stable order (service, then subset).
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The mesh's name.
+    pub mesh: String,
+    /// The workloads.
+    pub workloads: Vec<Workload>,
+}
+
+/// One agent and its demo app.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// `namespace/name`.
+    pub service: String,
+    /// The subset, if the service has subsets.
+    pub subset: Option<String>,
+    /// The SPIFFE id its certificate carries.
+    pub identity: String,
+    /// The config's path relative to the config directory (`NS/NAME.json`).
+    pub config: String,
+    /// The labels of its endpoint (the service's, then the subset's).
+    pub labels: BTreeMap<String, String>,
+    /// Where it listens.
+    pub ports: Ports,
+    /// The services it may call: (`namespace/name`, the host name to call it by).
+    pub callees: Vec<(String, String)>,
+}
+
+/// The four loopback addresses of a workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    /// The agent's outbound proxy: the app sends its requests here.
+    pub outbound: SocketAddr,
+    /// The agent's inbound listener: other agents call it here.
+    pub inbound: SocketAddr,
+    /// The agent's admin listener.
+    pub admin: SocketAddr,
+    /// The demo app.
+    pub app: SocketAddr,
+}
+
+impl Workload {
+    /// `bookinfo/reviews v2`, or `bookinfo/details`.
+    pub fn label(&self) -> String {
+        match &self.subset {
+            Some(subset) => format!("{} {subset}", self.service),
+            None => self.service.clone(),
+        }
+    }
+
+    /// A file-name-safe form of [`Workload::label`]: `bookinfo.reviews.v2`.
+    pub fn slug(&self) -> String {
+        self.label().replace(['/', ' '], ".")
+    }
+}
+
+/// The set of (service, subset) pairs: what `--watch` cannot change without a restart.
+pub fn shape(plan: &Plan) -> Vec<(String, Option<String>)> {
+    plan.workloads
+        .iter()
+        .map(|w| (w.service.clone(), w.subset.clone()))
+        .collect()
+}
+
+/// Why ports could not be assigned.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// A fixed port is taken.
+    #[error("port {port} is already in use (pick another --base-port)")]
+    InUse {
+        /// The port.
+        port: u16,
+    },
+    /// The fixed range does not fit below 65536.
+    #[error("--base-port {base} leaves no room for {needed} ports")]
+    OutOfRange {
+        /// The base port.
+        base: u16,
+        /// How many ports are needed.
+        needed: usize,
+    },
+    /// The OS gave no free port.
+    #[error("cannot find a free loopback port: {0}")]
+    NoFreePort(std::io::Error),
+}
+
+/// Plans the workloads of `checked` (which must have no errors). With `base_port` 0 every
+/// address is a free port chosen by the OS; otherwise workload `i` gets `base + 4i` to
+/// `base + 4i + 3` (outbound, inbound, admin, app).
+pub fn plan(checked: &Checked, base_port: u16) -> Result<Plan, PortError> {
+    let mesh = &checked.mesh;
+    let configs = emit::workloads(mesh, &checked.cedar, Neighbours::Allowed);
+    let mut workloads = Vec::new();
+    for (service, config) in mesh.services.iter().zip(&configs) {
+        let subsets: Vec<Option<&mesh_compiler::ir::Subset>> = if service.subsets.is_empty() {
+            vec![None]
+        } else {
+            service.subsets.iter().map(Some).collect()
+        };
+        for subset in subsets {
+            let mut labels = service.labels.clone();
+            if let Some(subset) = subset {
+                labels.extend(subset.labels.clone());
+            }
+            workloads.push(Workload {
+                service: service.key(),
+                subset: subset.map(|s| s.name.clone()),
+                identity: config.workload.identity.clone(),
+                config: format!("{}/{}.json", service.namespace, service.name),
+                labels,
+                ports: Ports::UNASSIGNED,
+                callees: callees(config),
+            });
+        }
+    }
+    workloads.sort_by(|a, b| (&a.service, &a.subset).cmp(&(&b.service, &b.subset)));
+    let addresses = assign(base_port, workloads.len() * 4)?;
+    for (workload, four) in workloads.iter_mut().zip(addresses.chunks_exact(4)) {
+        workload.ports = Ports {
+            outbound: four[0],
+            inbound: four[1],
+            admin: four[2],
+            app: four[3],
+        };
+    }
+    Ok(Plan {
+        mesh: mesh.name.clone(),
+        workloads,
+    })
+}
+
+impl Ports {
+    const UNASSIGNED: Ports = Ports {
+        outbound: SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        inbound: SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        admin: SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        app: SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+    };
+}
+
+fn callees(config: &WorkloadConfig) -> Vec<(String, String)> {
+    config
+        .outbound
+        .services
+        .iter()
+        .map(|s| {
+            let host = s.authorities.first().cloned().unwrap_or_else(|| {
+                s.service
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&s.service)
+                    .to_string()
+            });
+            (s.service.clone(), host)
+        })
+        .collect()
+}
+
+/// `count` loopback addresses: free ones from the OS, or the fixed range from `base`
+/// (each checked to be free).
+fn assign(base: u16, count: usize) -> Result<Vec<SocketAddr>, PortError> {
+    let localhost = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    if base == 0 {
+        // Hold every listener until all are chosen so the OS never hands out one twice.
+        let listeners = (0..count)
+            .map(|_| TcpListener::bind(localhost(0)).map_err(PortError::NoFreePort))
+            .collect::<Result<Vec<_>, _>>()?;
+        return listeners
+            .iter()
+            .map(|l| l.local_addr().map_err(PortError::NoFreePort))
+            .collect();
+    }
+    let last = usize::from(base) + count;
+    if last > usize::from(u16::MAX) + 1 {
+        return Err(PortError::OutOfRange {
+            base,
+            needed: count,
+        });
+    }
+    (0..count)
+        .map(|i| {
+            let port = base + u16::try_from(i).unwrap_or(0);
+            TcpListener::bind(localhost(port))
+                .map(|_| localhost(port))
+                .map_err(|_| PortError::InUse { port })
+        })
+        .collect()
+}

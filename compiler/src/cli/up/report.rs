@@ -1,0 +1,122 @@
+//! What `meshc up` tells its user and its scripts once the mesh runs: a table of the
+//! workloads and their addresses with `curl` commands to try, and the `--state` file.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::plan::{Plan, Workload};
+
+/// The table and the commands to try, for people.
+pub fn table(plan: &Plan, dir: &Path) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "mesh {} is up: {} workload{} (configs, certificates and logs in {})\n",
+        plan.mesh,
+        plan.workloads.len(),
+        if plan.workloads.len() == 1 { "" } else { "s" },
+        dir.display()
+    );
+    let width = plan
+        .workloads
+        .iter()
+        .map(|w| w.label().len())
+        .max()
+        .unwrap_or(0)
+        .max("WORKLOAD".len());
+    let _ = writeln!(
+        out,
+        "{:width$}  {:21}  {:21}  {:21}  APP",
+        "WORKLOAD", "OUTBOUND", "INBOUND", "ADMIN"
+    );
+    for w in &plan.workloads {
+        let _ = writeln!(
+            out,
+            "{:width$}  {:21}  {:21}  {:21}  {}",
+            w.label(),
+            w.ports.outbound.to_string(),
+            w.ports.inbound.to_string(),
+            w.ports.admin.to_string(),
+            w.ports.app
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nA request sent to a workload's OUTBOUND address is a call made as that workload:"
+    );
+    for (caller, callee, host) in examples(plan) {
+        let _ = writeln!(
+            out,
+            "  curl -s -H 'Host: {host}' http://{}/   # {} -> {callee}",
+            caller.ports.outbound,
+            caller.label()
+        );
+    }
+    if let Some((caller, _, host)) = examples(plan).into_iter().next() {
+        let _ = writeln!(
+            out,
+            "  curl -s http://{}/call/{host}/   # {}'s app calls {host} through its own agent",
+            caller.ports.app,
+            caller.label()
+        );
+    }
+    if let Some(first) = plan.workloads.first() {
+        let _ = writeln!(
+            out,
+            "  curl -s http://{}/metrics   # {}'s agent metrics",
+            first.ports.admin,
+            first.label()
+        );
+    }
+    let _ = writeln!(out, "\nCtrl-C stops the mesh.");
+    out
+}
+
+/// One call per caller service (its first subset), to the first service it may call.
+fn examples(plan: &Plan) -> Vec<(&Workload, &str, &str)> {
+    let mut seen = std::collections::BTreeSet::new();
+    plan.workloads
+        .iter()
+        .filter(|w| seen.insert(w.service.as_str()))
+        .filter_map(|w| {
+            w.callees
+                .first()
+                .map(|(service, host)| (w, service.as_str(), host.as_str()))
+        })
+        .take(6)
+        .collect()
+}
+
+/// The `--state` document: the mesh and every workload's addresses (and the process ids,
+/// so a script can check or clean up).
+pub fn state(plan: &Plan, pids: &[(Option<u32>, Option<u32>)]) -> serde_json::Value {
+    let workloads: Vec<_> = plan
+        .workloads
+        .iter()
+        .zip(pids)
+        .map(|(w, (agent, app))| {
+            serde_json::json!({
+                "service": w.service,
+                "subset": w.subset,
+                "identity": w.identity,
+                "outbound": w.ports.outbound.to_string(),
+                "inbound": w.ports.inbound.to_string(),
+                "admin": w.ports.admin.to_string(),
+                "app": w.ports.app.to_string(),
+                "agent_pid": agent,
+                "app_pid": app,
+            })
+        })
+        .collect();
+    serde_json::json!({ "mesh": plan.mesh, "workloads": workloads })
+}
+
+/// Writes `value` to `path` atomically (aside, then renamed): a script polling for the
+/// file never reads half of it.
+pub fn write_state(path: &Path, value: &serde_json::Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())? + "\n";
+    let aside = path.with_extension("tmp~");
+    std::fs::write(&aside, text)
+        .and_then(|()| std::fs::rename(&aside, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
