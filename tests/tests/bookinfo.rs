@@ -1,0 +1,193 @@
+//! `meshc up examples/bookinfo`, driven as a user would over real HTTP through the
+//! workloads' outbound addresses: Istio's traffic-management tasks (request routing,
+//! traffic shifting, request timeouts, fault injection) and authorization, with call
+//! chains carrying the callers' real identities.
+
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failure report"
+)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use mesh_e2e::{Http, Mesh, alive};
+
+const PRODUCTPAGE: &str = "bookinfo/productpage";
+const REVIEWS: &str = "bookinfo/reviews";
+const SPIFFE: &str = "spiffe://cluster.local/ns/bookinfo/sa";
+
+/// One mesh for every scenario (starting one takes seconds); each scenario is a function.
+#[tokio::test(flavor = "multi_thread")]
+async fn bookinfo_does_what_its_policies_say() {
+    let mesh = Mesh::up(Path::new("examples/bookinfo"), &[]);
+    assert_eq!(mesh.state["mesh"], "bookinfo");
+    assert_eq!(mesh.state["workloads"].as_array().unwrap().len(), 6);
+    let http = Http::default();
+    let productpage = mesh.addr(PRODUCTPAGE, None, "outbound");
+
+    jason_always_gets_v2(&http, &productpage).await;
+    everyone_else_is_shifted_50_50(&http, &productpage).await;
+    the_reviews_timeout_answers_504_in_time(&http, &productpage).await;
+    the_delay_fault_applies_to_jason_only(&http, &mesh.addr(REVIEWS, Some("v1"), "outbound")).await;
+    denied_requests_get_403_naming_the_decision(&http, &productpage).await;
+    call_chains_carry_each_callers_identity(&http, &mesh.addr(PRODUCTPAGE, None, "app")).await;
+
+    let pids: Vec<u64> = mesh.state["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| {
+            [
+                w["agent_pid"].as_u64().unwrap(),
+                w["app_pid"].as_u64().unwrap(),
+            ]
+        })
+        .collect();
+    let stderr = mesh.stop();
+    assert!(stderr.contains("mesh bookinfo stopped"), "{stderr}");
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} outlived meshc up");
+    }
+}
+
+async fn jason_always_gets_v2(http: &Http, productpage: &str) {
+    for _ in 0..50 {
+        let got = http
+            .get(
+                productpage,
+                "reviews",
+                "/reviews/1",
+                &[("end-user", "jason")],
+            )
+            .await;
+        assert_eq!(got.status, 200, "{}", got.body);
+        assert_eq!(got.subset().as_deref(), Some("v2"), "{}", got.body);
+    }
+}
+
+async fn everyone_else_is_shifted_50_50(http: &Http, productpage: &str) {
+    let (mut v1, mut v3) = (0, 0);
+    for i in 0..1_000 {
+        let user = format!("user-{i}");
+        let got = http
+            .get(productpage, "reviews", "/reviews/1", &[("end-user", &user)])
+            .await;
+        assert_eq!(got.status, 200, "{}", got.body);
+        match got.subset().as_deref() {
+            Some("v1") => v1 += 1,
+            Some("v3") => v3 += 1,
+            other => panic!("rule shift sent a request to {other:?}"),
+        }
+    }
+    // 50/50 over 1,000 draws: ±75 is more than 4.7 standard deviations.
+    assert!((425..=575).contains(&v1), "v1 {v1}, v3 {v3}");
+    assert_eq!(v1 + v3, 1_000);
+}
+
+async fn the_reviews_timeout_answers_504_in_time(http: &Http, productpage: &str) {
+    // reviews answers after 2s; the route gives it 500ms in all (two 200ms tries).
+    let got = http
+        .get(productpage, "reviews", "/reviews/1?delay=2s", &[])
+        .await;
+    assert_eq!(got.status, 504, "{}", got.body);
+    assert_eq!(got.mesh_error.as_deref(), Some("timeout"));
+    assert!(
+        got.elapsed >= Duration::from_millis(350) && got.elapsed < Duration::from_millis(1_500),
+        "answered after {:?}",
+        got.elapsed
+    );
+}
+
+async fn the_delay_fault_applies_to_jason_only(http: &Http, reviews: &str) {
+    let jason = http
+        .get(reviews, "ratings", "/ratings/1", &[("end-user", "jason")])
+        .await;
+    assert_eq!(jason.status, 200, "{}", jason.body);
+    assert!(
+        jason.elapsed >= Duration::from_secs(2),
+        "{:?}",
+        jason.elapsed
+    );
+    assert_eq!(jason.json()["service"], "bookinfo/ratings");
+
+    let other = http
+        .get(reviews, "ratings", "/ratings/1", &[("end-user", "alice")])
+        .await;
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert!(
+        other.elapsed < Duration::from_secs(1),
+        "{:?}",
+        other.elapsed
+    );
+}
+
+async fn denied_requests_get_403_naming_the_decision(http: &Http, productpage: &str) {
+    let debug = http
+        .get(productpage, "reviews", "/reviews/1", &[("x-debug", "1")])
+        .await;
+    assert_eq!(debug.status, 403, "{}", debug.body);
+    assert_eq!(debug.mesh_error.as_deref(), Some("denied"));
+    assert_eq!(
+        debug.body.trim(),
+        "denied by policy examples/bookinfo/bookinfo.mesh:83 deny from any"
+    );
+
+    let post = http
+        .send(productpage, "POST", "reviews", "/reviews/1", &[])
+        .await;
+    assert_eq!(post.status, 403, "{}", post.body);
+    assert_eq!(post.body.trim(), "no policy allows this request");
+}
+
+async fn call_chains_carry_each_callers_identity(http: &Http, productpage_app: &str) {
+    // Istio's request-timeouts task: for jason, ratings is delayed 2s (fault), so reviews
+    // (v2 for jason) cannot answer within its 500ms: productpage's app sees the 504.
+    let jason = http
+        .get(
+            productpage_app,
+            "productpage",
+            "/call/reviews/call/ratings/ratings/1",
+            &[("end-user", "jason")],
+        )
+        .await;
+    assert_eq!(jason.status, 504, "{}", jason.body);
+    assert_eq!(jason.json()["call"]["mesh_error"], "timeout");
+    assert!(
+        jason.elapsed < Duration::from_millis(1_500),
+        "{:?}",
+        jason.elapsed
+    );
+
+    // productpage's app calls reviews through its agent; reviews' app calls ratings
+    // through its own. Each hop's app is told who called it by its agent.
+    let got = http
+        .get(
+            productpage_app,
+            "productpage",
+            "/call/reviews/call/ratings/ratings/1",
+            &[("end-user", "alice")],
+        )
+        .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let outer = got.json();
+    let reviews = &outer["call"]["body"];
+    let ratings = &reviews["call"]["body"];
+    assert_eq!(reviews["service"], REVIEWS);
+    assert_eq!(
+        reviews["headers"]["end-user"], "alice",
+        "headers are propagated"
+    );
+    assert_eq!(
+        reviews["headers"]["x-forwarded-client-cert"],
+        format!("By={SPIFFE}/reviews;URI={SPIFFE}/bookinfo-productpage")
+    );
+    assert_eq!(ratings["service"], "bookinfo/ratings");
+    assert_eq!(ratings["headers"]["end-user"], "alice");
+    assert_eq!(
+        ratings["headers"]["x-forwarded-client-cert"],
+        format!("By={SPIFFE}/ratings;URI={SPIFFE}/reviews")
+    );
+}
