@@ -94,6 +94,7 @@ pub fn workload(
         mesh: MeshInfo {
             name: mesh.name.clone(),
             trust_domain: mesh.trust_domain.clone(),
+            namespaces: mesh.namespaces.clone(),
         },
         workload: Workload {
             service: service.key(),
@@ -120,6 +121,7 @@ fn empty(mesh: &Mesh) -> WorkloadConfig {
         mesh: MeshInfo {
             name: mesh.name.clone(),
             trust_domain: mesh.trust_domain.clone(),
+            namespaces: mesh.namespaces.clone(),
         },
         workload: Workload {
             service: String::new(),

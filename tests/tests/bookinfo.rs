@@ -33,6 +33,11 @@ async fn bookinfo_does_what_its_policies_say() {
     the_reviews_timeout_answers_504_in_time(&http, &productpage).await;
     the_delay_fault_applies_to_jason_only(&http, &mesh.addr(REVIEWS, Some("v1"), "outbound")).await;
     denied_requests_get_403_naming_the_decision(&http, &productpage).await;
+    callers_no_policy_allows_are_refused_by_their_own_agent(
+        &http,
+        &mesh.addr("bookinfo/ratings", None, "outbound"),
+    )
+    .await;
     call_chains_carry_each_callers_identity(&http, &mesh.addr(PRODUCTPAGE, None, "app")).await;
 
     let pids: Vec<u64> = mesh.state["workloads"]
@@ -140,6 +145,26 @@ async fn denied_requests_get_403_naming_the_decision(http: &Http, productpage: &
         .await;
     assert_eq!(post.status, 403, "{}", post.body);
     assert_eq!(post.body.trim(), "no policy allows this request");
+}
+
+async fn callers_no_policy_allows_are_refused_by_their_own_agent(http: &Http, ratings: &str) {
+    // Only productpage may call reviews: ratings' agent knows reviews is a mesh service
+    // it may not call, and refuses instead of sending the request out of the mesh.
+    for host in [
+        "reviews",
+        "reviews.bookinfo",
+        "reviews.bookinfo.svc.cluster.local",
+    ] {
+        let got = http.get(ratings, host, "/reviews/1", &[]).await;
+        assert_eq!(got.status, 403, "{host}: {}", got.body);
+        assert_eq!(got.mesh_error.as_deref(), Some("denied"));
+        assert!(
+            got.body
+                .contains("bookinfo/ratings may not call: no policy allows it"),
+            "{}",
+            got.body
+        );
+    }
 }
 
 async fn call_chains_carry_each_callers_identity(http: &Http, productpage_app: &str) {

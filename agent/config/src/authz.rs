@@ -484,6 +484,7 @@ mod tests {
             mesh: MeshInfo {
                 name: "m".into(),
                 trust_domain: "td".into(),
+                namespaces: Vec::new(),
             },
             workload: Workload {
                 service: "shop/cart".into(),

@@ -173,6 +173,37 @@ impl Config {
         None
     }
 
+    /// When `authority` is not an outbound service but names a service in one of the
+    /// mesh's namespaces (see [`crate::schema::MeshInfo::namespaces`]): that namespace.
+    /// Such a call is to a mesh service the workload's policies do not let it call.
+    pub fn forbidden_mesh_namespace(&self, authority: &str) -> Option<&str> {
+        if self.service_for_authority(authority).is_some() {
+            return None;
+        }
+        let host = crate::request::strip_port(authority).to_ascii_lowercase();
+        if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
+            return None;
+        }
+        let labels: Vec<&str> = host.split('.').collect();
+        let namespace = match labels.as_slice() {
+            ["localhost"] | [] => return None,
+            [_name] => self
+                .source
+                .workload
+                .service
+                .split_once('/')
+                .map(|(ns, _)| ns)?,
+            [_name, ns] | [_name, ns, "svc", ..] => ns,
+            _ => return None,
+        };
+        self.source
+            .mesh
+            .namespaces
+            .iter()
+            .find(|n| n.as_str() == namespace)
+            .map(String::as_str)
+    }
+
     /// The outbound service for `namespace/name`.
     pub fn service_by_key(&self, key: &str) -> Option<usize> {
         self.source

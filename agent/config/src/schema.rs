@@ -40,6 +40,13 @@ pub struct MeshInfo {
     pub name: String,
     /// The SPIFFE trust domain.
     pub trust_domain: String,
+    /// The namespaces the mesh declares. A host naming a service of one of them
+    /// (`NAME.NAMESPACE[.svc[...]]`, or a bare `NAME` in the workload's own namespace) that
+    /// is not in the outbound list is a mesh service this workload may not call: the agent
+    /// refuses it instead of sending it out of the mesh. Absent in older configs: then
+    /// every unknown host is external.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 /// The workload itself.

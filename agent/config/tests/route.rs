@@ -451,3 +451,42 @@ fn timeouts_and_retries_pass_through_with_rule_overrides() {
     assert_eq!(d.timeout_us, Some(3_000_000));
     assert_eq!(d.retry.unwrap().profile, "service-default");
 }
+
+#[test]
+fn hosts_of_mesh_namespaces_that_are_not_outbound_services_are_forbidden() {
+    let mut value = serde_json::to_value(config(Vec::new()).source()).unwrap();
+    value["mesh"]["namespaces"] = json!(["shop", "billing"]);
+    let config = Config::from_json(&serde_json::to_vec(&value).unwrap()).unwrap();
+    for (authority, expected) in [
+        // Outbound services are never forbidden, in any spelling.
+        ("pricing", None),
+        ("pricing:9090", None),
+        ("pricing.shop.svc.cluster.local", None),
+        // Bare names are in the workload's own namespace.
+        ("inventory", Some("shop")),
+        ("Inventory:8080", Some("shop")),
+        ("invoices.billing", Some("billing")),
+        ("invoices.billing.svc", Some("billing")),
+        ("invoices.billing.svc.cluster.local:80", Some("billing")),
+        // Not the mesh's: external hosts and other namespaces.
+        ("localhost", None),
+        ("localhost:8080", None),
+        ("example.com", None),
+        ("api.example.com", None),
+        ("x.other.svc.cluster.local", None),
+        ("10.0.0.1:80", None),
+        ("[::1]:80", None),
+    ] {
+        assert_eq!(
+            config.forbidden_mesh_namespace(authority),
+            expected,
+            "{authority}"
+        );
+    }
+
+    // Configs without the list (older compilers) treat every unknown host as external.
+    assert_eq!(
+        self::config(Vec::new()).forbidden_mesh_namespace("inventory"),
+        None
+    );
+}

@@ -452,6 +452,16 @@ impl Outbound {
                 "loop",
                 &format!("`{authority}` is the agent's own outbound listener"),
             )
+        } else if let Some(namespace) = snapshot.config.config.forbidden_mesh_namespace(authority) {
+            error_response(
+                StatusCode::FORBIDDEN,
+                "denied",
+                &format!(
+                    "`{authority}` is a service of the mesh's namespace `{namespace}` that {} \
+                     may not call: no policy allows it",
+                    snapshot.config.config.source().workload.service
+                ),
+            )
         } else if egress == Egress::Deny {
             error_response(
                 StatusCode::FORBIDDEN,

@@ -34,8 +34,19 @@ pub struct Workload {
     pub labels: BTreeMap<String, String>,
     /// Where it listens.
     pub ports: Ports,
-    /// The services it may call: (`namespace/name`, the host name to call it by).
-    pub callees: Vec<(String, String)>,
+    /// The services it may call.
+    pub callees: Vec<Callee>,
+}
+
+/// A service a workload may call.
+#[derive(Clone, Debug)]
+pub struct Callee {
+    /// `namespace/name`.
+    pub service: String,
+    /// The host name to call it by.
+    pub host: String,
+    /// Whether the caller routes it with rules (the interesting calls to show).
+    pub routed: bool,
 }
 
 /// The four loopback addresses of a workload.
@@ -150,20 +161,21 @@ impl Ports {
     };
 }
 
-fn callees(config: &WorkloadConfig) -> Vec<(String, String)> {
+fn callees(config: &WorkloadConfig) -> Vec<Callee> {
     config
         .outbound
         .services
         .iter()
-        .map(|s| {
-            let host = s.authorities.first().cloned().unwrap_or_else(|| {
+        .map(|s| Callee {
+            service: s.service.clone(),
+            host: s.authorities.first().cloned().unwrap_or_else(|| {
                 s.service
                     .rsplit('/')
                     .next()
                     .unwrap_or(&s.service)
                     .to_string()
-            });
-            (s.service.clone(), host)
+            }),
+            routed: !s.rules.is_empty(),
         })
         .collect()
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::plan::{Plan, Workload};
+use super::plan::{Callee, Plan, Workload};
 
 /// The table and the commands to try, for people.
 pub fn table(plan: &Plan, dir: &Path) -> String {
@@ -72,18 +72,27 @@ pub fn table(plan: &Plan, dir: &Path) -> String {
     out
 }
 
-/// One call per caller service (its first subset), to the first service it may call.
+/// One call per caller service (its first subset) to another service it may call, the
+/// routed ones first (that is where splits and rules show).
 fn examples(plan: &Plan) -> Vec<(&Workload, &str, &str)> {
     let mut seen = std::collections::BTreeSet::new();
-    plan.workloads
+    let mut calls: Vec<(&Workload, &Callee)> = plan
+        .workloads
         .iter()
         .filter(|w| seen.insert(w.service.as_str()))
         .filter_map(|w| {
             w.callees
-                .first()
-                .map(|(service, host)| (w, service.as_str(), host.as_str()))
+                .iter()
+                .filter(|c| c.service != w.service)
+                .max_by_key(|c| c.routed)
+                .map(|c| (w, c))
         })
+        .collect();
+    calls.sort_by_key(|(_, callee)| !callee.routed);
+    calls
+        .into_iter()
         .take(6)
+        .map(|(w, c)| (w, c.service.as_str(), c.host.as_str()))
         .collect()
 }
 
