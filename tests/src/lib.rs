@@ -48,6 +48,11 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
+/// The `meshc` binary under test.
+pub fn meshc() -> PathBuf {
+    bin_dir().join("meshc")
+}
+
 /// A running `meshc up`.
 pub struct Mesh {
     child: Child,
@@ -65,7 +70,7 @@ impl Mesh {
         let dir = tempfile::tempdir().unwrap();
         let state_path = dir.path().join("state.json");
         let log = dir.path().join("meshc.log");
-        let child = Command::new(bin_dir().join("meshc"))
+        let child = Command::new(meshc())
             .arg("up")
             .arg(path)
             .args(["--base-port", "0", "--state"])

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mesh_e2e::{Http, Mesh, alive};
+use mesh_e2e::{Http, Mesh, alive, meshc};
 
 #[test]
 fn a_mesh_with_errors_starts_nothing() {
@@ -23,14 +23,7 @@ fn a_mesh_with_errors_starts_nothing() {
     )
     .unwrap();
     let state = dir.path().join("state.json");
-    let meshc = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("meshc");
-    let output = Command::new(meshc)
+    let output = Command::new(meshc())
         .arg("up")
         .arg(dir.path())
         .args(["--base-port", "0", "--state"])
