@@ -140,6 +140,9 @@ pub fn generate(mesh: &Mesh, loaded: &Loaded, findings: &mut Vec<Finding>) -> Ce
     };
     let validator = schema.map(Validator::new);
     let locations = Locations::new(loaded);
+    // Generated policies are validated in batches: one parse and one validation per
+    // batch instead of per rule, in bounded memory.
+    let mut generated: Vec<(String, &AccessRule)> = Vec::new();
     let services = mesh
         .services
         .iter()
@@ -156,7 +159,11 @@ pub fn generate(mesh: &Mesh, loaded: &Loaded, findings: &mut Vec<Finding>) -> Ce
                 let policy_text = access_rule(mesh, &locations, rule, &resource, &shape, &mut out);
                 out.text.push_str(&policy_text);
                 if let Some(validator) = &validator {
-                    validate_generated(validator, &policy_text, rule, findings);
+                    generated.push((policy_text, rule));
+                    if generated.len() >= VALIDATION_BATCH {
+                        validate_generated(validator, &generated, findings);
+                        generated.clear();
+                    }
                 }
             }
             for (index, block) in policy.cedar.iter().enumerate() {
@@ -185,6 +192,9 @@ pub fn generate(mesh: &Mesh, loaded: &Loaded, findings: &mut Vec<Finding>) -> Ce
             Some(out)
         })
         .collect();
+    if let Some(validator) = &validator {
+        validate_generated(validator, &generated, findings);
+    }
     CedarOutput {
         schema: schema_text,
         services,
@@ -474,31 +484,59 @@ fn cond(mesh: &Mesh, c: &Cond, shape: &ContextShape, out: &mut ServicePolicies) 
     }
 }
 
+/// How many generated policies are validated together.
+const VALIDATION_BATCH: usize = 1_024;
+
+/// Validates the generated policies (one per access rule, in order) against the schema.
+/// They are generated, so a problem is a compiler bug, reported at the rule it came from.
 fn validate_generated(
     validator: &Validator,
-    text: &str,
-    rule: &AccessRule,
+    generated: &[(String, &AccessRule)],
     findings: &mut Vec<Finding>,
 ) {
-    let problem = match PolicySet::from_str(text) {
-        Err(e) => Some(e.to_string()),
-        Ok(set) => validator
-            .validate(&set, ValidationMode::Strict)
-            .validation_errors()
-            .next()
-            .map(ToString::to_string),
+    if generated.is_empty() {
+        return;
+    }
+    let all: String = generated.iter().map(|(text, _)| text.as_str()).collect();
+    let Ok(set) = PolicySet::from_str(&all) else {
+        // Some rule does not even parse: find which, one by one (the rare path).
+        for (text, rule) in generated {
+            if let Err(e) = PolicySet::from_str(text) {
+                findings.push(generated_bug(rule, &e.to_string()));
+            }
+        }
+        return;
     };
-    if let Some(problem) = problem {
-        findings.push(Finding {
-            file: rule.origin.file,
-            diagnostic: Diagnostic::error(
-                CEDAR,
-                format!("this rule does not translate to valid Cedar: {problem}"),
-                rule.origin.span,
-                "in this rule",
-            )
-            .with_help("this is a compiler bug; please report it with the rule"),
-        });
+    // The parser names the policies of a set `policy0`, `policy1`, … in text order.
+    let mut reported = BTreeSet::new();
+    for error in validator
+        .validate(&set, ValidationMode::Strict)
+        .validation_errors()
+    {
+        let index = error
+            .policy_id()
+            .to_string()
+            .strip_prefix("policy")
+            .and_then(|n| n.parse::<usize>().ok());
+        if let Some(index) = index
+            && let Some((_, rule)) = generated.get(index)
+            && reported.insert(index)
+        {
+            findings.push(generated_bug(rule, &error.to_string()));
+        }
+    }
+}
+
+fn generated_bug(rule: &AccessRule, problem: &str) -> Finding {
+    Finding {
+        file: rule.origin.file,
+        diagnostic: Diagnostic::error(
+            CEDAR,
+            format!("this rule does not translate to valid Cedar: {problem}"),
+            rule.origin.span,
+            "in this rule",
+        )
+        .with_help("this is a compiler bug; please report it with the rule"),
     }
 }
 

@@ -143,6 +143,43 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The line starts of one text, so that many offsets can be turned into line and column
+/// without rescanning the text from its start for each (`line_col` is linear in the
+/// offset; this is logarithmic).
+#[derive(Clone, Debug)]
+pub struct LineIndex {
+    /// Byte offsets of the first byte of each line.
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    /// Indexes `text`.
+    pub fn new(text: &str) -> LineIndex {
+        let starts = std::iter::once(0)
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|(_, b)| *b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        LineIndex { starts }
+    }
+
+    /// What [`line_col`] answers for `offset` in `text` (the text this index was built
+    /// from).
+    pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&start| start <= offset).max(1);
+        let start = self.starts.get(line - 1).copied().unwrap_or(0);
+        let column = text.get(start..offset).unwrap_or_default().chars().count() + 1;
+        (line, column)
+    }
+}
+
 /// A diagnostic with its source: what miette renders.
 #[derive(Debug)]
 pub struct Report {
@@ -219,4 +256,29 @@ pub fn render_with(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LineIndex, line_col};
+
+    #[test]
+    fn the_line_index_agrees_with_line_col_at_every_offset() {
+        for text in [
+            "",
+            "\n",
+            "a",
+            "service café {\r\n  port 8080\n}\n\nrouté ñ\n",
+            "\n\nx",
+        ] {
+            let index = LineIndex::new(text);
+            for offset in 0..=text.len() + 2 {
+                assert_eq!(
+                    index.line_col(text, offset),
+                    line_col(text, offset),
+                    "{text:?} at {offset}"
+                );
+            }
+        }
+    }
 }

@@ -10,7 +10,7 @@ pub use github::github;
 pub use json::json;
 pub use sarif::sarif;
 
-use mesh_lang::diagnostic::line_col;
+use mesh_lang::diagnostic::LineIndex;
 
 use crate::diag::Finding;
 use crate::load::Loaded;
@@ -25,21 +25,26 @@ struct Located<'a> {
 }
 
 fn locate<'a>(loaded: &'a Loaded, findings: &'a [Finding]) -> Vec<Located<'a>> {
+    let mut indexes: std::collections::HashMap<_, LineIndex> = std::collections::HashMap::new();
     findings
         .iter()
         .filter_map(|finding| {
             let file = loaded.file(finding.file)?;
             let text = &file.source.text;
+            let index = indexes
+                .entry(finding.file)
+                .or_insert_with(|| LineIndex::new(text));
+            let line_col = |offset| index.line_col(text, offset);
             let d = &finding.diagnostic;
             Some(Located {
                 finding,
                 file: &file.source.name,
-                start: line_col(text, d.span.start),
-                end: line_col(text, d.span.end),
+                start: line_col(d.span.start),
+                end: line_col(d.span.end),
                 labels: d
                     .labels
                     .iter()
-                    .map(|l| (l.message.as_str(), line_col(text, l.span.start)))
+                    .map(|l| (l.message.as_str(), line_col(l.span.start)))
                     .collect(),
             })
         })
