@@ -4,6 +4,7 @@ mod check;
 mod compile;
 mod explain;
 mod fmt;
+mod lsp;
 mod test;
 
 use std::io::IsTerminal;
@@ -93,6 +94,12 @@ enum Command {
         #[arg(default_value = ".")]
         paths: Vec<PathBuf>,
     },
+    /// Run the language server (`mesh-lsp`, installed beside meshc) on stdin/stdout.
+    Lsp {
+        /// Arguments passed on to mesh-lsp.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Output formats of `meshc check`.
@@ -133,6 +140,7 @@ pub fn run() -> std::process::ExitCode {
         Command::Fmt { check, paths } => fmt::run(&paths, check, style),
         Command::Compile { paths, out } => compile::run(&paths, &out, style),
         Command::Test { paths } => test::run(&paths, style),
+        Command::Lsp { args } => lsp::run(&args),
         Command::Explain {
             path,
             from,
