@@ -186,8 +186,13 @@ impl LanguageServer for Server {
             })
             .ok(),
         };
-        // Clients without dynamic registration refuse; open buffers still work then.
-        let _ = self.client.register_capability(vec![watch]).await;
+        // Clients without dynamic registration refuse; open buffers still work then. Not
+        // awaited here: with one message at a time, waiting for the client's answer would
+        // hold up every message behind it.
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let _ = client.register_capability(vec![watch]).await;
+        });
         let publications = self.state().publications();
         self.publish(publications).await;
     }

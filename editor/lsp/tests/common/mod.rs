@@ -156,10 +156,15 @@ impl Client {
             .unwrap_or_default()
     }
 
-    /// Drops every message received so far.
+    /// Drops every message received so far (answering server requests among them).
     pub fn drain(&mut self) {
         self.backlog.clear();
-        while self.incoming.try_recv().is_ok() {}
+        while let Ok(message) = self.incoming.try_recv() {
+            if message.get("id").is_some() && message.get("method").is_some() {
+                let id = message["id"].clone();
+                self.send(&json!({"jsonrpc": "2.0", "id": id, "result": null}));
+            }
+        }
     }
 
     /// `initialize` + `initialized` with `folder` as the workspace.
