@@ -32,7 +32,13 @@ pub fn uri(path: &Path) -> String {
 impl Client {
     /// Starts `mesh-lsp` at `binary`.
     pub fn start(binary: &str) -> Self {
+        Self::start_with(Path::new(binary), &[])
+    }
+
+    /// Starts the server as `binary args...`.
+    pub fn start_with(binary: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(binary)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
