@@ -127,7 +127,43 @@ fn split_fix(analysis: &Analysis, file: FileId, at: Span) -> Option<(String, Spa
 
 #[cfg(test)]
 mod tests {
-    use super::suggestion;
+    use super::*;
+
+    fn fixes(src: &str) -> Vec<(String, String)> {
+        let analysis = Analysis::new(vec![("/x/a.mesh".into(), src.to_string())], "");
+        quick_fixes(&analysis, FileId(0), Span::new(0, src.len()), "")
+            .into_iter()
+            .map(|a| {
+                let edits = a.edit.and_then(|e| e.changes).unwrap_or_default();
+                let text = edits
+                    .values()
+                    .flatten()
+                    .map(|e| e.new_text.clone())
+                    .collect();
+                (a.title, text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_split_that_misses_100_percent_gets_its_last_weight_fixed() {
+        let src = "service s { port http 80 subset a { v = \"a\" } subset b { v = \"b\" } }\n\
+                   route s { rule r { split { s.a 70%  s.b 20% } } }\n";
+        let got = fixes(src);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].1, "30%");
+    }
+
+    #[test]
+    fn a_misspelled_name_is_replaced_by_the_suggestion() {
+        let src = "service reviews { port http 80 }\nroute reviews { rule r { to reveiws } }\n";
+        let got = fixes(src);
+        assert!(
+            got.iter()
+                .any(|(title, text)| text == "reviews" && title.contains("reveiws")),
+            "{got:?}"
+        );
+    }
 
     #[test]
     fn suggestions_are_read_from_help_lines() {
