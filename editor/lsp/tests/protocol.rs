@@ -411,3 +411,28 @@ fn navigation_hover_rename_completion_and_formatting() {
     assert_eq!(edits[0]["range"]["start"], at);
     client.shutdown();
 }
+
+#[test]
+fn a_file_outside_the_workspace_is_checked_alone_and_cleared_on_close() {
+    let f = fixture();
+    let mut client = start(&f.root);
+    let outside = tempfile::tempdir().unwrap();
+    let path = std::fs::canonicalize(outside.path())
+        .unwrap()
+        .join("alone.mesh");
+    let text = "service alone { port http 70000 }\n";
+    open(&mut client, &path, text);
+    let diagnostics = client.diagnostics(&uri(&path), |d| !d.is_empty());
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+    assert_eq!(diagnostics[0]["code"], "E0006");
+    assert_eq!(
+        diagnostics[0]["range"]["start"],
+        position(text, "http ", "70000")
+    );
+    client.notify(
+        "textDocument/didClose",
+        json!({"textDocument": {"uri": uri(&path)}}),
+    );
+    client.diagnostics(&uri(&path), |d| d.is_empty());
+    client.shutdown();
+}
