@@ -162,6 +162,11 @@ impl Client {
             .unwrap_or_default()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Drops every message received so far (answering server requests among them).
     pub fn drain(&mut self) {
         self.backlog.clear();
