@@ -5,6 +5,7 @@ mod compile;
 mod explain;
 mod fmt;
 mod identity;
+mod lsp;
 mod test;
 mod up;
 
@@ -114,6 +115,12 @@ enum Command {
         /// Files or directories (searched recursively for *.mesh).
         #[arg(default_value = ".")]
         paths: Vec<PathBuf>,
+    },
+    /// Run the language server (`mesh-lsp`, installed beside meshc) on stdin/stdout.
+    Lsp {
+        /// Arguments passed on to mesh-lsp.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
 }
 
@@ -225,6 +232,7 @@ pub fn run() -> std::process::ExitCode {
         Command::Fmt { check, paths } => fmt::run(&paths, check, style),
         Command::Compile { paths, out } => compile::run(&paths, &out, style),
         Command::Test { paths } => test::run(&paths, style),
+        Command::Lsp { args } => lsp::run(&args),
         Command::Explain {
             path,
             from,

@@ -1,0 +1,204 @@
+//! One-line signatures and literal explanations for hover and symbol details, written from
+//! the syntax tree and the source text (collapsed to one line), so what hover shows is
+//! what the user wrote.
+
+use mesh_lang::ast::{
+    self, LiteralKind, Percent, PolicyMember, RouteMember, RuleMember, ServiceMember, Span,
+};
+
+/// `text` of `span` with every run of whitespace collapsed to one space.
+pub fn one_line(text: &str, span: Span) -> String {
+    text.get(span.start..span.end)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `service ns/name { port http 9080; subsets v1, v2; balance ewma }`.
+pub fn service(ns: &str, service: &ast::Service, text: &str) -> String {
+    let mut parts = Vec::new();
+    let mut subsets = Vec::new();
+    for member in &service.members {
+        match &member.node {
+            ServiceMember::Subset(s) => subsets.push(s.name.name.as_str()),
+            ServiceMember::Error => {}
+            _ => parts.push(one_line(text, member.span)),
+        }
+    }
+    if !subsets.is_empty() {
+        parts.push(format!("subsets {}", subsets.join(", ")));
+    }
+    format!(
+        "service {ns}/{} {{ {} }}",
+        service.name.name,
+        parts.join("; ")
+    )
+}
+
+/// `subset reviews.v2 { version = "v2" }`.
+pub fn subset(service: &str, member: Span, text: &str) -> String {
+    let written = one_line(text, member);
+    match written.strip_prefix("subset ") {
+        Some(rest) => format!("subset {service}.{rest}"),
+        None => written,
+    }
+}
+
+/// `retry careful { attempts 3; per_try_timeout 250ms; … }`.
+pub fn retry(name: &str, fields: &[ast::Spanned<ast::RetryField>], text: &str) -> String {
+    let parts: Vec<String> = fields
+        .iter()
+        .filter(|f| !matches!(f.node, ast::RetryField::Error))
+        .map(|f| one_line(text, f.span))
+        .collect();
+    format!("retry {name} {{ {} }}", parts.join("; "))
+}
+
+/// `route reviews { timeout 2s; retry careful; rules jason, canary }`.
+pub fn route(route: &ast::Route, text: &str) -> String {
+    let mut parts = Vec::new();
+    let mut rules = Vec::new();
+    for member in &route.members {
+        match &member.node {
+            RouteMember::Rule(rule) => rules.push(rule.name.name.as_str()),
+            RouteMember::Error => {}
+            _ => parts.push(one_line(text, member.span)),
+        }
+    }
+    if !rules.is_empty() {
+        parts.push(format!("rules {}", rules.join(", ")));
+    }
+    format!(
+        "route {} {{ {} }}",
+        one_line(text, route.service.span),
+        parts.join("; ")
+    )
+}
+
+/// `rule jason when header("end-user") == "jason" → to reviews.v2`.
+pub fn rule(rule: &ast::Rule, member: Span, text: &str) -> String {
+    let head_end = rule
+        .members
+        .first()
+        .map_or(member.end, |m| m.span.start)
+        .min(
+            rule.when
+                .as_ref()
+                .map_or(rule.name.span.end, |w| w.span.end),
+        );
+    let head = one_line(
+        text,
+        Span::new(member.start, head_end.max(rule.name.span.end)),
+    );
+    let head = head.trim_end_matches('{').trim_end().to_string();
+    let dest: Vec<String> = rule
+        .members
+        .iter()
+        .filter(|m| matches!(m.node, RuleMember::To(_) | RuleMember::Split(_)))
+        .map(|m| one_line(text, m.span))
+        .collect();
+    if dest.is_empty() {
+        head
+    } else {
+        format!("{head} → {}", dest.join("; "))
+    }
+}
+
+/// `policy reviews { mode enforce; 1 allow, 1 deny }`.
+pub fn policy(policy: &ast::Policy, text: &str) -> String {
+    let (mut allows, mut denies, mut cedar) = (0, 0, 0);
+    let mut mode = "enforce".to_string();
+    for member in &policy.members {
+        match &member.node {
+            PolicyMember::Allow(_) => allows += 1,
+            PolicyMember::Deny(_) => denies += 1,
+            PolicyMember::Cedar(_) => cedar += 1,
+            PolicyMember::Mode(m) => mode.clone_from(&m.name),
+            PolicyMember::Error => {}
+        }
+    }
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let mut parts = vec![
+        format!("mode {mode}"),
+        plural(allows, "allow"),
+        plural(denies, "deny rule"),
+    ];
+    if cedar > 0 {
+        parts.push(plural(cedar, "cedar block"));
+    }
+    format!(
+        "policy {} {{ {} }}",
+        one_line(text, policy.service.span),
+        parts.join("; ")
+    )
+}
+
+/// What a literal is: its type and value.
+pub fn literal(kind: &LiteralKind, written: &str) -> String {
+    let ty = kind.type_name();
+    let value = match kind {
+        LiteralKind::Int(n) => format!("{n}"),
+        LiteralKind::Duration(d) => {
+            let micros = d.as_micros();
+            format!("{written} = {}", human_micros(micros))
+        }
+        LiteralKind::Percent(p) => format!("{p} ({} of 1)", fraction(*p)),
+        LiteralKind::Rate(r) => format!("{} per {}", r.count, unit_name(r.per)),
+        LiteralKind::Str(s) => format!("{:?}", s.value),
+        LiteralKind::StatusClass(c) => format!("{c}xx: any status from {c}00 to {c}99"),
+    };
+    format!("`{written}`: {ty} — {value}")
+}
+
+fn fraction(p: Percent) -> String {
+    let text = format!("{:.5}", p.milli as f64 / 100_000.0);
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    text.to_string()
+}
+
+fn unit_name(unit: ast::TimeUnit) -> &'static str {
+    match unit {
+        ast::TimeUnit::Micros => "microsecond",
+        ast::TimeUnit::Millis => "millisecond",
+        ast::TimeUnit::Seconds => "second",
+        ast::TimeUnit::Minutes => "minute",
+        ast::TimeUnit::Hours => "hour",
+    }
+}
+
+fn human_micros(micros: u64) -> String {
+    if micros >= 1_000_000 {
+        format!("{} s", micros as f64 / 1_000_000.0)
+    } else if micros >= 1_000 {
+        format!("{} ms", micros as f64 / 1_000.0)
+    } else {
+        format!("{micros} µs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_name_their_type_and_value() {
+        let lit = |src: &str| {
+            let parsed = mesh_lang::parse(&format!("retry r {{ per_try_timeout {src} }}"));
+            let ast::ItemKind::Retry(r) = &parsed.file.items[0].kind else {
+                return String::new();
+            };
+            let ast::RetryField::PerTryTimeout(l) = &r.fields[0].node else {
+                return String::new();
+            };
+            literal(&l.kind, src)
+        };
+        assert_eq!(lit("250ms"), "`250ms`: Duration — 250ms = 250 ms");
+        assert_eq!(lit("12.5%"), "`12.5%`: Percent — 12.5% (0.125 of 1)");
+        assert_eq!(lit("10/s"), "`10/s`: Rate — 10 per second");
+        assert_eq!(
+            lit("5xx"),
+            "`5xx`: Status — 5xx: any status from 500 to 599"
+        );
+    }
+}

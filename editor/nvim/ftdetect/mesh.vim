@@ -1,0 +1,2 @@
+" .mesh files are mesh policy files.
+autocmd BufRead,BufNewFile *.mesh setfiletype mesh
