@@ -53,7 +53,7 @@ pub fn run(paths: &[PathBuf], out: &Path, style: Style) -> Exit {
 }
 
 /// Replaces `path` with `bytes` atomically unless it already holds them.
-fn write_if_changed(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+pub(super) fn write_if_changed(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
         return Ok(false);
     }
