@@ -93,12 +93,13 @@ impl FakeApi {
         Some(rv)
     }
 
-    /// Server-side applies `object` as `manager` (to set up conflicts).
+    /// Server-side applies `object` as `manager`, taking over the fields it sets (as
+    /// `kubectl edit` or a forced apply would), to set up conflicts.
     pub fn apply_as(&self, manager: &str, object: Value) -> Result<Value, String> {
         let target = Target::of_object(&object).ok_or("no apiVersion, kind or name")?;
         let result = self
             .lock()
-            .apply(&target, object, manager, false, false)
+            .apply(&target, object, manager, true, false)
             .map(|(v, _)| v)
             .map_err(|(_, status)| status.to_string());
         self.notify();

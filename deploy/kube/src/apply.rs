@@ -73,9 +73,10 @@ impl Outcome {
 
 /// A client for the cluster of the kubeconfig's `context` (its current context by
 /// default), found as kubectl finds it: `KUBECONFIG`, `~/.kube/config`, or the in-cluster
-/// service account.
+/// service account. Like kubectl it does not retry failed requests (kube's default retries
+/// a 503 for minutes): the first error stops the command.
 pub async fn client(context: Option<&str>) -> Result<Client, KubeError> {
-    let config = match context {
+    let mut config = match context {
         Some(context) => Config::from_kubeconfig(&KubeConfigOptions {
             context: Some(context.to_string()),
             ..KubeConfigOptions::default()
@@ -86,6 +87,7 @@ pub async fn client(context: Option<&str>) -> Result<Client, KubeError> {
             .await
             .map_err(|e| KubeError::Client(format!("no cluster configured: {e}")))?,
     };
+    config.default_retry = false;
     Client::try_from(config).map_err(|e| KubeError::Client(format!("cannot build a client: {e}")))
 }
 
