@@ -384,6 +384,16 @@ async fn refuses_a_mesh_with_errors_and_reports_an_unreachable_api() {
     assert!(s.api.requests().is_empty(), "nothing sent");
 
     std::fs::copy(root().join("examples/bookinfo/bookinfo.mesh"), &s.mesh).unwrap();
+    // An unknown kubeconfig context.
+    let output = s.apply(&["--context", "nowhere"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("\"nowhere\""));
+    assert!(s.api.requests().is_empty());
+    // The named context works like the current one.
+    let out = lines(&s.apply(&["--context", "fake", "--dry-run", "client"]).await);
+    assert_eq!(out.len(), OBJECTS.len());
+    s.api.clear_requests();
+
     s.api.set_down(true);
     let output = s.apply(&[]).await;
     assert_eq!(output.status.code(), Some(2));

@@ -267,6 +267,45 @@ fn a_directory_is_rewritten_byte_for_byte() {
     for (path, bytes) in &after {
         assert_eq!(path.contains("/secret-"), before[path] != *bytes, "{path}");
     }
+
+    // A service leaves the mesh: its files go, files of other meshes and others stay.
+    let other_mesh =
+        "metadata:\n  labels:\n    app.kubernetes.io/managed-by: meshc\n    mesh: another\n";
+    std::fs::write(out.join("bookinfo/configmap-elsewhere.yaml"), other_mesh).unwrap();
+    std::fs::write(out.join("bookinfo/notes.yaml"), "hand: written\n").unwrap();
+    let mesh = dir.path().join("bookinfo.mesh");
+    let text = std::fs::read_to_string(root().join("examples/bookinfo/bookinfo.mesh")).unwrap();
+    std::fs::write(
+        &mesh,
+        text.replace("  service details {\n    port http 9080\n  }\n", ""),
+    )
+    .unwrap();
+    let fourth = meshc(&[
+        "manifests",
+        mesh.to_str().unwrap(),
+        "--ca",
+        other_ca.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        fourth.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&fourth.stderr)
+    );
+    let last = tree(&out);
+    let gone: Vec<&String> = after.keys().filter(|k| !last.contains_key(*k)).collect();
+    assert_eq!(
+        gone,
+        [
+            "bookinfo/configmap-details.yaml",
+            "bookinfo/secret-details-mesh-identity.yaml",
+            "bookinfo/serviceaccount-details.yaml",
+        ]
+    );
+    assert!(last.contains_key("bookinfo/configmap-elsewhere.yaml"));
+    assert!(last.contains_key("bookinfo/notes.yaml"));
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! `meshc manifests PATH... --ca DIR -o OUT`: everything the mesh needs in a cluster as
 //! Kubernetes YAML, for GitOps. `-o -` writes one multi-document stream to stdout; `-o DIR`
 //! writes one file per object (`DIR/NAMESPACE/KIND-NAME.yaml`, cluster-scoped objects in
-//! `DIR/_cluster/`), replacing only files whose bytes change, and keeps the certificates
-//! of Secrets already there while they are good so that re-running changes nothing.
+//! `DIR/_cluster/`), replacing only files whose bytes change and removing the files of
+//! this mesh's objects that it no longer produces, and keeps the certificates of Secrets
+//! already there while they are good so that re-running changes nothing.
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +68,14 @@ pub fn run(paths: &[PathBuf], ca: &Path, out: &Path, style: Style) -> Exit {
             }
         }
     }
+    let removed = match remove_stale(out, &files, &mesh.name) {
+        Ok(removed) => removed,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Exit::Trouble;
+        }
+    };
+    written += removed;
     eprintln!(
         "wrote {} object{} of mesh {} into {} ({written} file{} changed)",
         files.len(),
@@ -76,4 +85,36 @@ pub fn run(paths: &[PathBuf], ca: &Path, out: &Path, style: Style) -> Exit {
         if written == 1 { "" } else { "s" }
     );
     Exit::Ok
+}
+
+/// Removes `OUT/*/*.yaml` files holding an object of `mesh` that is not in `files`;
+/// returns how many. Other files are left alone.
+fn remove_stale(
+    out: &Path,
+    files: &std::collections::BTreeMap<String, String>,
+    mesh: &str,
+) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for dir in std::fs::read_dir(out)? {
+        let dir = dir?.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&dir)? {
+            let path = file?.path();
+            let relative = path
+                .strip_prefix(out)
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_default();
+            if path.extension().is_none_or(|e| e != "yaml") || files.contains_key(&relative) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if manifests::is_object_of(&text, mesh) {
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }

@@ -10,7 +10,7 @@ use std::fmt::Debug;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::KubeConfigOptions;
 use kube::{Client, Config, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -89,11 +89,6 @@ pub async fn client(context: Option<&str>) -> Result<Client, KubeError> {
     };
     config.default_retry = false;
     Client::try_from(config).map_err(|e| KubeError::Client(format!("cannot build a client: {e}")))
-}
-
-/// Reads a kubeconfig file (for messages naming the cluster).
-pub fn current_context(path: &std::path::Path) -> Option<String> {
-    Kubeconfig::read_from(path).ok()?.current_context
 }
 
 /// The certificate data of the identity Secrets `(namespace, name)` that exist now.

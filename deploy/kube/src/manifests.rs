@@ -158,6 +158,16 @@ pub fn file_name(namespace: Option<&str>, kind: &str, name: &str) -> String {
     )
 }
 
+/// Whether `text` is one object of `mesh` as [`files`] writes it (so a file that is no
+/// longer produced may be removed).
+pub fn is_object_of(text: &str, mesh: &str) -> bool {
+    let Ok(value) = serde_saphyr::from_str::<serde_json::Value>(text) else {
+        return false;
+    };
+    let labels = &value["metadata"]["labels"];
+    labels[labels::MANAGED_BY] == labels::MANAGER && labels[labels::MESH] == mesh
+}
+
 /// The certificate data of a Secret written earlier as YAML (`None` when it is not one).
 pub fn tls_data_from_yaml(text: &str) -> Option<TlsData> {
     let secret: Secret = serde_saphyr::from_str(text).ok()?;
