@@ -313,12 +313,13 @@ fn watch(
             tokio::select! {
                 () = notified => {}
                 () = tokio::time::sleep(Duration::from_millis(100)) => {
-                    if bookmarks && rv > last {
-                        last = rv;
+                    // Idle: tell the client how far it is up to date.
+                    if bookmarks {
+                        last = last.max(rv);
                         let bookmark = json!({
                             "apiVersion": target.api_version,
                             "kind": target.kind(),
-                            "metadata": {"resourceVersion": rv.to_string()},
+                            "metadata": {"resourceVersion": last.to_string()},
                         });
                         if tx.send(line("BOOKMARK", &bookmark)).await.is_err() {
                             return;
