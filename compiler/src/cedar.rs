@@ -167,10 +167,10 @@ pub fn generate(mesh: &Mesh, loaded: &Loaded, findings: &mut Vec<Finding>) -> Ce
                 }
             }
             for (index, block) in policy.cedar.iter().enumerate() {
-                if let Some(validator) = &validator {
-                    if !validate_inline(validator, block, findings) {
-                        continue;
-                    }
+                if let Some(validator) = &validator
+                    && !validate_inline(validator, block, findings)
+                {
+                    continue;
                 }
                 out.text
                     .push_str(&inline_with_ids(&locations, block, index));

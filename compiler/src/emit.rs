@@ -27,6 +27,14 @@ pub enum Neighbours {
     All,
 }
 
+/// The namespaces that hold services, sorted: what a workload's agent treats as the mesh's
+/// (`MeshInfo::namespaces`).
+fn service_namespaces(mesh: &Mesh) -> Vec<String> {
+    let names: std::collections::BTreeSet<&str> =
+        mesh.services.iter().map(|s| s.namespace.as_str()).collect();
+    names.into_iter().map(str::to_string).collect()
+}
+
 /// The SPIFFE id of a service.
 pub fn spiffe_id(mesh: &Mesh, service: &Service) -> String {
     format!(
@@ -94,7 +102,7 @@ pub fn workload(
         mesh: MeshInfo {
             name: mesh.name.clone(),
             trust_domain: mesh.trust_domain.clone(),
-            namespaces: mesh.namespaces.clone(),
+            namespaces: service_namespaces(mesh),
         },
         workload: Workload {
             service: service.key(),
@@ -121,7 +129,7 @@ fn empty(mesh: &Mesh) -> WorkloadConfig {
         mesh: MeshInfo {
             name: mesh.name.clone(),
             trust_domain: mesh.trust_domain.clone(),
-            namespaces: mesh.namespaces.clone(),
+            namespaces: service_namespaces(mesh),
         },
         workload: Workload {
             service: String::new(),

@@ -11,9 +11,17 @@ pub struct Args {
     /// The workload config written by `meshc compile` (watched; reloaded on change).
     #[arg(long)]
     pub config: PathBuf,
-    /// The endpoints file: where each service's instances are (watched).
-    #[arg(long)]
-    pub endpoints: PathBuf,
+    /// Where endpoints come from: a watched file, or the Kubernetes API.
+    #[arg(long, value_enum, default_value_t = DiscoveryKind::File)]
+    pub discovery: DiscoveryKind,
+    /// The endpoints file (with `--discovery file`): where each service's instances are
+    /// (watched).
+    #[arg(long, required_if_eq("discovery", "file"))]
+    pub endpoints: Option<PathBuf>,
+    /// With `--discovery kubernetes`: the port of the peers' agents' inbound listeners,
+    /// which requests to an endpoint's address go to.
+    #[arg(long, default_value_t = 15006)]
+    pub peer_port: u16,
     /// Directory with this workload's certificate, key and CA bundle (used by mTLS).
     #[arg(long)]
     pub identity_dir: Option<PathBuf>,
@@ -38,6 +46,16 @@ pub struct Args {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// Sources of endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiscoveryKind {
+    /// The JSON file given by `--endpoints`.
+    File,
+    /// EndpointSlices and Pods, watched through the Kubernetes API (kubeconfig or
+    /// in-cluster service account); needs the `kubernetes` feature.
+    Kubernetes,
 }
 
 /// Log line formats.

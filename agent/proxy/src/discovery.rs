@@ -1,7 +1,8 @@
 //! Discovery: where the instances of each service are. An endpoint is an address with the
 //! labels of its instance; a subset's endpoints are those whose labels include the
-//! subset's (as Kubernetes label selectors work). The first source is a JSON file, watched
-//! like the config; the [`Discovery`] trait keeps room for Kubernetes EndpointSlices.
+//! subset's (as Kubernetes label selectors work). Two sources implement [`Discovery`]: a
+//! JSON file, watched like the config, and (feature `kubernetes`) EndpointSlices and Pods
+//! watched through the Kubernetes API ([`crate::kubernetes`]).
 //!
 //! ```json
 //! {"endpoints": [
@@ -87,6 +88,9 @@ pub enum DiscoveryError {
     /// Not an endpoints document.
     #[error("endpoints file is not valid: {0}")]
     Json(serde_json::Error),
+    /// The Kubernetes watches have not listed everything yet.
+    #[error("waiting for the first list of {0} from the Kubernetes API")]
+    NotSynced(&'static str),
 }
 
 /// A source of endpoints.
@@ -95,6 +99,10 @@ pub trait Discovery: Send + Sync {
     fn load(&self) -> Result<Endpoints, DiscoveryError>;
     /// Files whose changes mean the endpoints may have changed (watched).
     fn watched_paths(&self) -> Vec<PathBuf>;
+    /// Notified when the endpoints may have changed, for sources that are not files.
+    fn changed(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// Endpoints from a JSON file.

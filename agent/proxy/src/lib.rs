@@ -15,6 +15,8 @@ pub mod client;
 pub mod discovery;
 pub mod http;
 pub mod inbound;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod logging;
 pub mod metrics;
 pub mod outbound;
@@ -36,8 +38,9 @@ use tokio::sync::watch;
 
 pub use args::Args;
 
+use crate::args::DiscoveryKind;
 use crate::client::Clients;
-use crate::discovery::FileDiscovery;
+use crate::discovery::{Discovery, FileDiscovery};
 use crate::reload::Reloader;
 use crate::state::Shared;
 
@@ -54,6 +57,9 @@ pub enum AgentError {
         /// The error.
         source: std::io::Error,
     },
+    /// Kubernetes discovery cannot start.
+    #[error("kubernetes discovery: {0}")]
+    Kubernetes(String),
 }
 
 /// The addresses the agent listens on, printed as one JSON line on stdout once bound (so
@@ -78,9 +84,10 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Agent
 /// `args.drain_timeout`.
 pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let shared = Arc::new(Shared::new(args.identity_dir.is_some()));
+    let discovery = discovery(&args, &shared).await?;
     let mut reloader = Reloader::new(
         &args.config,
-        Box::new(FileDiscovery::new(&args.endpoints)),
+        discovery,
         Arc::clone(&shared),
         args.identity_dir.as_deref(),
     );
@@ -165,6 +172,32 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
         }
     }
     Ok(())
+}
+
+/// The endpoints source `args` ask for.
+async fn discovery(args: &Args, shared: &Arc<Shared>) -> Result<Box<dyn Discovery>, AgentError> {
+    match args.discovery {
+        DiscoveryKind::File => {
+            let path = args.endpoints.as_deref().ok_or_else(|| {
+                AgentError::Kubernetes("--endpoints is required with --discovery file".into())
+            })?;
+            Ok(Box::new(FileDiscovery::new(path)))
+        }
+        #[cfg(feature = "kubernetes")]
+        DiscoveryKind::Kubernetes => {
+            let discovery = kubernetes::KubeDiscovery::start(args.peer_port, Arc::clone(shared))
+                .await
+                .map_err(AgentError::Kubernetes)?;
+            Ok(Box::new(discovery))
+        }
+        #[cfg(not(feature = "kubernetes"))]
+        DiscoveryKind::Kubernetes => {
+            let _ = shared;
+            Err(AgentError::Kubernetes(
+                "this mesh-agent was built without the `kubernetes` feature".into(),
+            ))
+        }
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -52,6 +52,13 @@ pub struct ConfigLabels {
     pub hash: String,
 }
 
+/// Labels of a discovery watch.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabels {
+    /// The resource watched (`endpointslices`, `pods`).
+    pub resource: &'static str,
+}
+
 /// Labels of an authorization decision.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthzLabels {
@@ -86,6 +93,11 @@ pub struct Metrics {
     pub authz: Family<AuthzLabels, Counter>,
     /// Seconds until the loaded workload certificate expires (negative: expired).
     pub identity_expires_in: Gauge,
+    /// Kubernetes discovery: 1 while a watch is synced and streaming, 0 after it failed
+    /// (the last known endpoints stay in force meanwhile).
+    pub watch_up: Family<WatchLabels, Gauge>,
+    /// Kubernetes discovery: watch failures.
+    pub watch_errors: Family<WatchLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -140,7 +152,21 @@ impl Default for Metrics {
             "Seconds until the workload certificate expires",
             identity_expires_in.clone(),
         );
+        let watch_up = Family::<WatchLabels, Gauge>::default();
+        let watch_errors = Family::<WatchLabels, Counter>::default();
+        registry.register(
+            "discovery_watch_up",
+            "Kubernetes discovery watch state: 1 synced and streaming, 0 failed (last known endpoints kept)",
+            watch_up.clone(),
+        );
+        registry.register(
+            "discovery_watch_errors",
+            "Kubernetes discovery watch failures",
+            watch_errors.clone(),
+        );
         Metrics {
+            watch_up,
+            watch_errors,
             registry,
             requests,
             latency,

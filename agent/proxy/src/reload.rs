@@ -13,7 +13,7 @@ use notify::Watcher;
 use sha2::Digest;
 use tokio::sync::mpsc;
 
-use crate::discovery::{Discovery, Endpoints};
+use crate::discovery::{Discovery, DiscoveryError, Endpoints};
 use crate::state::{LoadedConfig, Shared, Snapshot};
 
 /// Re-reads the agent's files and publishes new snapshots.
@@ -197,8 +197,13 @@ impl Reloader {
             Err(error) => {
                 let text = error.to_string();
                 if self.endpoints_error.as_deref() != Some(text.as_str()) {
-                    self.shared.metrics.reload("endpoints", false);
-                    tracing::error!(error = %text, "endpoints rejected; keeping the last good ones");
+                    if let DiscoveryError::NotSynced(_) = error {
+                        // Not a failure: the source is still listing.
+                        tracing::info!(status = %text, "endpoints not loaded yet");
+                    } else {
+                        self.shared.metrics.reload("endpoints", false);
+                        tracing::error!(error = %text, "endpoints rejected; keeping the last good ones");
+                    }
                     self.endpoints_error = Some(text);
                 }
                 false
@@ -232,6 +237,7 @@ impl Reloader {
                 None
             }
         };
+        let discovery_changed = self.discovery.changed();
         let mut tick = tokio::time::interval(resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -242,10 +248,19 @@ impl Reloader {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     while rx.try_recv().is_ok() {}
                 }
+                () = notified(discovery_changed.as_deref()) => {}
                 _ = tick.tick() => {}
             }
             self.reload();
         }
+    }
+}
+
+/// Completes when `notify` is notified; never without one.
+async fn notified(notify: Option<&tokio::sync::Notify>) {
+    match notify {
+        Some(notify) => notify.notified().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,11 +1,15 @@
 //! Argument parsing and dispatch: one module per subcommand, one exit-code enum.
 
+mod apply;
 mod check;
 mod compile;
 mod explain;
 mod fmt;
 mod identity;
+mod inject;
 mod lsp;
+mod manifests;
+mod mesh_input;
 mod test;
 mod up;
 
@@ -116,12 +120,69 @@ enum Command {
         #[arg(default_value = ".")]
         paths: Vec<PathBuf>,
     },
+    /// Write the mesh's Kubernetes objects (ConfigMaps, identity Secrets, RBAC) as YAML.
+    Manifests {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The mesh CA directory (`ca.pem`, `ca-key.pem`) that issues identity certificates.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Output directory (one file per object), or `-` for one stream on stdout.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Server-side apply the mesh's Kubernetes objects to a cluster.
+    Apply {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The mesh CA directory; without it identity Secrets are left alone.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// The kubeconfig context (default: the current one).
+        #[arg(long)]
+        context: Option<String>,
+        /// Only show what would change: compared on the client, or checked by the server.
+        #[arg(long, value_enum)]
+        dry_run: Option<DryRunArg>,
+        /// Delete objects labelled with this mesh that it no longer produces.
+        #[arg(long)]
+        prune: bool,
+        /// Take over fields that other field managers own.
+        #[arg(long)]
+        force_conflicts: bool,
+    },
+    /// Add the mesh-agent sidecar to Kubernetes workload manifests (YAML on stdout).
+    Inject {
+        /// A YAML file, or `-` for stdin.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        /// The mesh: files or directories (searched recursively for *.mesh).
+        #[arg(long, required = true)]
+        mesh: Vec<PathBuf>,
+        /// The mesh-agent image.
+        #[arg(long)]
+        image: String,
+        /// Seconds the sidecar pauses in preStop before it drains.
+        #[arg(long, default_value_t = 5)]
+        pre_stop_seconds: i64,
+    },
     /// Run the language server (`mesh-lsp`, installed beside meshc) on stdin/stdout.
     Lsp {
         /// Arguments passed on to mesh-lsp.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+}
+
+/// Dry-run modes of `meshc apply`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DryRunArg {
+    /// Compare with the live objects; send no change.
+    Client,
+    /// Send the changes with dryRun=All: the server checks them and persists nothing.
+    Server,
 }
 
 /// `meshc identity` subcommands.
@@ -232,6 +293,31 @@ pub fn run() -> std::process::ExitCode {
         Command::Fmt { check, paths } => fmt::run(&paths, check, style),
         Command::Compile { paths, out } => compile::run(&paths, &out, style),
         Command::Test { paths } => test::run(&paths, style),
+        Command::Manifests { paths, ca, out } => manifests::run(&paths, &ca, &out, style),
+        Command::Apply {
+            paths,
+            ca,
+            context,
+            dry_run,
+            prune,
+            force_conflicts,
+        } => apply::run(
+            &apply::Request {
+                paths,
+                ca,
+                context,
+                dry_run,
+                prune,
+                force_conflicts,
+            },
+            style,
+        ),
+        Command::Inject {
+            file,
+            mesh,
+            image,
+            pre_stop_seconds,
+        } => inject::run(&file, &mesh, &image, pre_stop_seconds, style),
         Command::Lsp { args } => lsp::run(&args),
         Command::Explain {
             path,

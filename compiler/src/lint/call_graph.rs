@@ -175,7 +175,7 @@ pub fn human_micros(micros: Micros) -> String {
         (1, "us"),
     ];
     for (size, unit) in UNITS {
-        if micros >= size && micros % size == 0 {
+        if micros >= size && micros.is_multiple_of(size) {
             return format!("{}{unit}", micros / size);
         }
     }

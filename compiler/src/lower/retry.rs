@@ -87,10 +87,10 @@ pub fn lower_fields(cx: &mut Cx<'_>, fields: &[Spanned<RetryField>]) -> RetryPol
             RetryField::PerTryTimeout(d) => policy.per_try_timeout = cx.duration(d),
             RetryField::On(list) => {
                 for value in list {
-                    if let Some(on) = condition(cx, value) {
-                        if !policy.on.contains(&on) {
-                            policy.on.push(on);
-                        }
+                    if let Some(on) = condition(cx, value)
+                        && !policy.on.contains(&on)
+                    {
+                        policy.on.push(on);
                     }
                 }
             }
@@ -143,10 +143,11 @@ fn condition(cx: &mut Cx<'_>, value: &Value) -> Option<RetryOn> {
         },
         Value::Ref(r) => {
             let word = &r.name.name;
-            if r.namespace.is_none() && r.subset.is_none() {
-                if let Some((_, on)) = CONDITIONS.iter().find(|(w, _)| w == word) {
-                    return Some(*on);
-                }
+            if r.namespace.is_none()
+                && r.subset.is_none()
+                && let Some((_, on)) = CONDITIONS.iter().find(|(w, _)| w == word)
+            {
+                return Some(*on);
             }
             let names = CONDITIONS.iter().map(|(w, _)| *w);
             let mut d = Diagnostic::error(

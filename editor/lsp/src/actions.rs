@@ -92,10 +92,10 @@ fn split_fix(analysis: &Analysis, file: FileId, at: Span) -> Option<(String, Spa
                 for member in &route.members {
                     if let RouteMember::Rule(rule) = &member.node {
                         for m in &rule.members {
-                            if let RuleMember::Split(targets) = &m.node {
-                                if m.span.start == at.start {
-                                    splits.push(targets);
-                                }
+                            if let RuleMember::Split(targets) = &m.node
+                                && m.span.start == at.start
+                            {
+                                splits.push(targets);
                             }
                         }
                     }

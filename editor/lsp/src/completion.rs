@@ -179,14 +179,13 @@ fn context(src: &str, offset: usize) -> Option<Context<'_>> {
                     if !(matches!(token, Token::KwRetry) && in_route) {
                         pending = Some(block);
                     }
-                    if matches!(token, Token::KwNamespace) {
-                        if let Some(Tok {
+                    if matches!(token, Token::KwNamespace)
+                        && let Some(Tok {
                             token: Token::Ident(name),
                             ..
                         }) = before.get(i + 1)
-                        {
-                            pending_ns = Some(name);
-                        }
+                    {
+                        pending_ns = Some(name);
                     }
                 }
                 if crate::tokens::is_keyword(token) {

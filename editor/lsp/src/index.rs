@@ -394,10 +394,10 @@ impl<'a> Walker<'a> {
     /// service's namespace and name when it resolves.
     fn service_ref(&mut self, ns: &str, r: &Ref) -> Option<(String, String)> {
         let target_ns = r.namespace.as_ref().map_or(ns, |n| n.name.as_str());
-        if let Some(n) = &r.namespace {
-            if self.symbols.has_namespace(&n.name) {
-                self.occur(Symbol::Namespace(n.name.clone()), n.span, false);
-            }
+        if let Some(n) = &r.namespace
+            && self.symbols.has_namespace(&n.name)
+        {
+            self.occur(Symbol::Namespace(n.name.clone()), n.span, false);
         }
         let id = self.symbols.service_id(target_ns, &r.name.name)?;
         let decl = self.symbols.service(id)?;
@@ -407,14 +407,14 @@ impl<'a> Walker<'a> {
             r.name.span,
             false,
         );
-        if let Some(subset) = &r.subset {
-            if resolve::subset_names(decl.node).contains(&subset.name.as_str()) {
-                self.occur(
-                    Symbol::Subset(sns.clone(), sname.clone(), subset.name.clone()),
-                    subset.span,
-                    false,
-                );
-            }
+        if let Some(subset) = &r.subset
+            && resolve::subset_names(decl.node).contains(&subset.name.as_str())
+        {
+            self.occur(
+                Symbol::Subset(sns.clone(), sname.clone(), subset.name.clone()),
+                subset.span,
+                false,
+            );
         }
         Some((sns, sname))
     }

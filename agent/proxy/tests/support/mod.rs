@@ -65,7 +65,16 @@ impl Upstream {
         name: &str,
         behaviour: impl Fn(&Request<Incoming>) -> Reply + Send + Sync + 'static,
     ) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Upstream::at(name, "127.0.0.1:0".parse().unwrap(), behaviour).await
+    }
+
+    /// An upstream listening on `addr` (another loopback address, a given port).
+    pub async fn at(
+        name: &str,
+        addr: SocketAddr,
+        behaviour: impl Fn(&Request<Incoming>) -> Reply + Send + Sync + 'static,
+    ) -> Upstream {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let behaviour: Behaviour = Arc::new(behaviour);
@@ -149,7 +158,14 @@ impl Agent {
 
     /// Starts the agent with extra flags (for example `--identity-dir DIR`).
     pub fn start_with(dir: &Path, app: SocketAddr, extra: &[&str]) -> Agent {
+        Agent::start_env(dir, app, extra, &[])
+    }
+
+    /// Starts the agent with extra flags and environment variables (for example
+    /// `KUBECONFIG`).
+    pub fn start_env(dir: &Path, app: SocketAddr, extra: &[&str], env: &[(&str, &Path)]) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-agent"))
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .args(extra)
             .args(["--config", dir.join("config.json").to_str().unwrap()])
             .args(["--endpoints", dir.join("endpoints.json").to_str().unwrap()])

@@ -1,0 +1,305 @@
+//! Kubernetes discovery end to end: a real `mesh-agent` with `--discovery kubernetes`
+//! pointed (through `KUBECONFIG`) at the in-process fake API server, proxying to real
+//! upstreams that stand for pods on their own loopback addresses. The agent follows
+//! scale-up, scale-down and readiness changes within a second, selects subsets by pod
+//! labels, and keeps serving its last known endpoints through an API outage and a
+//! `410 Gone` relist, reporting the watch state as a metric.
+#![cfg(feature = "kubernetes")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mesh_fake_api::FakeApi;
+use serde_json::{Value, json};
+use support::*;
+
+fn pod(name: &str, version: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ns", "labels": {"app": "reviews", "version": version}},
+    })
+}
+
+/// The slice of `ns/reviews`: `(ip, ready, pod)`.
+fn slice(endpoints: &[(&str, bool, &str)]) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "reviews-abcde",
+            "namespace": "ns",
+            "labels": {"kubernetes.io/service-name": "reviews"},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 9080, "protocol": "TCP"}],
+        "endpoints": endpoints.iter().map(|(ip, ready, pod)| json!({
+            "addresses": [ip],
+            "conditions": {"ready": ready},
+            "targetRef": {"kind": "Pod", "name": pod, "namespace": "ns"},
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Which upstreams answer 30 requests to `reviews` (with `headers`).
+async fn answering(http: &Http, agent: &Agent, headers: &[(&str, &str)]) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for _ in 0..30 {
+        let got = http
+            .send(agent.outbound, "GET", "reviews", "/", headers)
+            .await;
+        if got.status == 200 {
+            names.insert(got.name());
+        } else {
+            names.insert(format!("status {}", got.status));
+        }
+    }
+    names
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+async fn metric(http: &Http, agent: &Agent, line: &str) -> bool {
+    let got = http.get(agent.admin, "admin", "/metrics").await;
+    got.body.lines().any(|l| l == line)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_endpoint_slices_and_survives_watch_failures() {
+    let api = FakeApi::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path()).unwrap();
+
+    // Pods: the same port on three loopback addresses.
+    let a = Upstream::at("a", "127.0.0.2:0".parse().unwrap(), |_| Reply::ok()).await;
+    let port = a.addr.port();
+    let at = |ip: &str| -> SocketAddr { format!("{ip}:{port}").parse().unwrap() };
+    let b = Upstream::at("b", at("127.0.0.3"), |_| Reply::ok()).await;
+    let c = Upstream::at("c", at("127.0.0.4"), |_| Reply::ok()).await;
+    let _ = (&b, &c);
+
+    api.put(pod("reviews-a", "v1"));
+    api.put(pod("reviews-b", "v2"));
+    api.put(pod("reviews-c", "v2"));
+    api.put(slice(&[("127.0.0.2", true, "reviews-a")]));
+
+    let header_v2 = json!({"text": {"attr": {"header": "x-v2"}, "op": "eq", "value": "1"}});
+    write(
+        dir.path(),
+        "config.json",
+        &config(vec![service(
+            "reviews",
+            &["v1", "v2"],
+            vec![
+                rule("v2", header_v2, "reviews", &[(Some("v2"), 100)]),
+                rule("all", Value::Null, "reviews", &[(None, 100)]),
+            ],
+        )]),
+    );
+    let port_text = port.to_string();
+    let agent = Agent::start_env(
+        dir.path(),
+        "127.0.0.1:9".parse().unwrap(),
+        &["--discovery", "kubernetes", "--peer-port", &port_text],
+        &[("KUBECONFIG", &kubeconfig)],
+    );
+    let http = Http::default();
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            http.get(agent.admin, "admin", "/ready").await.status == 200
+        })
+        .await,
+        "ready once the watches have listed"
+    );
+    assert_eq!(answering(&http, &agent, &[]).await, set(&["a"]));
+    let requests = api.requests();
+    for path in ["/apis/discovery.k8s.io/v1/endpointslices", "/api/v1/pods"] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.path == path && r.query.contains("watch=true")),
+            "watches {path}: {requests:?}"
+        );
+    }
+    assert!(
+        metric(
+            &http,
+            &agent,
+            "mesh_discovery_watch_up{resource=\"endpointslices\"} 1"
+        )
+        .await
+    );
+
+    // Scale up: followed within a second.
+    api.put(slice(&[
+        ("127.0.0.2", true, "reviews-a"),
+        ("127.0.0.3", true, "reviews-b"),
+        ("127.0.0.4", false, "reviews-c"),
+    ]));
+    assert!(
+        eventually(Duration::from_secs(1), async || {
+            answering(&http, &agent, &[]).await == set(&["a", "b"])
+        })
+        .await,
+        "scale-up within a second (the unready endpoint stays out)"
+    );
+    // Subsets select on the pods' labels.
+    assert_eq!(
+        answering(&http, &agent, &[("x-v2", "1")]).await,
+        set(&["b"])
+    );
+
+    // Readiness: c becomes ready, a stops being ready.
+    api.put(slice(&[
+        ("127.0.0.2", false, "reviews-a"),
+        ("127.0.0.3", true, "reviews-b"),
+        ("127.0.0.4", true, "reviews-c"),
+    ]));
+    assert!(
+        eventually(Duration::from_secs(1), async || {
+            answering(&http, &agent, &[]).await == set(&["b", "c"])
+        })
+        .await,
+        "readiness changes within a second"
+    );
+
+    // Scale down to c.
+    api.put(slice(&[("127.0.0.4", true, "reviews-c")]));
+    assert!(
+        eventually(Duration::from_secs(1), async || {
+            answering(&http, &agent, &[]).await == set(&["c"])
+        })
+        .await,
+        "scale-down within a second"
+    );
+
+    // The API goes away: the watches fail, the last known endpoints keep serving.
+    api.set_down(true);
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            metric(
+                &http,
+                &agent,
+                "mesh_discovery_watch_up{resource=\"endpointslices\"} 0",
+            )
+            .await
+        })
+        .await,
+        "the metric shows the failed watch"
+    );
+    assert_eq!(answering(&http, &agent, &[]).await, set(&["c"]));
+    assert_eq!(http.get(agent.admin, "admin", "/ready").await.status, 200);
+
+    // It comes back with its history compacted: the watch gets 410 Gone and relists,
+    // seeing what changed meanwhile.
+    api.put(slice(&[
+        ("127.0.0.2", true, "reviews-a"),
+        ("127.0.0.4", true, "reviews-c"),
+    ]));
+    api.compact();
+    api.set_down(false);
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            answering(&http, &agent, &[]).await == set(&["a", "c"])
+        })
+        .await,
+        "recovers after the outage"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            metric(
+                &http,
+                &agent,
+                "mesh_discovery_watch_up{resource=\"endpointslices\"} 1",
+            )
+            .await
+        })
+        .await
+    );
+    let errors = http.get(agent.admin, "admin", "/metrics").await.body;
+    assert!(
+        errors.lines().any(|l| l
+            .starts_with("mesh_discovery_watch_errors_total{resource=\"endpointslices\"}")
+            && !l.ends_with(" 0")),
+        "{errors}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_watch_resumes_from_its_resource_version() {
+    let api = FakeApi::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path()).unwrap();
+    let a = Upstream::at("a", "127.0.0.5:0".parse().unwrap(), |_| Reply::ok()).await;
+    let port = a.addr.port();
+    let b = Upstream::at("b", format!("127.0.0.6:{port}").parse().unwrap(), |_| {
+        Reply::ok()
+    })
+    .await;
+    let _ = &b;
+    api.put(pod("reviews-a", "v1"));
+    api.put(pod("reviews-b", "v1"));
+    api.put(slice(&[("127.0.0.5", true, "reviews-a")]));
+    write(
+        dir.path(),
+        "config.json",
+        &config(vec![service("reviews", &[], vec![])]),
+    );
+    let port_text = port.to_string();
+    let agent = Agent::start_env(
+        dir.path(),
+        "127.0.0.1:9".parse().unwrap(),
+        &["--discovery", "kubernetes", "--peer-port", &port_text],
+        &[("KUBECONFIG", &kubeconfig)],
+    );
+    let http = Http::default();
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            answering(&http, &agent, &[]).await == set(&["a"])
+        })
+        .await
+    );
+    let lists = |api: &FakeApi| {
+        api.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/endpointslices") && !r.query.contains("watch=true"))
+            .count()
+    };
+    let listed = lists(&api);
+    api.break_watches();
+    api.put(slice(&[("127.0.0.6", true, "reviews-b")]));
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            answering(&http, &agent, &[]).await == set(&["b"])
+        })
+        .await
+    );
+    assert_eq!(
+        lists(&api),
+        listed,
+        "resumed by watching from its resourceVersion, no relist"
+    );
+    let watches: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/endpointslices") && r.query.contains("watch=true"))
+        .collect();
+    assert!(watches.len() >= 2, "{watches:?}");
+    assert!(watches.iter().all(|w| w.query.contains("resourceVersion=")));
+    assert!(
+        watches
+            .iter()
+            .all(|w| w.query.contains("allowWatchBookmarks=true"))
+    );
+}

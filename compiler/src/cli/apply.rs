@@ -1,0 +1,78 @@
+//! `meshc apply PATH... [--ca DIR] [--context C] [--dry-run client|server] [--prune]
+//! [--force-conflicts]`: server-side apply of the objects `meshc manifests` writes, with
+//! the cluster found as kubectl finds it. Without `--ca` the identity Secrets are left
+//! alone (neither applied nor pruned). Prints one line per object; the first API error
+//! stops it with exit code 2.
+
+use std::path::PathBuf;
+
+use mesh_compiler::report::Style;
+use mesh_kube::apply::{self, DryRun, Options};
+use mesh_kube::certs::{Issuer, SECRET_CERT_TTL};
+use mesh_kube::{KubeError, labels, manifests, object};
+
+use super::{Exit, mesh_input};
+
+/// What `meshc apply` was asked to do.
+pub struct Request {
+    pub paths: Vec<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub context: Option<String>,
+    pub dry_run: Option<super::DryRunArg>,
+    pub prune: bool,
+    pub force_conflicts: bool,
+}
+
+pub fn run(request: &Request, style: Style) -> Exit {
+    let mesh = match mesh_input::load(&request.paths, style, "applied") {
+        Ok(mesh) => mesh,
+        Err(exit) => return exit,
+    };
+    let ca = match request.ca.as_deref().map(mesh_input::load_ca).transpose() {
+        Ok(ca) => ca,
+        Err(exit) => return exit,
+    };
+    let runtime = match mesh_input::runtime() {
+        Ok(runtime) => runtime,
+        Err(exit) => return exit,
+    };
+    let options = Options {
+        mesh: mesh.name.clone(),
+        dry_run: match request.dry_run {
+            None => DryRun::No,
+            Some(super::DryRunArg::Client) => DryRun::Client,
+            Some(super::DryRunArg::Server) => DryRun::Server,
+        },
+        force_conflicts: request.force_conflicts,
+        prune: request.prune,
+        prune_kinds: object::KINDS
+            .iter()
+            .copied()
+            .filter(|k| ca.is_some() || *k != "Secret")
+            .collect(),
+    };
+    let result: Result<(), KubeError> = runtime.block_on(async {
+        let client = apply::client(request.context.as_deref()).await?;
+        let secrets: Vec<(String, String)> = mesh
+            .identities()
+            .into_iter()
+            .map(|(ns, sa, _)| (ns, labels::secret_name(&sa)))
+            .collect();
+        let existing = match &ca {
+            Some(_) => apply::existing_tls(&client, &secrets).await?,
+            None => Default::default(),
+        };
+        let issuer = ca.as_ref().map(|ca| Issuer::new(ca, SECRET_CERT_TTL));
+        let lookup =
+            |ns: &str, name: &str| existing.get(&(ns.to_string(), name.to_string())).cloned();
+        let objects = manifests::objects(&mesh, issuer.as_ref(), &lookup)?;
+        apply::apply(&client, &objects, &options, &mut |line| println!("{line}")).await
+    });
+    match result {
+        Ok(()) => Exit::Ok,
+        Err(err) => {
+            eprintln!("error: {err}");
+            Exit::Trouble
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! `meshc manifests PATH... --ca DIR -o OUT`: everything the mesh needs in a cluster as
+//! Kubernetes YAML, for GitOps. `-o -` writes one multi-document stream to stdout; `-o DIR`
+//! writes one file per object (`DIR/NAMESPACE/KIND-NAME.yaml`, cluster-scoped objects in
+//! `DIR/_cluster/`), replacing only files whose bytes change and removing the files of
+//! this mesh's objects that it no longer produces, and keeps the certificates of Secrets
+//! already there while they are good so that re-running changes nothing.
+
+use std::path::{Path, PathBuf};
+
+use mesh_compiler::report::Style;
+use mesh_kube::certs::{Issuer, SECRET_CERT_TTL};
+use mesh_kube::manifests;
+
+use super::{Exit, mesh_input};
+
+pub fn run(paths: &[PathBuf], ca: &Path, out: &Path, style: Style) -> Exit {
+    let mesh = match mesh_input::load(paths, style, "written") {
+        Ok(mesh) => mesh,
+        Err(exit) => return exit,
+    };
+    let ca = match mesh_input::load_ca(ca) {
+        Ok(ca) => ca,
+        Err(exit) => return exit,
+    };
+    let issuer = Issuer::new(&ca, SECRET_CERT_TTL);
+    let to_stdout = out == Path::new("-");
+    let existing = |namespace: &str, name: &str| {
+        if to_stdout {
+            return None;
+        }
+        let file = out.join(manifests::file_name(Some(namespace), "Secret", name));
+        manifests::tls_data_from_yaml(&std::fs::read_to_string(file).ok()?)
+    };
+    let objects = match manifests::objects(&mesh, Some(&issuer), &existing) {
+        Ok(objects) => objects,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Exit::Trouble;
+        }
+    };
+    if to_stdout {
+        return match manifests::to_yaml(&objects) {
+            Ok(text) => {
+                print!("{text}");
+                Exit::Ok
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                Exit::Trouble
+            }
+        };
+    }
+    let files = match manifests::files(&objects) {
+        Ok(files) => files,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Exit::Trouble;
+        }
+    };
+    let mut written = 0usize;
+    for (relative, text) in &files {
+        let path = out.join(relative);
+        match super::compile::write_if_changed(&path, text.as_bytes()) {
+            Ok(changed) => written += usize::from(changed),
+            Err(err) => {
+                eprintln!("error: {}: {err}", path.display());
+                return Exit::Trouble;
+            }
+        }
+    }
+    let removed = match remove_stale(out, &files, &mesh.name) {
+        Ok(removed) => removed,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Exit::Trouble;
+        }
+    };
+    written += removed;
+    eprintln!(
+        "wrote {} object{} of mesh {} into {} ({written} file{} changed)",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        mesh.name,
+        out.display(),
+        if written == 1 { "" } else { "s" }
+    );
+    Exit::Ok
+}
+
+/// Removes `OUT/*/*.yaml` files holding an object of `mesh` that is not in `files`;
+/// returns how many. Other files are left alone.
+fn remove_stale(
+    out: &Path,
+    files: &std::collections::BTreeMap<String, String>,
+    mesh: &str,
+) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for dir in std::fs::read_dir(out)? {
+        let dir = dir?.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&dir)? {
+            let path = file?.path();
+            let relative = path
+                .strip_prefix(out)
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_default();
+            if path.extension().is_none_or(|e| e != "yaml") || files.contains_key(&relative) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if manifests::is_object_of(&text, mesh) {
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,75 @@
+//! The bridge from a checked mesh to `mesh-kube`: check the paths (refusing a mesh with
+//! errors, as `compile` does) and describe each workload with the exact config bytes
+//! `meshc compile` writes, so hashes agree everywhere.
+
+use std::path::PathBuf;
+
+use mesh_compiler::report::Style;
+use mesh_kube::{MeshInput, WorkloadInput};
+
+use super::{Exit, report_human};
+
+/// The compiled mesh under `paths`, or the exit code after reporting why there is none.
+pub fn load(paths: &[PathBuf], style: Style, verb: &str) -> Result<MeshInput, Exit> {
+    let checked = match mesh_compiler::check_paths(paths) {
+        Ok(checked) => checked,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Err(Exit::Trouble);
+        }
+    };
+    if checked.errors() > 0 {
+        report_human(&checked, style);
+        eprintln!("error: not {verb}: the mesh has errors");
+        return Err(Exit::Findings);
+    }
+    if checked.warnings() > 0 {
+        report_human(&checked, style);
+    }
+    let files = mesh_compiler::emit::files(&checked.mesh, &checked.cedar);
+    let mesh = &checked.mesh;
+    let mut workloads: Vec<WorkloadInput> = mesh
+        .services
+        .iter()
+        .map(|service| WorkloadInput {
+            namespace: service.namespace.clone(),
+            name: service.name.clone(),
+            service_account: service.identity.clone(),
+            spiffe_id: mesh_compiler::emit::spiffe_id(mesh, service),
+            ports: service.ports.iter().map(|p| p.number).collect(),
+            config: files
+                .get(&format!("{}/{}.json", service.namespace, service.name))
+                .cloned()
+                .unwrap_or_default(),
+        })
+        .collect();
+    workloads.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Ok(MeshInput {
+        name: mesh.name.clone(),
+        trust_domain: mesh.trust_domain.clone(),
+        workloads,
+        cedar_schema: checked.cedar.schema.clone(),
+    })
+}
+
+/// A runtime for the commands that talk to a cluster.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            eprintln!("error: cannot start the async runtime: {err}");
+            Exit::Trouble
+        })
+}
+
+/// Loads the mesh CA from `dir`.
+pub fn load_ca(dir: &std::path::Path) -> Result<mesh_identity::Ca, Exit> {
+    mesh_identity::Ca::load(dir).map_err(|err| {
+        eprintln!(
+            "error: cannot load the mesh CA from {}: {err}",
+            dir.display()
+        );
+        Exit::Trouble
+    })
+}

@@ -1,0 +1,53 @@
+//! What this crate needs to know about a compiled mesh, as plain data, so that it does not
+//! depend on the compiler (the compiler depends on it).
+
+/// A compiled mesh.
+#[derive(Clone, Debug)]
+pub struct MeshInput {
+    /// The mesh's name (the value of the `mesh` label).
+    pub name: String,
+    /// Its trust domain.
+    pub trust_domain: String,
+    /// Its workloads, sorted by namespace and name.
+    pub workloads: Vec<WorkloadInput>,
+    /// The Cedar schema of the mesh.
+    pub cedar_schema: String,
+}
+
+/// One workload (service) of the mesh.
+#[derive(Clone, Debug)]
+pub struct WorkloadInput {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its service name.
+    pub name: String,
+    /// Its service account (identity) in its namespace.
+    pub service_account: String,
+    /// Its SPIFFE id.
+    pub spiffe_id: String,
+    /// The ports it serves (the first is where the agent forwards inbound requests).
+    pub ports: Vec<u16>,
+    /// Its config, as `meshc compile` writes it (JSON).
+    pub config: String,
+}
+
+impl MeshInput {
+    /// The distinct identities of the mesh as (namespace, service account, SPIFFE id),
+    /// sorted.
+    pub fn identities(&self) -> Vec<(String, String, String)> {
+        let mut ids: Vec<_> = self
+            .workloads
+            .iter()
+            .map(|w| {
+                (
+                    w.namespace.clone(),
+                    w.service_account.clone(),
+                    w.spiffe_id.clone(),
+                )
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}

@@ -1,0 +1,27 @@
+//! `mesh-kube`: the mesh on Kubernetes.
+//!
+//! `meshc` compiles a mesh into per-workload configs; this crate turns them into the
+//! Kubernetes objects that carry them into a cluster and applies them there:
+//!
+//! - [`manifests`]: from a compiled mesh ([`MeshInput`]) to the objects it needs — one
+//!   ConfigMap per workload, one `kubernetes.io/tls` Secret per identity, and the RBAC that
+//!   lets agents discover endpoints — every one labelled with the mesh and annotated with
+//!   the hash of what it carries. Deterministic: the same input gives the same objects.
+//! - [`yaml`]: multi-document YAML in and out.
+//! - [`apply`]: server-side apply of those objects through the `kube` client, with dry
+//!   runs, conflict reporting and pruning of what the mesh no longer produces.
+//! - [`inject`]: adding the `mesh-agent` sidecar to workload manifests.
+
+pub mod apply;
+pub mod certs;
+pub mod error;
+pub mod inject;
+pub mod input;
+pub mod labels;
+pub mod manifests;
+pub mod object;
+pub mod yaml;
+
+pub use error::KubeError;
+pub use input::{MeshInput, WorkloadInput};
+pub use object::Object;

@@ -1,0 +1,100 @@
+//! One object `meshc` manages, typed with `k8s-openapi`, and what every part of the crate
+//! asks of it: its kind, name and namespace, and its JSON form.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// An object of the mesh.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    /// A workload's config.
+    ConfigMap(ConfigMap),
+    /// An identity's certificate.
+    Secret(Secret),
+    /// An identity's service account.
+    ServiceAccount(ServiceAccount),
+    /// What agents may read for discovery.
+    ClusterRole(ClusterRole),
+    /// Who may read it.
+    ClusterRoleBinding(ClusterRoleBinding),
+}
+
+/// The kinds `meshc` manages, in the order it applies them (what others refer to first).
+pub const KINDS: [&str; 5] = [
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Secret",
+    "ConfigMap",
+];
+
+impl Object {
+    /// Its metadata.
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::ConfigMap(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+            Object::ServiceAccount(o) => &o.metadata,
+            Object::ClusterRole(o) => &o.metadata,
+            Object::ClusterRoleBinding(o) => &o.metadata,
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::ConfigMap(_) => "ConfigMap",
+            Object::Secret(_) => "Secret",
+            Object::ServiceAccount(_) => "ServiceAccount",
+            Object::ClusterRole(_) => "ClusterRole",
+            Object::ClusterRoleBinding(_) => "ClusterRoleBinding",
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        self.meta().name.as_deref().unwrap_or_default()
+    }
+
+    /// Its namespace (`None` for cluster-scoped objects).
+    pub fn namespace(&self) -> Option<&str> {
+        self.meta().namespace.as_deref()
+    }
+
+    /// `kind/name` as kubectl prints it (`configmap/reviews`).
+    pub fn display_name(&self) -> String {
+        display_name(self.kind(), self.name())
+    }
+
+    /// Sort key: kind in apply order, then namespace and name.
+    pub fn sort_key(&self) -> (usize, String, String) {
+        (
+            kind_rank(self.kind()),
+            self.namespace().unwrap_or_default().to_string(),
+            self.name().to_string(),
+        )
+    }
+
+    /// Its JSON form, with `apiVersion` and `kind`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let value = match self {
+            Object::ConfigMap(o) => serde_json::to_value(o),
+            Object::Secret(o) => serde_json::to_value(o),
+            Object::ServiceAccount(o) => serde_json::to_value(o),
+            Object::ClusterRole(o) => serde_json::to_value(o),
+            Object::ClusterRoleBinding(o) => serde_json::to_value(o),
+        };
+        value.unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// `kind/name` in kubectl's style.
+pub fn display_name(kind: &str, name: &str) -> String {
+    format!("{}/{name}", kind.to_ascii_lowercase())
+}
+
+/// Where `kind` comes in [`KINDS`].
+pub fn kind_rank(kind: &str) -> usize {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len())
+}
