@@ -8,5 +8,10 @@ npm ci --no-audit --no-fund
 npm run check
 npm test
 npm run package
-unzip -l mesh-lang.vsix | grep -q 'extension/syntaxes/mesh.tmLanguage.json'
+# The grammar must be inside the package.
+python3 - <<'PY'
+import sys, zipfile
+names = zipfile.ZipFile("mesh-lang.vsix").namelist()
+sys.exit(0 if "extension/syntaxes/mesh.tmLanguage.json" in names else "the grammar is not in mesh-lang.vsix")
+PY
 echo "packaged $(pwd)/mesh-lang.vsix"
