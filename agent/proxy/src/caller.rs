@@ -13,6 +13,8 @@ pub struct Caller {
     id: Option<SpiffeId>,
     /// The principal, with the trust domain it was built for.
     peer: OnceLock<(String, Peer)>,
+    /// The `x-forwarded-client-cert` value, with the workload identity it was built for.
+    forwarded: OnceLock<(String, Option<http::HeaderValue>)>,
 }
 
 impl Caller {
@@ -21,6 +23,7 @@ impl Caller {
         Caller {
             id,
             peer: OnceLock::new(),
+            forwarded: OnceLock::new(),
         }
     }
 
@@ -40,6 +43,24 @@ impl Caller {
             std::borrow::Cow::Borrowed(peer)
         } else {
             std::borrow::Cow::Owned(self.build(trust_domain))
+        }
+    }
+
+    /// `By=<own_identity>;URI=<caller id>` for the app (none for anonymous callers); built
+    /// on first use and kept for the connection, like [`Caller::peer`].
+    pub fn forwarded_client_cert(&self, own_identity: &str) -> Option<http::HeaderValue> {
+        let build = || {
+            self.id.as_ref().and_then(|id| {
+                http::HeaderValue::try_from(format!("By={own_identity};URI={id}")).ok()
+            })
+        };
+        let (built_for, value) = self
+            .forwarded
+            .get_or_init(|| (own_identity.to_owned(), build()));
+        if built_for == own_identity {
+            value.clone()
+        } else {
+            build()
         }
     }
 

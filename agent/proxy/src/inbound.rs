@@ -150,9 +150,7 @@ impl Inbound {
 /// that name is dropped first, so an app can trust the header; plaintext callers get none.
 fn forwarded_client_cert(headers: &mut http::HeaderMap, own_identity: &str, caller: &Caller) {
     headers.remove(XFCC);
-    if let Some(id) = caller.id()
-        && let Ok(value) = http::HeaderValue::try_from(format!("By={own_identity};URI={id}"))
-    {
+    if let Some(value) = caller.forwarded_client_cert(own_identity) {
         headers.insert(XFCC, value);
     }
 }
