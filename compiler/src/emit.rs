@@ -237,6 +237,8 @@ fn outbound_service(mesh: &Mesh, caller: &Service, target: &Service) -> Outbound
                     .collect()
             })
             .unwrap_or_default(),
+        connect_timeout_us: None,
+        idle_timeout_us: None,
     }
 }
 

@@ -1,9 +1,10 @@
 //! Authorization: a workload's Cedar policy set decides each inbound request. The principal
 //! is the caller's verified identity (`Mesh::Service::"NAMESPACE/SERVICE_ACCOUNT"`, a member
 //! of `Mesh::Namespace::"NAMESPACE"`), or `Mesh::Anonymous` for plaintext and unverifiable
-//! callers; the action is `Mesh::Action::"METHOD"`; the resource is this workload; the
-//! context carries the path, host, the headers and query parameters the policies read,
-//! and the results of their regexes.
+//! callers; the action is `Mesh::Action::"METHOD"` (`Mesh::Action::"TCP"` for an opaque
+//! TCP connection); the resource is this workload; the context carries the destination
+//! port, the path, host, the headers and query parameters the policies read, and the
+//! results of their regexes (empty for TCP connections).
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -151,6 +152,7 @@ impl CompiledAuthz {
             .collect::<Result<_, _>>()?;
         let actions = crate::config::METHODS
             .iter()
+            .chain([&TCP_ACTION])
             .filter_map(|m| uid("Mesh::Action", m).map(|u| (m.to_string(), u)))
             .collect();
         Ok(CompiledAuthz::Cedar(Box::new(CedarState {
@@ -279,7 +281,48 @@ impl AuthzDecision {
     }
 }
 
+/// The Cedar action of opaque TCP connections; HTTP requests use their method's.
+pub const TCP_ACTION: &str = "TCP";
+
+/// An opaque TCP connection as authorization sees it: action `TCP`, its port, and empty
+/// L7 attributes (the compiler keeps rules with L7 conditions to HTTP actions).
+struct Connection {
+    port: u16,
+}
+
+impl RequestView for Connection {
+    fn method(&self) -> &str {
+        TCP_ACTION
+    }
+
+    fn path(&self) -> &str {
+        ""
+    }
+
+    fn host(&self) -> &str {
+        ""
+    }
+
+    fn header(&self, _name: &str) -> Option<&str> {
+        None
+    }
+
+    fn query_param(&self, _name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        None
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+}
+
 impl Config {
+    /// Authorizes an opaque TCP connection from `peer` to this workload's `port`: the
+    /// action is `Mesh::Action::"TCP"` and the context carries the port.
+    pub fn authorize_connection(&self, port: u16, peer: &Peer) -> AuthzDecision {
+        self.authorize(&Connection { port }, peer)
+    }
+
     /// Authorizes an inbound `request` from `peer` with this workload's policies.
     pub fn authorize<R: RequestView + ?Sized>(&self, request: &R, peer: &Peer) -> AuthzDecision {
         let state = match &self.authz {
@@ -452,6 +495,10 @@ fn context<R: RequestView + ?Sized>(state: &CedarState, request: &R) -> Result<C
         ("query".to_string(), query),
         ("has_query".to_string(), has_query),
         ("matched".to_string(), matched),
+        (
+            "port".to_string(),
+            RestrictedExpression::new_long(i64::from(request.port())),
+        ),
     ])
     .map_err(|e| e.to_string())
 }

@@ -16,6 +16,9 @@ pub trait RequestView {
     fn header(&self, name: &str) -> Option<&str>;
     /// A query parameter, decoded.
     fn query_param(&self, name: &str) -> Option<Cow<'_, str>>;
+    /// The destination port the request was sent to (the callee's service port): what
+    /// `ports [...]` in a policy tests. 0 when unknown, which no `ports` list contains.
+    fn port(&self) -> u16;
 }
 
 /// A request built from parts.
@@ -31,6 +34,8 @@ pub struct SimpleRequest {
     pub headers: Vec<(String, String)>,
     /// Query parameters, decoded.
     pub query: Vec<(String, String)>,
+    /// The destination port; 0 when unknown.
+    pub port: u16,
 }
 
 impl SimpleRequest {
@@ -45,7 +50,14 @@ impl SimpleRequest {
             host: strip_port(host).to_ascii_lowercase(),
             headers: Vec::new(),
             query: parse_query(query),
+            port: 0,
         }
+    }
+
+    /// Sets the destination port.
+    pub fn on_port(mut self, port: u16) -> SimpleRequest {
+        self.port = port;
+        self
     }
 
     /// Adds a header (the name is lower-cased).
@@ -81,6 +93,10 @@ impl RequestView for SimpleRequest {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| Cow::Borrowed(v.as_str()))
+    }
+
+    fn port(&self) -> u16 {
+        self.port
     }
 }
 

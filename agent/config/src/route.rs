@@ -60,6 +60,34 @@ impl Config {
         })
     }
 
+    /// Routes a new opaque TCP connection to the outbound service at `service`: the first
+    /// rule whose condition holds whatever the request (no condition, or one decided by
+    /// `source`) picks the backends; a rule whose outcome depends on the method, path,
+    /// host, headers or query is for HTTP only. `draw` picks the split backend, once per
+    /// connection.
+    pub fn route_connection(&self, service: usize, draw: u32) -> Option<RouteDecision<'_>> {
+        let source = self.outbound(service)?;
+        let compiled = self.compiled(service)?;
+        let index = compiled.rules.iter().position(|when| match when {
+            None => true,
+            Some(matcher) => matcher.constant() == Some(true),
+        });
+        let rule = index.and_then(|i| source.rules.get(i));
+        let backends: &[WeightedBackend] = match rule {
+            Some(rule) => &rule.backends,
+            None => &compiled.fallback,
+        };
+        let backend = pick(backends, draw)?;
+        Some(RouteDecision {
+            service: source,
+            rule,
+            backends,
+            backend,
+            timeout_us: None,
+            retry: None,
+        })
+    }
+
     /// Whether each rule of the service at `service` matches `request`, in order (for
     /// explanations: why earlier rules did not match).
     pub fn rule_matches<R: RequestView + ?Sized>(&self, service: usize, request: &R) -> Vec<bool> {
@@ -97,6 +125,36 @@ fn text<'r, R: RequestView + ?Sized>(request: &'r R, attr: &Attr) -> Cow<'r, str
 }
 
 impl Matcher {
+    /// The value of a condition whatever the request: `Some` when it is decided without
+    /// reading the method, path, host, headers or query (by `source` alone, or because
+    /// a decided part settles it), `None` when it depends on the request.
+    pub(crate) fn constant(&self) -> Option<bool> {
+        match self {
+            Matcher::All(items) => {
+                let values: Vec<Option<bool>> = items.iter().map(Matcher::constant).collect();
+                if values.contains(&Some(false)) {
+                    Some(false)
+                } else {
+                    values.iter().all(Option::is_some).then_some(true)
+                }
+            }
+            Matcher::Any(items) => {
+                let values: Vec<Option<bool>> = items.iter().map(Matcher::constant).collect();
+                if values.contains(&Some(true)) {
+                    Some(true)
+                } else {
+                    values.iter().all(Option::is_some).then_some(false)
+                }
+            }
+            Matcher::Not(inner) => inner.constant().map(|value| !value),
+            Matcher::Const(value) => Some(*value),
+            Matcher::Method { .. }
+            | Matcher::Text { .. }
+            | Matcher::TextIn { .. }
+            | Matcher::Exists(_) => None,
+        }
+    }
+
     pub(crate) fn eval<R: RequestView + ?Sized>(&self, request: &R) -> bool {
         match self {
             Matcher::All(items) => items.iter().all(|m| m.eval(request)),

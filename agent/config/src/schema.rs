@@ -197,8 +197,16 @@ pub struct OutboundService {
     pub timeout_us: Option<u64>,
     /// Retries for rules without their own.
     pub retry: Option<Retry>,
-    /// Rules, tried in order; no match goes to the whole service.
+    /// Rules, tried in order; no match goes to the whole service. For an opaque TCP
+    /// connection only rules whose condition reads nothing of a request (none, or only
+    /// `source`) can match.
     pub rules: Vec<RouteRule>,
+    /// How long establishing a connection to an endpoint may take (tcp and http).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_us: Option<u64>,
+    /// Opaque TCP connections are closed after this long with no bytes either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_us: Option<u64>,
 }
 
 /// A subset and its labels.

@@ -368,3 +368,45 @@ fn spiffe_ids_parse_into_domain_namespace_and_account() {
         assert_eq!(parse_spiffe_id(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn connections_are_authorized_as_the_tcp_action_with_their_port() {
+    let mut value = config_value("enforce");
+    value["inbound"]["authz"]["policies"] = json!(
+        r#"
+@id("orders on 5432")
+permit (principal == Mesh::Service::"shop/orders", action, resource)
+when { [5432].contains(context.port) };
+
+@id("frontend reads")
+permit (principal == Mesh::Service::"shop/frontend", action in [Mesh::Action::"GET"], resource);
+
+@id("no admin paths")
+forbid (principal, action in [Mesh::Action::"GET", Mesh::Action::"POST"], resource)
+when { context.path like "/admin*" };
+"#
+    );
+    let config = load(&value);
+    allowed_by(
+        &config.authorize_connection(5432, &peer("shop", "orders")),
+        &["orders on 5432"],
+    );
+    denied_by(
+        &config.authorize_connection(80, &peer("shop", "orders")),
+        &[],
+    );
+    denied_by(
+        &config.authorize_connection(5432, &peer("shop", "frontend")),
+        &[],
+    );
+    denied_by(&config.authorize_connection(5432, &Peer::anonymous()), &[]);
+    // HTTP requests carry their port too.
+    allowed_by(
+        &config.authorize(&request("GET", "/x").on_port(5432), &peer("shop", "orders")),
+        &["orders on 5432"],
+    );
+    denied_by(
+        &config.authorize(&request("GET", "/admin/x"), &peer("shop", "frontend")),
+        &["no admin paths"],
+    );
+}

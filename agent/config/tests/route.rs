@@ -490,3 +490,67 @@ fn hosts_of_mesh_namespaces_that_are_not_outbound_services_are_forbidden() {
         None
     );
 }
+
+/// `source` conditions decide alone.
+fn source_is(service: &str) -> Value {
+    json!({ "source": { "services": [service], "negated": false } })
+}
+
+#[test]
+fn connections_take_the_first_rule_decidable_without_a_request() {
+    let config = config(vec![
+        rule(
+            "by-header",
+            text(json!({ "header": "x-beta" }), "eq", "1"),
+            &[(Some("v2"), FULL_WEIGHT)],
+        ),
+        rule(
+            "other-caller",
+            source_is("shop/admin"),
+            &[(Some("v1"), FULL_WEIGHT)],
+        ),
+        rule(
+            "this-caller",
+            json!({ "all": [source_is("shop/cart"), { "not": source_is("shop/admin") }] }),
+            &[(Some("v1"), 50_000), (Some("v3"), 50_000)],
+        ),
+    ]);
+    let low = config.route_connection(0, 0).unwrap();
+    assert_eq!(low.rule.map(|r| r.name.as_str()), Some("this-caller"));
+    assert_eq!(low.backend.subset.as_deref(), Some("v1"));
+    let high = config.route_connection(0, FULL_WEIGHT - 1).unwrap();
+    assert_eq!(high.backend.subset.as_deref(), Some("v3"));
+    assert_eq!(high.retry, None, "connections are never retried");
+    assert_eq!(high.timeout_us, None, "the request timeout is HTTP's");
+}
+
+#[test]
+fn a_rule_mixing_l7_and_source_conditions_is_for_http_only() {
+    let config = config(vec![rule(
+        "mixed",
+        json!({ "all": [source_is("shop/cart"), text(json!("path"), "eq", "/x")] }),
+        &[(Some("v2"), FULL_WEIGHT)],
+    )]);
+    let decision = config.route_connection(0, 0).unwrap();
+    assert!(decision.rule.is_none(), "{:?}", decision.rule);
+    assert_eq!(
+        decision.backend,
+        &Backend {
+            service: "shop/pricing".into(),
+            subset: None
+        }
+    );
+    assert!(config.route_connection(1, 0).is_none(), "out of range");
+    // Settled by its `source` part whatever the path: it applies.
+    let settled = config_with_any();
+    let decision = settled.route_connection(0, 0).unwrap();
+    assert_eq!(decision.rule.map(|r| r.name.as_str()), Some("settled"));
+}
+
+fn config_with_any() -> Config {
+    config(vec![rule(
+        "settled",
+        json!({ "any": [source_is("shop/cart"), text(json!("path"), "eq", "/x")] }),
+        &[(Some("v2"), FULL_WEIGHT)],
+    )])
+}

@@ -96,8 +96,9 @@ pub fn authority<B>(request: &Request<B>) -> Option<&str> {
     })
 }
 
-/// A request as routing sees it: method, path, lower-case host, headers, query.
+/// A request as routing sees it: method, path, lower-case host, headers, query, port.
 pub struct View<'r> {
+    port: u16,
     method: &'r str,
     path: &'r str,
     query: &'r str,
@@ -106,8 +107,8 @@ pub struct View<'r> {
 }
 
 impl<'r> View<'r> {
-    /// A view of `request` sent to `authority`.
-    pub fn new<B>(request: &'r Request<B>, authority: &'r str) -> View<'r> {
+    /// A view of `request` sent to `authority` for destination `port` (0: unknown).
+    pub fn new<B>(request: &'r Request<B>, authority: &'r str, port: u16) -> View<'r> {
         let host = mesh_config::request::strip_port(authority);
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(host.to_ascii_lowercase())
@@ -115,6 +116,7 @@ impl<'r> View<'r> {
             Cow::Borrowed(host)
         };
         View {
+            port,
             method: request.method().as_str(),
             path: request.uri().path(),
             query: request.uri().query().unwrap_or(""),
@@ -143,6 +145,10 @@ impl RequestView for View<'_> {
 
     fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
         mesh_config::request::query_param(self.query, name)
+    }
+
+    fn port(&self) -> u16 {
+        self.port
     }
 }
 

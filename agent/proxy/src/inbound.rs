@@ -103,7 +103,14 @@ impl Inbound {
         caller: &Caller,
     ) -> Option<Response<Body>> {
         let caller = caller.peer(&config.source().mesh.trust_domain);
-        let view = View::new(request, authority(request).unwrap_or(""));
+        let port = config
+            .source()
+            .workload
+            .ports
+            .iter()
+            .find(|p| p.protocol != mesh_config::schema::Protocol::Tcp)
+            .map_or(0, |p| p.number);
+        let view = View::new(request, authority(request).unwrap_or(""), port);
         let decision = config.authorize(&view, &caller);
         self.shared.metrics.authz(&decision);
         let who = caller.identity.as_deref().unwrap_or("anonymous");

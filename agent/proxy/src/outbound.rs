@@ -100,7 +100,7 @@ impl Outbound {
             return self.passthrough(&snapshot, request, &authority).await;
         };
         let draw = fastrand::u32(..FULL_WEIGHT);
-        let view = View::new(&request, &authority);
+        let view = View::new(&request, &authority, 0);
         let Some(decision) = config.route(index, &view, draw) else {
             return error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
