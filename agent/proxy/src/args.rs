@@ -37,6 +37,14 @@ pub struct Args {
     /// The local app, where inbound requests are forwarded.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub app: SocketAddr,
+    /// Where the app serves a port other than `--app`'s, for opaque TCP: `PORT=ADDR`
+    /// (repeatable). Without one, port P is `--app`'s host on port P.
+    #[arg(long = "app-port", value_parser = parse_app_port)]
+    pub app_ports: Vec<(u16, SocketAddr)>,
+    /// How long protocol detection waits for a captured connection's first bytes before
+    /// treating it as opaque TCP (server-speaks-first protocols send nothing).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub detect_timeout: Duration,
     /// How often files are re-read even without a change event.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub resync: Duration,
@@ -65,6 +73,22 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// `PORT=ADDR`: where the app serves a port.
+pub fn parse_app_port(text: &str) -> Result<(u16, SocketAddr), String> {
+    let (port, addr) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not PORT=ADDR"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("`{port}` is not a port (1-65535)"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an address (IP:PORT)"))?;
+    Ok((port, addr))
 }
 
 /// `250ms`, `5s`, `1m`: the duration syntax of `.mesh` files.

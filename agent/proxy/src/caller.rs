@@ -11,6 +11,8 @@ use mesh_identity::SpiffeId;
 #[derive(Debug, Default)]
 pub struct Caller {
     id: Option<SpiffeId>,
+    /// Where the client was connecting when capture rules redirected it to the agent.
+    original_dst: Option<std::net::SocketAddr>,
     /// The principal, with the trust domain it was built for.
     peer: OnceLock<(String, Peer)>,
     /// The `x-forwarded-client-cert` value, with the workload identity it was built for.
@@ -22,9 +24,23 @@ impl Caller {
     pub fn new(id: Option<SpiffeId>) -> Caller {
         Caller {
             id,
+            original_dst: None,
             peer: OnceLock::new(),
             forwarded: OnceLock::new(),
         }
+    }
+
+    /// The same caller, on a connection that capture rules redirected from `original_dst`.
+    pub fn captured(self, original_dst: Option<std::net::SocketAddr>) -> Caller {
+        Caller {
+            original_dst,
+            ..self
+        }
+    }
+
+    /// Where the client was connecting, for a captured connection.
+    pub fn original_dst(&self) -> Option<std::net::SocketAddr> {
+        self.original_dst
     }
 
     /// The verified SPIFFE id, if any.

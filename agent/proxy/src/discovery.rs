@@ -7,11 +7,18 @@
 //! ```json
 //! {"endpoints": [
 //!   {"service": "bookinfo/reviews", "address": "127.0.0.1:9081", "labels": {"version": "v2"}}
+//! ],
+//!  "services": [
+//!   {"service": "bookinfo/reviews", "addresses": ["10.96.0.12"]}
 //! ]}
 //! ```
+//!
+//! `services` is optional: the virtual addresses (a Kubernetes Service's clusterIP) apps
+//! connect to, so a captured connection's original destination names its service. An
+//! endpoint's own IP names its service too.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -29,23 +36,36 @@ pub struct Endpoint {
     pub labels: BTreeMap<String, String>,
 }
 
+/// The virtual addresses of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAddresses {
+    /// `namespace/name`.
+    pub service: String,
+    /// IPs apps connect to for it, on its ports.
+    pub addresses: Vec<IpAddr>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EndpointsFile {
     endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    services: Vec<ServiceAddresses>,
 }
 
-/// Every known endpoint, by service.
+/// Every known endpoint, by service, and the services' virtual addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Endpoints {
     by_service: HashMap<String, Vec<Endpoint>>,
+    addresses: HashMap<String, Vec<IpAddr>>,
 }
 
 impl Endpoints {
     /// Parses an endpoints file.
     pub fn from_json(bytes: &[u8]) -> Result<Endpoints, DiscoveryError> {
         let file: EndpointsFile = serde_json::from_slice(bytes).map_err(DiscoveryError::Json)?;
-        Ok(Endpoints::from_list(file.endpoints))
+        Ok(Endpoints::from_list(file.endpoints).with_addresses(file.services))
     }
 
     /// Groups endpoints by service.
@@ -57,7 +77,34 @@ impl Endpoints {
                 .or_default()
                 .push(endpoint);
         }
-        Endpoints { by_service }
+        Endpoints {
+            by_service,
+            addresses: HashMap::new(),
+        }
+    }
+
+    /// Adds services' virtual addresses.
+    pub fn with_addresses(mut self, services: Vec<ServiceAddresses>) -> Endpoints {
+        for service in services {
+            self.addresses
+                .entry(service.service)
+                .or_default()
+                .extend(service.addresses);
+        }
+        self
+    }
+
+    /// The virtual addresses of `service`, then the IPs of its endpoints: every IP a
+    /// connection to it may be addressed to.
+    pub fn ips<'a>(&'a self, service: &str) -> impl Iterator<Item = IpAddr> + 'a {
+        let virtual_ips = self.addresses.get(service).into_iter().flatten().copied();
+        let endpoint_ips = self
+            .by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .map(|e| e.address.ip());
+        virtual_ips.chain(endpoint_ips)
     }
 
     /// The endpoints of `service` whose labels include every one of `selector`.

@@ -7,11 +7,13 @@
 //! routing and authorization decision is made by `mesh-config`, the same code `meshc test`
 //! runs.
 
+pub mod accept;
 pub mod admin;
 pub mod args;
 pub mod balance;
 pub mod caller;
 pub mod client;
+pub mod detect;
 pub mod discovery;
 pub mod http;
 pub mod inbound;
@@ -19,11 +21,14 @@ pub mod inbound;
 pub mod kubernetes;
 pub mod logging;
 pub mod metrics;
+pub mod original_dst;
 pub mod outbound;
+pub mod relay;
 pub mod reload;
 pub mod retry;
 pub mod server;
 pub mod state;
+pub mod tcp;
 pub mod tls;
 pub mod upgrade;
 
@@ -32,7 +37,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper_util::server::graceful::GracefulShutdown;
-use mesh_config::schema::Mtls;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -107,18 +111,23 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
     let clients = Clients::default();
     let outbound = outbound::Outbound::new(Arc::clone(&shared), clients.clone(), bound.outbound);
     let inbound = inbound::Inbound::new(Arc::clone(&shared), clients, args.app);
+    let app_ports = tcp::AppPorts::new(args.app, args.app_ports.clone());
+    let detect_timeout = args.detect_timeout;
     let admin_shared = Arc::clone(&shared);
     let inbound_shared = Arc::clone(&shared);
+    let outbound_shared = Arc::clone(&shared);
     let graceful = GracefulShutdown::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let serving = async {
         tokio::join!(
             server::serve(
                 outbound_listener,
-                server::plaintext,
-                move |request, _caller| {
+                move |stream, _remote| {
+                    accept::outbound(Arc::clone(&outbound_shared), stream, detect_timeout)
+                },
+                move |request, caller| {
                     let outbound = outbound.clone();
-                    async move { outbound.handle(request).await }
+                    async move { outbound.handle(request, caller.original_dst()).await }
                 },
                 &graceful,
                 stop_rx.clone(),
@@ -126,13 +135,13 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
             server::serve(
                 inbound_listener,
                 move |stream, remote| {
-                    let shared = Arc::clone(&inbound_shared);
-                    async move {
-                        let mode = shared
-                            .snapshot()
-                            .map_or(Mtls::Strict, |s| s.config.config.source().inbound.mtls);
-                        tls::accept_inbound(stream, remote, mode, shared.tls()).await
-                    }
+                    accept::inbound(
+                        Arc::clone(&inbound_shared),
+                        stream,
+                        remote,
+                        app_ports.clone(),
+                        detect_timeout,
+                    )
                 },
                 move |request, peer| {
                     let inbound = inbound.clone();

@@ -70,6 +70,38 @@ pub struct AuthzLabels {
     pub policy: String,
 }
 
+/// Labels of an opaque TCP connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TcpLabels {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// Inbound: this workload's service; outbound: the called service (`passthrough` for
+    /// destinations outside the mesh).
+    pub service: String,
+    /// The other agent's SPIFFE id: inbound the caller's (`anonymous` without one),
+    /// outbound the identity the callee must present (empty in plaintext).
+    pub peer: String,
+    /// `mtls` or `plaintext`.
+    pub tls: &'static str,
+    /// What happened: `allow`, `deny`, `audit` (denied, let through), `refused`
+    /// (plaintext under strict mTLS), `no-endpoints`, `connect-failed`, `app-unavailable`,
+    /// `egress-denied`, `opened`.
+    pub result: &'static str,
+}
+
+/// Labels of the bytes of opaque TCP connections.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TcpBytesLabels {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// As in [`TcpLabels`].
+    pub service: String,
+    /// As in [`TcpLabels`].
+    pub peer: String,
+    /// `sent` (client to server) or `received` (server to client).
+    pub way: &'static str,
+}
+
 /// Every metric of the agent.
 pub struct Metrics {
     registry: Registry,
@@ -98,6 +130,23 @@ pub struct Metrics {
     pub watch_up: Family<WatchLabels, Gauge>,
     /// Kubernetes discovery: watch failures.
     pub watch_errors: Family<WatchLabels, Counter>,
+    /// Opaque TCP connections by outcome.
+    pub tcp_connections: Family<TcpLabels, Counter>,
+    /// Bytes relayed over opaque TCP connections.
+    pub tcp_bytes: Family<TcpBytesLabels, Counter>,
+    /// How long opaque TCP connections lasted, by direction.
+    pub tcp_duration: Family<DirectionLabels, Histogram>,
+    /// Connections that protocol detection sent to the HTTP or the opaque TCP path.
+    pub detected: Family<DetectedLabels, Counter>,
+}
+
+/// Labels of a protocol detection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DetectedLabels {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// `http` or `opaque`.
+    pub protocol: &'static str,
 }
 
 impl Default for Metrics {
@@ -164,7 +213,37 @@ impl Default for Metrics {
             "Kubernetes discovery watch failures",
             watch_errors.clone(),
         );
+        let tcp_connections = Family::<TcpLabels, Counter>::default();
+        let tcp_bytes = Family::<TcpBytesLabels, Counter>::default();
+        let tcp_duration = Family::<DirectionLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.001, 0.01, 0.1, 1.0, 10.0, 60.0, 600.0, 3600.0])
+        });
+        let detected = Family::<DetectedLabels, Counter>::default();
+        registry.register(
+            "tcp_connections",
+            "Opaque TCP connections by direction, service, peer identity, TLS and outcome",
+            tcp_connections.clone(),
+        );
+        registry.register(
+            "tcp_bytes",
+            "Bytes relayed over opaque TCP connections",
+            tcp_bytes.clone(),
+        );
+        registry.register(
+            "tcp_connection_duration_seconds",
+            "How long opaque TCP connections lasted",
+            tcp_duration.clone(),
+        );
+        registry.register(
+            "protocol_detections",
+            "Captured connections by detected protocol",
+            detected.clone(),
+        );
         Metrics {
+            tcp_connections,
+            tcp_bytes,
+            tcp_duration,
+            detected,
             watch_up,
             watch_errors,
             registry,
@@ -212,6 +291,30 @@ impl Metrics {
         for policy in &decision.policies {
             self.authz.get_or_create(&labels(policy)).inc();
         }
+    }
+
+    /// Counts an opaque TCP connection's outcome.
+    pub fn tcp(&self, labels: TcpLabels) {
+        self.tcp_connections.get_or_create(&labels).inc();
+    }
+
+    /// Counts a relayed connection's bytes and duration.
+    pub fn tcp_done(&self, labels: &TcpLabels, transferred: crate::relay::Transferred, seconds: f64) {
+        for (way, bytes) in [("sent", transferred.sent), ("received", transferred.received)] {
+            self.tcp_bytes
+                .get_or_create(&TcpBytesLabels {
+                    direction: labels.direction,
+                    service: labels.service.clone(),
+                    peer: labels.peer.clone(),
+                    way,
+                })
+                .inc_by(bytes);
+        }
+        self.tcp_duration
+            .get_or_create(&DirectionLabels {
+                direction: labels.direction,
+            })
+            .observe(seconds);
     }
 
     /// Counts a reload.

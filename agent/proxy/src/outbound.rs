@@ -78,8 +78,13 @@ impl Outbound {
         })
     }
 
-    /// Handles one request from the app.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    /// Handles one request from the app; `original_dst` is where the app was connecting
+    /// when capture rules redirected its connection here (`None`: sent to the proxy).
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        original_dst: Option<SocketAddr>,
+    ) -> Response<Body> {
         let started = Instant::now();
         let Some(snapshot) = self.shared.snapshot() else {
             return error_response(
@@ -88,7 +93,10 @@ impl Outbound {
                 "the mesh agent has no config or endpoints yet",
             );
         };
-        let Some(authority) = authority(&request).map(str::to_string) else {
+        let Some(authority) = authority(&request)
+            .map(str::to_string)
+            .or_else(|| original_dst.map(|dst| dst.to_string()))
+        else {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 "no-authority",
@@ -96,8 +104,16 @@ impl Outbound {
             );
         };
         let config = &snapshot.config.config;
-        let Some(index) = config.service_for_authority(&authority) else {
-            return self.passthrough(&snapshot, request, &authority).await;
+        // A captured connection's destination names its service; the authority is the
+        // app's business (an IP, a name the mesh does not know, a Host of its choosing).
+        let index = original_dst
+            .and_then(|dst| snapshot.service_at(dst))
+            .map(|(index, _)| index)
+            .or_else(|| config.service_for_authority(&authority));
+        let Some(index) = index else {
+            return self
+                .passthrough(&snapshot, request, &authority, original_dst)
+                .await;
         };
         let draw = fastrand::u32(..FULL_WEIGHT);
         let view = View::new(&request, &authority, 0);
@@ -437,11 +453,14 @@ impl Outbound {
         });
     }
 
+    /// Sends a request for a destination outside the mesh on: to `original_dst` for a
+    /// captured connection, else to its authority.
     async fn passthrough(
         &self,
         snapshot: &Snapshot,
         mut request: Request<Incoming>,
         authority: &str,
+        original_dst: Option<SocketAddr>,
     ) -> Response<Body> {
         let started = Instant::now();
         let upgrade = upgrade::take(&mut request);
@@ -476,7 +495,8 @@ impl Outbound {
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
                 .to_string();
-            match Uri::try_from(format!("http://{authority}{path}")) {
+            let target = original_dst.map_or_else(|| authority.to_string(), |d| d.to_string());
+            match Uri::try_from(format!("http://{target}{path}")) {
                 Ok(uri) => {
                     parts.uri = uri;
                     let request = Request::from_parts(parts, boxed(body));

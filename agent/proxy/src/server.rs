@@ -21,14 +21,11 @@ use tokio::sync::watch;
 
 use crate::caller::Caller;
 use crate::http::Body;
-use crate::tls::{Accepted, Io};
+use crate::tls::Accepted;
 
 /// Accepts every stream as plaintext with no peer identity.
 pub async fn plaintext(stream: TcpStream, _remote: SocketAddr) -> Option<Accepted> {
-    Some(Accepted {
-        io: Io::Plain(stream),
-        peer: None,
-    })
+    Some(Accepted::plain(stream, None))
 }
 
 /// Serves `listener` until `stop` turns true: each stream goes through `accept`, then
@@ -60,10 +57,15 @@ pub async fn serve<A, AF, H, F>(
         let _ = stream.set_nodelay(true);
         let (accept, handle, watcher) = (accept.clone(), handle.clone(), graceful.watcher());
         tokio::spawn(async move {
-            let Some(Accepted { io, peer }) = accept(stream, remote).await else {
+            let Some(Accepted {
+                io,
+                peer,
+                original_dst,
+            }) = accept(stream, remote).await
+            else {
                 return;
             };
-            let peer = Arc::new(Caller::new(peer));
+            let peer = Arc::new(Caller::new(peer).captured(original_dst));
             let service = service_fn(move |request| {
                 let (handle, peer) = (handle.clone(), peer.clone());
                 async move { Ok::<_, Infallible>(handle(request, peer).await) }

@@ -4,6 +4,7 @@
 //! on their config.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
@@ -45,6 +46,8 @@ pub struct Snapshot {
     /// The endpoints it was built with.
     pub endpoints: Arc<Endpoints>,
     pools: HashMap<String, ServicePools>,
+    /// Outbound services (indexes into the config's list) by the IPs that reach them.
+    by_ip: HashMap<IpAddr, Vec<usize>>,
 }
 
 impl Snapshot {
@@ -55,7 +58,14 @@ impl Snapshot {
         registry: &Registry,
     ) -> Snapshot {
         let mut pools = HashMap::new();
-        for service in &config.config.source().outbound.services {
+        let mut by_ip: HashMap<IpAddr, Vec<usize>> = HashMap::new();
+        for (index, service) in config.config.source().outbound.services.iter().enumerate() {
+            for ip in endpoints.ips(&service.service) {
+                let services = by_ip.entry(ip.to_canonical()).or_default();
+                if !services.contains(&index) {
+                    services.push(index);
+                }
+            }
             let mut entry = ServicePools {
                 pools: Vec::with_capacity(service.subsets.len() + 1),
                 http2: service
@@ -89,7 +99,26 @@ impl Snapshot {
             config,
             endpoints,
             pools,
+            by_ip,
         }
+    }
+
+    /// The outbound service a connection to `dst` is for (its index in the config) and
+    /// the protocol of that port: `dst`'s IP is one of the service's virtual addresses or
+    /// endpoint IPs, and its port one the service declares.
+    pub fn service_at(&self, dst: SocketAddr) -> Option<(usize, Protocol)> {
+        let services = &self.config.config.source().outbound.services;
+        self.by_ip
+            .get(&dst.ip().to_canonical())?
+            .iter()
+            .find_map(|&index| {
+                let port = services
+                    .get(index)?
+                    .ports
+                    .iter()
+                    .find(|p| p.number == dst.port())?;
+                Some((index, port.protocol))
+            })
     }
 
     /// The pool of a backend, with its service's pools (HTTP/2, identity).

@@ -20,7 +20,7 @@ use mesh_identity::rustls::ServerConfig;
 use mesh_identity::{ClientAuth, Identity, IdentityError, SpiffeId};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::client::CONNECT_TIMEOUT;
 use crate::http::Body;
@@ -42,25 +42,63 @@ pub struct Tls {
     permissive: Arc<ServerConfig>,
     /// Upstream clients by the SPIFFE id they accept.
     clients: Mutex<HashMap<String, Arc<MtlsClient>>>,
+    /// Opaque TCP connectors (ALPN `mesh-tcp`) by the SPIFFE id they accept.
+    tcp: Mutex<HashMap<String, TlsConnector>>,
+}
+
+/// Adds the opaque TCP protocol to a server config's ALPN list.
+fn with_tcp_alpn(config: Arc<ServerConfig>) -> Arc<ServerConfig> {
+    let mut config = Arc::unwrap_or_clone(config);
+    config.alpn_protocols.push(crate::tcp::ALPN.to_vec());
+    Arc::new(config)
+}
+
+/// Locks `mutex`, recovering the data of a poisoned one (the maps stay consistent).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl Tls {
     /// Builds the server configs for `identity`.
     pub fn new(identity: Identity) -> Result<Tls, IdentityError> {
         Ok(Tls {
-            strict: mesh_identity::server_config(&identity, ClientAuth::Required)?,
-            permissive: mesh_identity::server_config(&identity, ClientAuth::Optional)?,
+            strict: with_tcp_alpn(mesh_identity::server_config(
+                &identity,
+                ClientAuth::Required,
+            )?),
+            permissive: with_tcp_alpn(mesh_identity::server_config(
+                &identity,
+                ClientAuth::Optional,
+            )?),
             identity,
             clients: Mutex::new(HashMap::new()),
+            tcp: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The connector for opaque TCP to workloads that must present `expected`: mTLS
+    /// offering only the `mesh-tcp` protocol, so the callee's agent knows what follows.
+    pub fn tcp_connector(&self, expected: &str) -> Result<TlsConnector, String> {
+        let mut connectors = lock(&self.tcp);
+        if let Some(connector) = connectors.get(expected) {
+            return Ok(connector.clone());
+        }
+        let id = SpiffeId::parse(expected).map_err(|e| e.to_string())?;
+        let mut config = Arc::unwrap_or_clone(
+            mesh_identity::client_config(&self.identity, &id).map_err(|e| e.to_string())?,
+        );
+        config.alpn_protocols = vec![crate::tcp::ALPN.to_vec()];
+        let connector = TlsConnector::from(Arc::new(config));
+        connectors.insert(expected.to_string(), connector.clone());
+        Ok(connector)
     }
 
     /// The pooled client for connections to workloads that must present `expected`.
     pub fn client(&self, expected: &str) -> Result<Arc<MtlsClient>, String> {
-        let mut clients = match self.clients.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut clients = lock(&self.clients);
         if let Some(client) = clients.get(expected) {
             return Ok(Arc::clone(client));
         }
@@ -103,6 +141,34 @@ pub struct Accepted {
     pub io: Io,
     /// The caller's verified SPIFFE id (none for plaintext or certificate-less callers).
     pub peer: Option<SpiffeId>,
+    /// Where the client was connecting when capture rules redirected it here.
+    pub original_dst: Option<SocketAddr>,
+}
+
+impl Accepted {
+    /// A plaintext connection with no verified caller.
+    pub fn plain(stream: TcpStream, original_dst: Option<SocketAddr>) -> Accepted {
+        Accepted {
+            io: Io::Plain(stream),
+            peer: None,
+            original_dst,
+        }
+    }
+
+    /// Whether the peer agent asked for opaque TCP: ALPN `mesh-tcp` over mTLS, or (in
+    /// plaintext) the preamble's first byte, which no HTTP connection starts with.
+    pub async fn wants_opaque_tcp(&self) -> bool {
+        match &self.io {
+            Io::Tls(stream) => stream.get_ref().1.alpn_protocol() == Some(crate::tcp::ALPN),
+            Io::Plain(stream) => {
+                let mut first = [0u8; 1];
+                matches!(
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await,
+                    Ok(Ok(1)) if first[0] == crate::tcp::PREAMBLE_MARK
+                )
+            }
+        }
+    }
 }
 
 /// Runs the inbound handshake for `stream` per `mode`. Strict mTLS requires a client
@@ -115,12 +181,7 @@ pub async fn accept_inbound(
     mode: Mtls,
     tls: Option<Arc<Tls>>,
 ) -> Option<Accepted> {
-    let plain = |stream| {
-        Some(Accepted {
-            io: Io::Plain(stream),
-            peer: None,
-        })
-    };
+    let plain = |stream| Some(Accepted::plain(stream, None));
     let Some(tls) = tls else {
         return match mode {
             Mtls::Permissive => plain(stream),
@@ -153,6 +214,7 @@ pub async fn accept_inbound(
             Some(Accepted {
                 io: Io::Tls(Box::new(stream)),
                 peer,
+                original_dst: None,
             })
         }
         Ok(Err(error)) => {

@@ -1,0 +1,335 @@
+//! Opaque TCP between agents. The caller's agent picks a backend per connection
+//! (`mesh-config`'s `route_connection`: rules decided by `source`, splits), balances over
+//! its endpoints, and connects to the callee agent's inbound listener with mTLS offering
+//! only ALPN `mesh-tcp`; the first bytes on the connection are a three-byte preamble —
+//! a zero byte (no HTTP connection starts with it, so plaintext peers can be told apart
+//! too) and the destination port, big-endian — and then the app's bytes, untouched. The
+//! callee's agent authorizes the connection with Cedar (action `TCP`, the caller's
+//! identity, the port) and relays it to the app's port. Connect and idle timeouts come
+//! from the route; buffers are bounded ([`crate::relay`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesh_config::schema::{Egress, FULL_WEIGHT};
+use mesh_identity::rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::caller::Caller;
+use crate::client::CONNECT_TIMEOUT;
+use crate::metrics::{ServiceLabels, TcpLabels};
+use crate::relay::relay;
+use crate::state::{Shared, Snapshot};
+
+/// The ALPN protocol of opaque TCP between agents.
+pub const ALPN: &[u8] = b"mesh-tcp";
+
+/// The preamble's first byte.
+pub const PREAMBLE_MARK: u8 = 0;
+
+/// How long a peer may take to send the preamble.
+const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Endpoints tried for one connection before giving up.
+const MAX_ENDPOINT_TRIES: usize = 3;
+
+/// The preamble announcing opaque TCP to `port`.
+pub fn preamble(port: u16) -> [u8; 3] {
+    let [high, low] = port.to_be_bytes();
+    [PREAMBLE_MARK, high, low]
+}
+
+/// Reads the preamble; the destination port.
+pub async fn read_preamble<R: AsyncRead + Unpin>(io: &mut R) -> std::io::Result<u16> {
+    let mut bytes = [0u8; 3];
+    tokio::time::timeout(PREAMBLE_TIMEOUT, io.read_exact(&mut bytes))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no preamble"))??;
+    match bytes {
+        [PREAMBLE_MARK, high, low] if u16::from_be_bytes([high, low]) != 0 => {
+            Ok(u16::from_be_bytes([high, low]))
+        }
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not an opaque TCP preamble",
+        )),
+    }
+}
+
+/// Where the local app listens: `--app`'s address for its HTTP port, and for any other
+/// port the same host on that port unless `--app-port PORT=ADDR` says otherwise.
+#[derive(Clone, Debug)]
+pub struct AppPorts {
+    app: SocketAddr,
+    overrides: Vec<(u16, SocketAddr)>,
+}
+
+impl AppPorts {
+    /// The app at `app`, with per-port overrides.
+    pub fn new(app: SocketAddr, overrides: Vec<(u16, SocketAddr)>) -> AppPorts {
+        AppPorts { app, overrides }
+    }
+
+    /// The app's HTTP address (`--app`).
+    pub fn http(&self) -> SocketAddr {
+        self.app
+    }
+
+    /// Where the app serves `port`.
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        self.overrides
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map_or_else(|| SocketAddr::new(self.app.ip(), port), |(_, addr)| *addr)
+    }
+}
+
+/// Relays the app's captured connection `app` to port `port` of the outbound service at
+/// `index` of `snapshot`.
+pub async fn outbound(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    app: TcpStream,
+    index: usize,
+    port: u16,
+) {
+    let config = &snapshot.config.config;
+    let Some(decision) = config.route_connection(index, fastrand::u32(..FULL_WEIGHT)) else {
+        return;
+    };
+    let service = decision.service;
+    let backend = decision.backend;
+    let tls = shared.tls();
+    let mut labels = TcpLabels {
+        direction: "outbound",
+        service: backend.service.clone(),
+        peer: if tls.is_some() {
+            service.identity.clone()
+        } else {
+            String::new()
+        },
+        tls: if tls.is_some() { "mtls" } else { "plaintext" },
+        result: "no-endpoints",
+    };
+    let Some((pool, _)) = snapshot.pool(&backend.service, backend.subset.as_deref()) else {
+        shared.metrics.tcp(labels);
+        return;
+    };
+    let connect_timeout = service
+        .connect_timeout_us
+        .map_or(CONNECT_TIMEOUT, Duration::from_micros);
+    let idle = service.idle_timeout_us.map(Duration::from_micros);
+    let mut avoid = None;
+    for _ in 0..MAX_ENDPOINT_TRIES.min(pool.endpoints.len()) {
+        let Some(endpoint) = pool.pick(avoid).map(Arc::clone) else {
+            break;
+        };
+        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(endpoint.addr))
+            .await
+        {
+            Ok(Ok(stream)) => stream,
+            failed => {
+                let error = match failed {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "timed out".to_string(),
+                };
+                tracing::debug!(endpoint = %endpoint.addr, %error, "opaque TCP: connect failed");
+                if endpoint.connect_failed() {
+                    shared
+                        .metrics
+                        .ejections
+                        .get_or_create(&ServiceLabels {
+                            service: backend.service.clone(),
+                        })
+                        .inc();
+                }
+                avoid = Some(endpoint.addr);
+                labels.result = "connect-failed";
+                continue;
+            }
+        };
+        endpoint.connected();
+        let _ = stream.set_nodelay(true);
+        let _in_flight = endpoint.start();
+        let started = Instant::now();
+        let relayed = match &tls {
+            Some(tls) => {
+                let connector = match tls.tcp_connector(&service.identity) {
+                    Ok(connector) => connector,
+                    Err(error) => {
+                        tracing::warn!(identity = %service.identity, %error, "opaque TCP: cannot set up mTLS");
+                        labels.result = "connect-failed";
+                        break;
+                    }
+                };
+                let name = ServerName::IpAddress(endpoint.addr.ip().into());
+                match tokio::time::timeout(connect_timeout, connector.connect(name, stream)).await
+                {
+                    Ok(Ok(mut upstream)) => {
+                        match send_preamble(&mut upstream, port).await {
+                            Ok(()) => relay(app, upstream, idle).await,
+                            Err(error) => Err(error),
+                        }
+                    }
+                    failed => {
+                        tracing::info!(endpoint = %endpoint.addr, identity = %service.identity, error = ?failed.err(), "opaque TCP: mTLS handshake failed");
+                        labels.result = "connect-failed";
+                        break;
+                    }
+                }
+            }
+            None => {
+                let mut upstream = stream;
+                match send_preamble(&mut upstream, port).await {
+                    Ok(()) => relay(app, upstream, idle).await,
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        labels.result = "opened";
+        shared.metrics.tcp(labels.clone());
+        finish(shared, &labels, relayed, started);
+        return;
+    }
+    shared.metrics.tcp(labels);
+}
+
+async fn send_preamble<W: AsyncWrite + Unpin>(upstream: &mut W, port: u16) -> std::io::Result<()> {
+    upstream.write_all(&preamble(port)).await?;
+    upstream.flush().await
+}
+
+/// Relays the app's captured connection to `dst`, a destination outside the mesh, when
+/// egress is allowed.
+pub async fn passthrough(shared: &Shared, snapshot: &Snapshot, app: TcpStream, dst: SocketAddr) {
+    let mut labels = TcpLabels {
+        direction: "outbound",
+        service: "passthrough".into(),
+        peer: String::new(),
+        tls: "plaintext",
+        result: "egress-denied",
+    };
+    if snapshot.config.config.source().outbound.egress == Egress::Deny {
+        tracing::info!(%dst, "opaque TCP: egress denied");
+        shared.metrics.tcp(labels);
+        return;
+    }
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dst)).await {
+        Ok(Ok(upstream)) => {
+            let _ = upstream.set_nodelay(true);
+            labels.result = "opened";
+            shared.metrics.tcp(labels.clone());
+            let started = Instant::now();
+            finish(shared, &labels, relay(app, upstream, None).await, started);
+        }
+        _ => {
+            labels.result = "connect-failed";
+            shared.metrics.tcp(labels);
+        }
+    }
+}
+
+/// Authorizes an opaque TCP connection from `caller` to this workload's `port` and relays
+/// it to the app.
+pub async fn inbound<IO>(
+    shared: &Shared,
+    io: IO,
+    caller: &Caller,
+    tls: bool,
+    port: u16,
+    app: &AppPorts,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(snapshot) = shared.snapshot() else {
+        return;
+    };
+    let config = &snapshot.config.config;
+    let peer = caller.peer(&config.source().mesh.trust_domain);
+    let decision = config.authorize_connection(port, &peer);
+    shared.metrics.authz(&decision);
+    let who = caller
+        .id()
+        .map_or_else(|| "anonymous".to_string(), ToString::to_string);
+    let mut labels = TcpLabels {
+        direction: "inbound",
+        service: config.source().workload.service.clone(),
+        peer: who,
+        tls: if tls { "mtls" } else { "plaintext" },
+        result: "allow",
+    };
+    if !decision.allowed() {
+        tracing::info!(peer = %labels.peer, port, reason = %decision.reason(), "opaque TCP connection denied");
+        labels.result = "deny";
+        shared.metrics.tcp(labels);
+        return;
+    }
+    if decision.decision == mesh_config::Verdict::Deny {
+        tracing::warn!(peer = %labels.peer, port, reason = %decision.reason(), "audit: opaque TCP connection would be denied");
+        labels.result = "audit";
+    }
+    let addr = app.addr(port);
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(upstream)) => {
+            let _ = upstream.set_nodelay(true);
+            shared.metrics.tcp(labels.clone());
+            let started = Instant::now();
+            finish(shared, &labels, relay(io, upstream, None).await, started);
+        }
+        _ => {
+            tracing::info!(%addr, "opaque TCP: the local app does not accept connections");
+            labels.result = "app-unavailable";
+            shared.metrics.tcp(labels);
+        }
+    }
+}
+
+fn finish(
+    shared: &Shared,
+    labels: &TcpLabels,
+    relayed: std::io::Result<crate::relay::Transferred>,
+    started: Instant,
+) {
+    let seconds = started.elapsed().as_secs_f64();
+    match relayed {
+        Ok(transferred) => {
+            if transferred.idle_timeout {
+                tracing::debug!(service = %labels.service, "opaque TCP: closed after the idle timeout");
+            }
+            shared.metrics.tcp_done(labels, transferred, seconds);
+        }
+        Err(error) => {
+            tracing::debug!(service = %labels.service, %error, "opaque TCP: connection failed");
+            shared
+                .metrics
+                .tcp_done(labels, crate::relay::Transferred::default(), seconds);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_preamble_round_trips_and_refuses_other_bytes() {
+        let mut good = &preamble(5432)[..];
+        assert_eq!(read_preamble(&mut good).await.ok(), Some(5432));
+        for bad in [&b"GET"[..], &[0, 0, 0][..], &[0, 1][..]] {
+            let mut bad = bad;
+            assert!(read_preamble(&mut bad).await.is_err());
+        }
+    }
+
+    #[test]
+    fn app_ports_default_to_the_app_host() {
+        let ports = AppPorts::new(
+            "127.0.0.1:8080".parse().unwrap_or(SocketAddr::from(([0; 4], 0))),
+            vec![(5432, SocketAddr::from(([127, 0, 0, 2], 15432)))],
+        );
+        assert_eq!(ports.addr(27017), SocketAddr::from(([127, 0, 0, 1], 27017)));
+        assert_eq!(ports.addr(5432), SocketAddr::from(([127, 0, 0, 2], 15432)));
+    }
+}
