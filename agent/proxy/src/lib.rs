@@ -12,6 +12,7 @@ pub mod admin;
 pub mod args;
 pub mod balance;
 pub mod caller;
+pub mod capture;
 pub mod client;
 pub mod detect;
 pub mod discovery;

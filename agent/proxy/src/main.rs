@@ -1,9 +1,16 @@
 //! `mesh-agent`: the sidecar binary. Everything lives in the library; this parses the
-//! command line, sets up logging and runs the agent until SIGTERM or Ctrl-C.
+//! command line, sets up logging and runs the agent until SIGTERM or Ctrl-C; `mesh-agent
+//! capture …` instead installs the iptables rules of transparent capture (`capture`).
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|first| first == "capture")
+    {
+        return capture();
+    }
     let args = mesh_agent::Args::parse();
     mesh_agent::logging::init(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -20,6 +27,26 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "agent stopped");
+            eprintln!("error: {error}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// `mesh-agent capture …`: installs (or removes) the iptables rules of transparent capture.
+fn capture() -> std::process::ExitCode {
+    let args = mesh_agent::capture::CaptureArgs::parse_from(
+        std::iter::once(std::ffi::OsString::from("mesh-agent capture"))
+            .chain(std::env::args_os().skip(2)),
+    );
+    match mesh_agent::capture::run(&args) {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
             eprintln!("error: {error}");
             std::process::ExitCode::from(1)
         }
