@@ -90,7 +90,7 @@ fn request_path(c: &mut Criterion) {
                 draw = (draw + 7_919) % mesh_config::schema::FULL_WEIGHT;
                 let authority = black_box("reviews.ns.svc.cluster.local:9080");
                 let index = config.service_for_authority(authority).unwrap();
-                let view = View::new(&request, authority);
+                let view = View::new(&request, authority, 9080);
                 let decision = config.route(index, &view, draw).unwrap();
                 let endpoint = pool.pick(None).unwrap();
                 black_box((decision.backend, endpoint.addr))
@@ -152,7 +152,7 @@ fn inbound_authorize(c: &mut Criterion) {
     let caller = Caller::new(Some(id.clone()));
     group.bench_function("authorize", |b| {
         b.iter(|| {
-            let view = View::new(&request, black_box("reviews:9080"));
+            let view = View::new(&request, black_box("reviews:9080"), 9080);
             let decision = config.authorize(&view, &caller.peer(trust_domain));
             assert!(decision.decision == mesh_config::Verdict::Allow);
             black_box(decision.enforced)
@@ -162,7 +162,7 @@ fn inbound_authorize(c: &mut Criterion) {
     group.bench_function("authorize_first_request", |b| {
         b.iter(|| {
             let caller = Caller::new(Some(id.clone()));
-            let view = View::new(&request, black_box("reviews:9080"));
+            let view = View::new(&request, black_box("reviews:9080"), 9080);
             let decision = config.authorize(&view, &caller.peer(trust_domain));
             black_box(decision.enforced)
         });
