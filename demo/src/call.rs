@@ -1,7 +1,9 @@
-//! `ANY /call/<service>/<rest...>`: calls another service through this app's own sidecar,
-//! the way a meshed app does — origin-form `/<rest>` with `Host: <service>` sent to the
-//! agent's outbound listener — and wraps the downstream's answer in the echo JSON. The
-//! local query is not applied here: it is passed on to the downstream call unchanged.
+//! `ANY /call/<service>/<rest...>`: calls another service the way a meshed app does —
+//! origin-form `/<rest>` with `Host: <service>` sent to the agent's outbound listener
+//! (`--sidecar`), or, without one, to `<service>` itself (a name or `IP:PORT`), which
+//! transparent capture hands to the agent — and wraps the downstream's answer in the echo
+//! JSON. The local query is not applied here: it is passed on to the downstream call
+//! unchanged.
 
 use std::error::Error;
 use std::time::Duration;
@@ -69,7 +71,10 @@ pub async fn call(app: &App, request: Request<Incoming>) -> Response<Body> {
     };
     let uri = match Uri::builder()
         .scheme("http")
-        .authority(app.sidecar.to_string())
+        .authority(
+            app.sidecar
+                .map_or_else(|| service.clone(), |sidecar| sidecar.to_string()),
+        )
         .path_and_query(target.as_str())
         .build()
     {
@@ -95,19 +100,15 @@ pub async fn call(app: &App, request: Request<Incoming>) -> Response<Body> {
         Ok(Err(CallError::Connect(error))) => {
             return answer::error(
                 StatusCode::BAD_GATEWAY,
-                &format!(
-                    "cannot reach the sidecar at {}: {}",
-                    app.sidecar,
-                    chain(&error)
-                ),
+                &format!("cannot reach {}: {}", via(app, &service), chain(&error)),
             );
         }
         Ok(Err(CallError::Failed(error))) => {
             return answer::error(
                 StatusCode::BAD_GATEWAY,
                 &format!(
-                    "the call to {service} through the sidecar at {} failed: {error}",
-                    app.sidecar
+                    "the call to {service} through {} failed: {error}",
+                    via(app, &service)
                 ),
             );
         }
@@ -136,6 +137,14 @@ pub async fn call(app: &App, request: Request<Incoming>) -> Response<Body> {
         }),
     );
     answer::json(status, &Value::Object(echo))
+}
+
+/// What a call connects to, for messages.
+fn via(app: &App, service: &str) -> String {
+    match app.sidecar {
+        Some(sidecar) => format!("the sidecar at {sidecar}"),
+        None => service.to_string(),
+    }
 }
 
 /// `/call/<service>/<rest>` → (`service`, `rest`); `rest` may be empty.

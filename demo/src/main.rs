@@ -27,9 +27,11 @@ struct Args {
     /// Where to serve HTTP/1.1 and h2c; port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     listen: SocketAddr,
-    /// The agent's outbound listener, through which `/call/...` requests go.
+    /// The agent's outbound listener, through which `/call/...` requests go. Without it
+    /// calls connect to the named host directly, as an app under transparent capture
+    /// does (the agent intercepts the connection).
     #[arg(long, value_name = "ADDR")]
-    sidecar: SocketAddr,
+    sidecar: Option<SocketAddr>,
 }
 
 /// Accepts `NS/NAME` with both parts non-empty and no further `/`.
@@ -92,7 +94,7 @@ async fn run(args: Args) -> Result<(), String> {
         service = %args.service,
         subset = args.subset.as_deref().unwrap_or("-"),
         listen = %bound,
-        sidecar = %args.sidecar,
+        sidecar = ?args.sidecar,
         "serving"
     );
     let app = server::App::new(args.service, args.subset, args.sidecar);

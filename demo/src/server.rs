@@ -23,15 +23,15 @@ pub struct App {
     pub service: String,
     /// The subset, if this instance has one.
     pub subset: Option<String>,
-    /// The agent's outbound listener.
-    pub sidecar: SocketAddr,
+    /// The agent's outbound listener; `None`: calls go to the named host directly.
+    pub sidecar: Option<SocketAddr>,
     /// The pooled client for calls through the sidecar.
     pub client: call::Client,
 }
 
 impl App {
     /// An app playing `service` (and `subset`) whose sidecar listens on `sidecar`.
-    pub fn new(service: String, subset: Option<String>, sidecar: SocketAddr) -> Arc<App> {
+    pub fn new(service: String, subset: Option<String>, sidecar: Option<SocketAddr>) -> Arc<App> {
         Arc::new(App {
             service,
             subset,

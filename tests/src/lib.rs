@@ -10,6 +10,8 @@
     reason = "test harness: a panic is a failure report"
 )]
 
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

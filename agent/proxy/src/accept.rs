@@ -39,6 +39,22 @@ pub async fn outbound(
     };
     let snapshot = shared.snapshot()?;
     let target = snapshot.service_at(dst);
+    if let Some(service) = snapshot.forbidden_service_at(dst) {
+        let own = &snapshot.config.config.source().workload.service;
+        tracing::info!(%dst, service, "refused: no policy lets {own} call this mesh service");
+        if detected(&shared, "outbound", &stream, detect_timeout).await == Detected::Http {
+            // Answered over HTTP with a 403 naming the reason (the outbound handler).
+            return Some(Accepted::plain(stream, Some(dst)));
+        }
+        shared.metrics.tcp(TcpLabels {
+            direction: "outbound",
+            service: service.to_string(),
+            peer: String::new(),
+            tls: "plaintext",
+            result: "deny",
+        });
+        return None;
+    }
     if let Some((index, Protocol::Tcp)) = target {
         tcp::outbound(&shared, &snapshot, stream, index, dst.port()).await;
         return None;
@@ -87,7 +103,8 @@ pub async fn inbound(
             .ports
             .iter()
             .any(|p| p.number == port && p.protocol == Protocol::Tcp);
-        if !declared_tcp && detected(&shared, "inbound", &stream, detect_timeout).await == Detected::Http
+        if !declared_tcp
+            && detected(&shared, "inbound", &stream, detect_timeout).await == Detected::Http
         {
             return Some(Accepted::plain(stream, Some(dst)));
         }

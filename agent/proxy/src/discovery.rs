@@ -94,6 +94,18 @@ impl Endpoints {
         self
     }
 
+    /// Every service with the IPs that reach it (virtual addresses and endpoint IPs).
+    pub fn all_ips(&self) -> impl Iterator<Item = (&str, IpAddr)> + '_ {
+        let virtual_ips = self
+            .addresses
+            .iter()
+            .flat_map(|(service, ips)| ips.iter().map(move |ip| (service.as_str(), *ip)));
+        let endpoint_ips = self.by_service.iter().flat_map(|(service, list)| {
+            list.iter().map(move |e| (service.as_str(), e.address.ip()))
+        });
+        virtual_ips.chain(endpoint_ips)
+    }
+
     /// The virtual addresses of `service`, then the IPs of its endpoints: every IP a
     /// connection to it may be addressed to.
     pub fn ips<'a>(&'a self, service: &str) -> impl Iterator<Item = IpAddr> + 'a {

@@ -465,7 +465,17 @@ impl Outbound {
         let started = Instant::now();
         let upgrade = upgrade::take(&mut request);
         let egress = snapshot.config.config.source().outbound.egress;
-        let response = if self.is_self(authority) {
+        let forbidden = original_dst.and_then(|dst| snapshot.forbidden_service_at(dst));
+        let response = if let Some(service) = forbidden {
+            error_response(
+                StatusCode::FORBIDDEN,
+                "denied",
+                &format!(
+                    "{service} is a service of the mesh that {} may not call: no policy allows it",
+                    snapshot.config.config.source().workload.service
+                ),
+            )
+        } else if self.is_self(authority) {
             error_response(
                 StatusCode::LOOP_DETECTED,
                 "loop",

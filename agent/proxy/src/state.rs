@@ -48,6 +48,9 @@ pub struct Snapshot {
     pools: HashMap<String, ServicePools>,
     /// Outbound services (indexes into the config's list) by the IPs that reach them.
     by_ip: HashMap<IpAddr, Vec<usize>>,
+    /// Every mesh service the endpoints know, by the IPs that reach it (also those this
+    /// workload may not call).
+    mesh_ips: HashMap<IpAddr, String>,
 }
 
 impl Snapshot {
@@ -95,12 +98,28 @@ impl Snapshot {
             }
             pools.insert(service.service.clone(), entry);
         }
+        let mesh_ips = endpoints
+            .all_ips()
+            .map(|(service, ip)| (ip.to_canonical(), service.to_string()))
+            .collect();
         Snapshot {
             config,
             endpoints,
             pools,
             by_ip,
+            mesh_ips,
         }
+    }
+
+    /// The mesh service at `dst`'s IP that this workload may not call (it is not in the
+    /// outbound list): a captured connection to it is refused, not sent out of the mesh.
+    pub fn forbidden_service_at(&self, dst: SocketAddr) -> Option<&str> {
+        if self.service_at(dst).is_some() {
+            return None;
+        }
+        self.mesh_ips
+            .get(&dst.ip().to_canonical())
+            .map(String::as_str)
     }
 
     /// The outbound service a connection to `dst` is for (its index in the config) and

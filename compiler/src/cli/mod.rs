@@ -105,6 +105,11 @@ enum Command {
         /// Recompile when a .mesh file changes; the agents hot-reload.
         #[arg(long)]
         watch: bool,
+        /// Run each workload in its own network namespace with its own IP and transparent
+        /// capture: apps call services by plain address, with no proxy settings (needs
+        /// root; --state adds each workload's `ip` and `netns` and each service's `address`).
+        #[arg(long)]
+        isolated: bool,
     },
     /// Create the mesh CA and issue workload certificates.
     Identity {
@@ -263,12 +268,14 @@ pub fn run() -> std::process::ExitCode {
             base_port,
             state,
             watch,
+            isolated,
         } => up::run(
             &up::Options {
                 paths,
                 base_port,
                 state,
                 watch,
+                isolated,
             },
             style,
         ),

@@ -5,6 +5,7 @@
 //! Ctrl-C or SIGTERM. With `--watch`, edits recompile and the agents hot-reload; a broken
 //! edit is reported and changes nothing.
 
+mod isolated;
 mod plan;
 mod probe;
 mod processes;
@@ -37,6 +38,8 @@ pub struct Options {
     pub state: Option<PathBuf>,
     /// Recompile on edits.
     pub watch: bool,
+    /// Each workload in its own network namespace with transparent capture (root only).
+    pub isolated: bool,
 }
 
 /// Runs `meshc up` to completion.
@@ -56,6 +59,11 @@ pub fn run(options: &Options, style: Style) -> Exit {
 }
 
 async fn up(options: &Options, style: Style) -> Exit {
+    if options.isolated
+        && let Err(e) = isolated::require_root()
+    {
+        return trouble(&e);
+    }
     let Some(checked) = compile(&options.paths, style) else {
         eprintln!("error: the mesh has errors; nothing was started");
         return Exit::Findings;
@@ -64,10 +72,30 @@ async fn up(options: &Options, style: Style) -> Exit {
         Ok(binaries) => binaries,
         Err(e) => return trouble(&e),
     };
-    let plan = match plan::plan(&checked, options.base_port) {
+    let mut plan = match plan::plan(
+        &checked,
+        if options.isolated {
+            0
+        } else {
+            options.base_port
+        },
+    ) {
         Ok(plan) => plan,
         Err(e) => return trouble(&e.to_string()),
     };
+    // Held until the end: dropping it removes every namespace.
+    let mut network = None;
+    if options.isolated {
+        plan::isolate(
+            &mut plan,
+            &checked,
+            &format!("meshc-{}", std::process::id()),
+        );
+        match isolate(&plan, &binaries).await {
+            Ok(created) => network = Some(created),
+            Err(e) => return trouble(&e),
+        }
+    }
     let dir = match tempfile::Builder::new().prefix("meshc-up-").tempdir() {
         Ok(dir) => dir,
         Err(e) => return trouble(&format!("cannot create a temporary directory: {e}")),
@@ -77,6 +105,11 @@ async fn up(options: &Options, style: Style) -> Exit {
     };
     let configs = mesh_compiler::emit::files(&checked.mesh, &checked.cedar);
     if let Err(e) = setup::write_all(&layout, &plan, &configs) {
+        return trouble(&e);
+    }
+    if options.isolated
+        && let Err(e) = isolated::hand_to_proxy(&layout.root)
+    {
         return trouble(&e);
     }
     // Watch before starting, so an edit made while the agents boot is not missed.
@@ -102,8 +135,15 @@ async fn up(options: &Options, style: Style) -> Exit {
             return trouble(&e);
         }
     };
+    let ready = async {
+        if options.isolated {
+            probe::wait_ready_isolated(&plan.workloads, READY_LIMIT).await
+        } else {
+            probe::wait_ready(&plan.workloads, READY_LIMIT).await
+        }
+    };
     let exit = tokio::select! {
-        ready = probe::wait_ready(&plan.workloads, READY_LIMIT) => match ready {
+        ready = ready => match ready {
             Ok(()) => serve(options, &plan, &layout, &children, changes.as_mut(), quit.clone(), style).await,
             Err(why) => {
                 eprintln!("error: the mesh did not become ready within {}s:\n  {why}\n(logs in {})",
@@ -120,8 +160,37 @@ async fn up(options: &Options, style: Style) -> Exit {
     if let Some(state) = &options.state {
         let _ = std::fs::remove_file(state);
     }
+    drop(network);
     eprintln!("mesh {} stopped", plan.mesh);
     exit
+}
+
+/// Creates the namespaces of an isolated plan and installs each one's capture rules.
+async fn isolate(plan: &Plan, binaries: &Binaries) -> Result<isolated::Network, String> {
+    let pods: Vec<isolated::Pod> = plan
+        .workloads
+        .iter()
+        .filter_map(|w| w.pod.clone())
+        .collect();
+    let mut hosts = String::from("127.0.0.1 localhost\n");
+    for service in &plan.services {
+        hosts.push_str(&format!("{} {}\n", service.ip, service.names.join(" ")));
+    }
+    let prefix = pods
+        .first()
+        .and_then(|p| p.netns.rsplit_once('-'))
+        .map_or("meshc", |(prefix, _)| prefix)
+        .to_string();
+    let network = isolated::Network::create(&prefix, &pods, &hosts).await?;
+    for pod in &pods {
+        isolated::capture(&binaries.agent, pod).await?;
+    }
+    eprintln!(
+        "isolated: {} workload namespaces under {} (198.18.0.0/15)",
+        pods.len(),
+        network.outer()
+    );
+    Ok(network)
 }
 
 /// Checks the mesh and reports what it found; `None` when it has errors.

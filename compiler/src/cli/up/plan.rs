@@ -17,6 +17,21 @@ pub struct Plan {
     pub mesh: String,
     /// The workloads.
     pub workloads: Vec<Workload>,
+    /// With `--isolated`: each service's virtual address.
+    pub services: Vec<ServiceAddress>,
+}
+
+/// Where apps call a service under `--isolated`.
+#[derive(Clone, Debug)]
+pub struct ServiceAddress {
+    /// `namespace/name`.
+    pub service: String,
+    /// Its virtual IP.
+    pub ip: Ipv4Addr,
+    /// Its first port.
+    pub port: u16,
+    /// Host names that mean it (`NAME`, `NAME.NS`, `NAME.NS.svc.cluster.local`).
+    pub names: Vec<String>,
 }
 
 /// One agent and its demo app.
@@ -36,6 +51,10 @@ pub struct Workload {
     pub ports: Ports,
     /// The services it may call.
     pub callees: Vec<Callee>,
+    /// The port its app serves (its service's first).
+    pub app_port: u16,
+    /// With `--isolated`: its network namespace and address.
+    pub pod: Option<super::isolated::Pod>,
 }
 
 /// A service a workload may call.
@@ -133,6 +152,8 @@ pub fn plan(checked: &Checked, base_port: u16) -> Result<Plan, PortError> {
                 labels,
                 ports: Ports::UNASSIGNED,
                 callees: callees(config),
+                app_port: service.ports.first().map_or(8080, |p| p.number),
+                pod: None,
             });
         }
     }
@@ -149,7 +170,44 @@ pub fn plan(checked: &Checked, base_port: u16) -> Result<Plan, PortError> {
     Ok(Plan {
         mesh: mesh.name.clone(),
         workloads,
+        services: Vec::new(),
     })
+}
+
+/// Rewrites `plan` for `--isolated`: each workload in namespace `PREFIX-N` at its own
+/// address with the agent's fixed ports and its app on its service's port; each service
+/// gets a virtual address.
+pub fn isolate(plan: &mut Plan, checked: &Checked, prefix: &str) {
+    use super::isolated::{self, ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT, Pod};
+    for (i, workload) in plan.workloads.iter_mut().enumerate() {
+        let ip = isolated::workload_ip(i);
+        workload.ports = Ports {
+            outbound: SocketAddr::from((Ipv4Addr::LOCALHOST, OUTBOUND_PORT)),
+            inbound: SocketAddr::from((ip, INBOUND_PORT)),
+            admin: SocketAddr::from((ip, ADMIN_PORT)),
+            app: SocketAddr::from((ip, workload.app_port)),
+        };
+        workload.pod = Some(Pod {
+            netns: format!("{prefix}-{i}"),
+            ip,
+        });
+    }
+    plan.services = checked
+        .mesh
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, service)| ServiceAddress {
+            service: service.key(),
+            ip: isolated::service_ip(i),
+            port: service.ports.first().map_or(80, |p| p.number),
+            names: vec![
+                service.name.clone(),
+                format!("{}.{}", service.name, service.namespace),
+                format!("{}.{}.svc.cluster.local", service.name, service.namespace),
+            ],
+        })
+        .collect();
 }
 
 impl Ports {

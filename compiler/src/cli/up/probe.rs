@@ -60,6 +60,43 @@ pub async fn wait_ready(workloads: &[Workload], limit: Duration) -> Result<(), S
     }
 }
 
+/// [`wait_ready`] for `--isolated` workloads: each probed from inside its namespace,
+/// at its loopback addresses (capture leaves loopback alone).
+pub async fn wait_ready_isolated(workloads: &[Workload], limit: Duration) -> Result<(), String> {
+    let probes = workloads.iter().filter_map(|workload| {
+        let pod = workload.pod.clone()?;
+        let mut local = workload.clone();
+        let localhost = std::net::Ipv4Addr::LOCALHOST;
+        local.ports.admin = SocketAddr::from((localhost, local.ports.admin.port()));
+        local.ports.app = SocketAddr::from((localhost, local.app_port));
+        Some(tokio::task::spawn_blocking(move || {
+            super::isolated::in_namespace(super::isolated::netns_path(&pod.netns), move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|runtime| {
+                        runtime.block_on(wait_ready(std::slice::from_ref(&local), limit))
+                    })
+            })
+            .and_then(|ready| ready)
+        }))
+    });
+    let mut reasons = Vec::new();
+    for probe in probes.collect::<Vec<_>>() {
+        match probe.await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => reasons.push(reason),
+            Err(e) => reasons.push(e.to_string()),
+        }
+    }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(reasons.join("\n  "))
+    }
+}
+
 async fn ready(workload: &Workload) -> Result<(), String> {
     TcpStream::connect(workload.ports.app).await.map_err(|e| {
         format!(

@@ -80,6 +80,35 @@ impl Supervised {
 
 /// How a workload's two processes are started.
 pub fn agent_command(binaries: &Binaries, layout: &Layout, workload: &Workload) -> Command {
+    let Some(pod) = &workload.pod else {
+        return loopback_agent(binaries, layout, workload);
+    };
+    let any = |port| std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port));
+    let mut command = super::isolated::command_in(pod, true, &binaries.agent);
+    command
+        .arg("--config")
+        .arg(layout.config(workload))
+        .arg("--endpoints")
+        .arg(layout.endpoints())
+        .arg("--identity-dir")
+        .arg(layout.identity(workload))
+        .arg("--outbound")
+        .arg(workload.ports.outbound.to_string())
+        .arg("--inbound")
+        .arg(any(workload.ports.inbound.port()).to_string())
+        .arg("--admin")
+        .arg(any(workload.ports.admin.port()).to_string())
+        .arg("--app")
+        .arg(
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, workload.app_port))
+                .to_string(),
+        )
+        .arg("--resync")
+        .arg("1s");
+    command
+}
+
+fn loopback_agent(binaries: &Binaries, layout: &Layout, workload: &Workload) -> Command {
     let mut command = Command::new(&binaries.agent);
     command
         .arg("--config")
@@ -103,14 +132,35 @@ pub fn agent_command(binaries: &Binaries, layout: &Layout, workload: &Workload) 
 
 /// The demo app of a workload.
 pub fn app_command(binaries: &Binaries, workload: &Workload) -> Command {
-    let mut command = Command::new(&binaries.demo);
-    command
-        .arg("--service")
-        .arg(&workload.service)
-        .arg("--listen")
-        .arg(workload.ports.app.to_string())
-        .arg("--sidecar")
-        .arg(workload.ports.outbound.to_string());
+    let mut command = match &workload.pod {
+        // Under capture the app has no proxy settings: its calls go to plain addresses.
+        Some(pod) => {
+            let mut command = super::isolated::command_in(pod, false, &binaries.demo);
+            command
+                .arg("--service")
+                .arg(&workload.service)
+                .arg("--listen")
+                .arg(
+                    std::net::SocketAddr::from((
+                        std::net::Ipv4Addr::UNSPECIFIED,
+                        workload.app_port,
+                    ))
+                    .to_string(),
+                );
+            command
+        }
+        None => {
+            let mut command = Command::new(&binaries.demo);
+            command
+                .arg("--service")
+                .arg(&workload.service)
+                .arg("--listen")
+                .arg(workload.ports.app.to_string())
+                .arg("--sidecar")
+                .arg(workload.ports.outbound.to_string());
+            command
+        }
+    };
     if let Some(subset) = &workload.subset {
         command.arg("--subset").arg(subset);
     }

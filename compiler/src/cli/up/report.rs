@@ -40,6 +40,38 @@ pub fn table(plan: &Plan, dir: &Path) -> String {
             w.ports.app
         );
     }
+    if !plan.services.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nEach workload has its own network namespace and address; apps call services \
+             by plain address, with no proxy settings, and capture hands the connection to \
+             their agent. Services:"
+        );
+        for s in &plan.services {
+            let _ = writeln!(out, "  {:30} {}:{}", s.service, s.ip, s.port);
+        }
+        if let (Some(pod), Some(service)) = (
+            plan.workloads.first().and_then(|w| w.pod.as_ref()),
+            plan.services.iter().find(|s| {
+                plan.workloads
+                    .first()
+                    .is_some_and(|w| w.callees.iter().any(|c| c.service == s.service))
+            }),
+        ) {
+            let name = service.names.first().cloned().unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "\nTry, as {}:\n  sudo ip netns exec {} curl -s http://{name}:{}/",
+                plan.workloads
+                    .first()
+                    .map(Workload::label)
+                    .unwrap_or_default(),
+                pod.netns,
+                service.port
+            );
+        }
+        return out;
+    }
     let _ = writeln!(
         out,
         "\nA request sent to a workload's OUTBOUND address is a call made as that workload:"
@@ -104,7 +136,7 @@ pub fn state(plan: &Plan, pids: &[(Option<u32>, Option<u32>)]) -> serde_json::Va
         .iter()
         .zip(pids)
         .map(|(w, (agent, app))| {
-            serde_json::json!({
+            let mut value = serde_json::json!({
                 "service": w.service,
                 "subset": w.subset,
                 "identity": w.identity,
@@ -114,10 +146,31 @@ pub fn state(plan: &Plan, pids: &[(Option<u32>, Option<u32>)]) -> serde_json::Va
                 "app": w.ports.app.to_string(),
                 "agent_pid": agent,
                 "app_pid": app,
-            })
+            });
+            if let Some(pod) = &w.pod {
+                value["ip"] = pod.ip.to_string().into();
+                value["netns"] = super::isolated::netns_path(&pod.netns)
+                    .display()
+                    .to_string()
+                    .into();
+            }
+            value
         })
         .collect();
-    serde_json::json!({ "mesh": plan.mesh, "workloads": workloads })
+    let mut state = serde_json::json!({ "mesh": plan.mesh, "workloads": workloads });
+    if !plan.services.is_empty() {
+        state["services"] = plan
+            .services
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "service": s.service,
+                    "address": std::net::SocketAddr::from((s.ip, s.port)).to_string(),
+                })
+            })
+            .collect();
+    }
+    state
 }
 
 /// Writes `value` to `path` atomically (aside, then renamed): a script polling for the

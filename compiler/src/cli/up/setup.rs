@@ -105,7 +105,15 @@ fn write_endpoints(path: &Path, plan: &Plan) -> Result<(), String> {
             })
         })
         .collect();
-    let text = serde_json::to_string_pretty(&serde_json::json!({ "endpoints": endpoints }))
-        .map_err(|e| e.to_string())?;
+    let services: Vec<_> = plan
+        .services
+        .iter()
+        .map(|s| serde_json::json!({ "service": s.service, "addresses": [s.ip.to_string()] }))
+        .collect();
+    let text = serde_json::to_string_pretty(&serde_json::json!({
+        "endpoints": endpoints,
+        "services": services,
+    }))
+    .map_err(|e| e.to_string())?;
     std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
