@@ -1,7 +1,7 @@
 //! `mesh-agent capture`: installs, in the current network namespace, the `nat` rules a
 //! transparent sidecar needs (what istio-init and linkerd proxy-init do), so the app's
-//! outbound TCP lands on the agent's `--capture-outbound` listener and other workloads'
-//! inbound TCP on its `--capture-inbound` listener, without the app knowing. This module
+//! outbound TCP lands on the agent's outbound listener (`--outbound`) and other workloads'
+//! inbound TCP on its inbound listener (`--inbound`), without the app knowing. This module
 //! holds the command line and the orchestration; `rules` is the pure rule plan and
 //! `iptables` runs the binary.
 
@@ -45,10 +45,10 @@ impl Backend {
     long_about = None
 )]
 pub struct CaptureArgs {
-    /// Port captured outbound TCP is redirected to (the agent's --capture-outbound).
+    /// Port captured outbound TCP is redirected to (the agent's `--outbound` listener).
     #[arg(long, default_value_t = 15001, value_name = "PORT", value_parser = port())]
     pub outbound_port: u16,
-    /// Port captured inbound TCP is redirected to (the agent's --capture-inbound); never
+    /// Port captured inbound TCP is redirected to (the agent's `--inbound` listener); never
     /// captured itself.
     #[arg(long, default_value_t = 15006, value_name = "PORT", value_parser = port())]
     pub inbound_port: u16,
