@@ -34,6 +34,15 @@ pub struct Endpoint {
     /// Its labels (`version`, …), matched against subsets.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Whether an agent runs beside it. `false` for a workload not injected yet: then
+    /// `address` is its app's own address, reached in plaintext while the mesh is
+    /// `permissive` and refused under `strict` (Istio's auto-mTLS migration).
+    #[serde(default = "meshed")]
+    pub meshed: bool,
+}
+
+fn meshed() -> bool {
+    true
 }
 
 /// The virtual addresses of a service.
@@ -92,6 +101,15 @@ impl Endpoints {
                 .extend(service.addresses);
         }
         self
+    }
+
+    /// The addresses of endpoints without an agent.
+    pub fn unmeshed(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.by_service
+            .values()
+            .flatten()
+            .filter(|e| !e.meshed)
+            .map(|e| e.address)
     }
 
     /// Every service with the IPs that reach it (virtual addresses and endpoint IPs).

@@ -139,6 +139,7 @@ impl Discovery for KubeDiscovery {
                         service: slice.service.clone(),
                         address,
                         labels,
+                        meshed: true,
                     },
                 );
             }

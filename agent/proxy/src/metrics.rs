@@ -85,7 +85,8 @@ pub struct TcpLabels {
     pub tls: &'static str,
     /// What happened: `allow`, `deny`, `audit` (denied, let through), `refused`
     /// (plaintext under strict mTLS), `no-endpoints`, `connect-failed`, `app-unavailable`,
-    /// `egress-denied`, `opened`.
+    /// `egress-denied`, `opened`, `not-meshed` (an endpoint without an agent under strict
+    /// mTLS).
     pub result: &'static str,
 }
 

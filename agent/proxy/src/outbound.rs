@@ -294,6 +294,13 @@ impl Outbound {
             };
             let endpoint = Arc::clone(endpoint);
             avoid = Some(endpoint.addr);
+            let transport = match snapshot.endpoint_access(endpoint.addr) {
+                Ok(true) => transport.clone(),
+                Ok(false) => Transport::Plain,
+                Err(why) => {
+                    return error_response(StatusCode::BAD_GATEWAY, "not-meshed", &why);
+                }
+            };
             let body = match (&buffered, streaming.take()) {
                 (Some(bytes), _) => full(bytes.clone()),
                 (None, Some(incoming)) => boxed(incoming),

@@ -51,6 +51,8 @@ pub struct Snapshot {
     /// Every mesh service the endpoints know, by the IPs that reach it (also those this
     /// workload may not call).
     mesh_ips: HashMap<IpAddr, String>,
+    /// Endpoints with no agent beside them (reached in plaintext, at the app).
+    unmeshed: std::collections::HashSet<SocketAddr>,
 }
 
 impl Snapshot {
@@ -102,12 +104,30 @@ impl Snapshot {
             .all_ips()
             .map(|(service, ip)| (ip.to_canonical(), service.to_string()))
             .collect();
+        let unmeshed = endpoints.unmeshed().collect();
         Snapshot {
             config,
             endpoints,
             pools,
             by_ip,
             mesh_ips,
+            unmeshed,
+        }
+    }
+
+    /// How to reach the endpoint at `addr`: through its agent (mTLS once this agent has an
+    /// identity), or — for an endpoint without an agent — in plaintext at its app while
+    /// the mesh is `permissive`; under `strict` the error says why it is refused.
+    pub fn endpoint_access(&self, addr: SocketAddr) -> Result<bool, String> {
+        if !self.unmeshed.contains(&addr) {
+            return Ok(true);
+        }
+        match self.config.config.source().inbound.mtls {
+            mesh_config::schema::Mtls::Permissive => Ok(false),
+            mesh_config::schema::Mtls::Strict => Err(format!(
+                "endpoint {addr} has no mesh agent and the mesh's mTLS is strict: inject it, \
+                 or make the mesh permissive while it migrates"
+            )),
         }
     }
 

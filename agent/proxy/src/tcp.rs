@@ -126,6 +126,14 @@ pub async fn outbound(
         let Some(endpoint) = pool.pick(avoid).map(Arc::clone) else {
             break;
         };
+        let through_agent = match snapshot.endpoint_access(endpoint.addr) {
+            Ok(through_agent) => through_agent,
+            Err(why) => {
+                tracing::info!(endpoint = %endpoint.addr, "opaque TCP refused: {why}");
+                labels.result = "not-meshed";
+                break;
+            }
+        };
         let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(endpoint.addr))
             .await
         {
@@ -155,6 +163,11 @@ pub async fn outbound(
         let _in_flight = endpoint.start();
         let started = Instant::now();
         let relayed = match &tls {
+            // An endpoint without an agent: the app itself, plaintext, no preamble.
+            _ if !through_agent => {
+                labels.tls = "plaintext";
+                relay(app, stream, idle).await
+            }
             Some(tls) => {
                 let connector = match tls.tcp_connector(&service.identity) {
                     Ok(connector) => connector,

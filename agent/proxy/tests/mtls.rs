@@ -415,3 +415,53 @@ async fn rotating_certificates_under_load_fails_no_request() {
     assert!(rejected, "the broken certificate was not rejected");
     assert_eq!(pair.call("/allowed/1").await.status, 200);
 }
+
+/// Migration (Istio's auto-mTLS): an endpoint the endpoints file marks `meshed: false`
+/// has no agent yet; it is reached in plaintext at its app while the mesh is permissive,
+/// and refused with the reason under strict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_without_an_agent_are_plaintext_when_permissive_and_refused_when_strict() {
+    let ca = Ca::generate("migration CA").unwrap();
+    let app = Upstream::start("legacy").await;
+    let dir = tempfile::tempdir().unwrap();
+    let identity = dir.path().join("identity");
+    ca.issue(&spiffe(CLIENT), DAY)
+        .unwrap()
+        .write(&identity)
+        .unwrap();
+    let mut endpoints = support::endpoints(&[("legacy", None, app.addr)]);
+    endpoints["endpoints"][0]["meshed"] = json!(false);
+    let mut config = support::config(vec![support::service("legacy", &[], vec![])]);
+    write(dir.path(), "config.json", &config);
+    write(dir.path(), "endpoints.json", &endpoints);
+    let agent = Agent::start_with(
+        dir.path(),
+        app.addr,
+        &["--identity-dir", identity.to_str().unwrap()],
+    );
+    let http = Http::default();
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            http.get(agent.outbound, "legacy", "/").await.status == 200
+        })
+        .await,
+        "a permissive mesh reaches the uninjected app in plaintext"
+    );
+    assert_eq!(app.hits(), 1);
+
+    config["inbound"]["mtls"] = json!("strict");
+    write(dir.path(), "config.json", &config);
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            let got = http.get(agent.outbound, "legacy", "/").await;
+            got.status == 502
+                && got
+                    .headers
+                    .get("mesh-error")
+                    .is_some_and(|v| v == "not-meshed")
+                && got.body.contains("has no mesh agent")
+        })
+        .await,
+        "strict refuses an endpoint without an agent, saying why"
+    );
+}
