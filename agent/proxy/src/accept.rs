@@ -87,7 +87,8 @@ pub async fn inbound(
             .ports
             .iter()
             .any(|p| p.number == port && p.protocol == Protocol::Tcp);
-        if !declared_tcp && detected(&shared, "inbound", &stream, detect_timeout).await == Detected::Http
+        if !declared_tcp
+            && detected(&shared, "inbound", &stream, detect_timeout).await == Detected::Http
         {
             return Some(Accepted::plain(stream, Some(dst)));
         }

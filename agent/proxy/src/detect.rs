@@ -134,7 +134,10 @@ mod tests {
             let _ = client.write_all(b"LETE /x HTTP/1.1\r\n").await;
             client
         });
-        assert_eq!(detect(&stream, Duration::from_secs(5)).await, Detected::Http);
+        assert_eq!(
+            detect(&stream, Duration::from_secs(5)).await,
+            Detected::Http
+        );
         let _ = writer.await;
     }
 }

@@ -299,8 +299,16 @@ impl Metrics {
     }
 
     /// Counts a relayed connection's bytes and duration.
-    pub fn tcp_done(&self, labels: &TcpLabels, transferred: crate::relay::Transferred, seconds: f64) {
-        for (way, bytes) in [("sent", transferred.sent), ("received", transferred.received)] {
+    pub fn tcp_done(
+        &self,
+        labels: &TcpLabels,
+        transferred: crate::relay::Transferred,
+        seconds: f64,
+    ) {
+        for (way, bytes) in [
+            ("sent", transferred.sent),
+            ("received", transferred.received),
+        ] {
             self.tcp_bytes
                 .get_or_create(&TcpBytesLabels {
                     direction: labels.direction,

@@ -24,7 +24,11 @@ pub struct Transferred {
 
 /// Relays between `client` and `server` until both directions are finished, one fails, or
 /// nothing moved for `idle`.
-pub async fn relay<C, S>(client: C, server: S, idle: Option<Duration>) -> std::io::Result<Transferred>
+pub async fn relay<C, S>(
+    client: C,
+    server: S,
+    idle: Option<Duration>,
+) -> std::io::Result<Transferred>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,

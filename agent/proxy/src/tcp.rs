@@ -165,14 +165,11 @@ pub async fn outbound(
                     }
                 };
                 let name = ServerName::IpAddress(endpoint.addr.ip().into());
-                match tokio::time::timeout(connect_timeout, connector.connect(name, stream)).await
-                {
-                    Ok(Ok(mut upstream)) => {
-                        match send_preamble(&mut upstream, port).await {
-                            Ok(()) => relay(app, upstream, idle).await,
-                            Err(error) => Err(error),
-                        }
-                    }
+                match tokio::time::timeout(connect_timeout, connector.connect(name, stream)).await {
+                    Ok(Ok(mut upstream)) => match send_preamble(&mut upstream, port).await {
+                        Ok(()) => relay(app, upstream, idle).await,
+                        Err(error) => Err(error),
+                    },
                     failed => {
                         tracing::info!(endpoint = %endpoint.addr, identity = %service.identity, error = ?failed.err(), "opaque TCP: mTLS handshake failed");
                         labels.result = "connect-failed";
@@ -326,7 +323,9 @@ mod tests {
     #[test]
     fn app_ports_default_to_the_app_host() {
         let ports = AppPorts::new(
-            "127.0.0.1:8080".parse().unwrap_or(SocketAddr::from(([0; 4], 0))),
+            "127.0.0.1:8080"
+                .parse()
+                .unwrap_or(SocketAddr::from(([0; 4], 0))),
             vec![(5432, SocketAddr::from(([127, 0, 0, 2], 15432)))],
         );
         assert_eq!(ports.addr(27017), SocketAddr::from(([127, 0, 0, 1], 27017)));
