@@ -148,7 +148,7 @@ fn every_object_is_typed_labelled_and_meaningful() {
                     .iter()
                     .flat_map(|r| r.resources.clone().unwrap())
                     .collect();
-                assert_eq!(resources, ["endpointslices", "pods"]);
+                assert_eq!(resources, ["endpointslices", "pods", "services"]);
             }
             "ClusterRoleBinding" => {
                 let binding: ClusterRoleBinding = serde_json::from_value(doc.clone()).unwrap();

@@ -61,8 +61,8 @@ pub struct Args {
 pub enum DiscoveryKind {
     /// The JSON file given by `--endpoints`.
     File,
-    /// EndpointSlices and Pods, watched through the Kubernetes API (kubeconfig or
-    /// in-cluster service account); needs the `kubernetes` feature.
+    /// EndpointSlices, Pods and Services, watched through the Kubernetes API (kubeconfig
+    /// or in-cluster service account); needs the `kubernetes` feature.
     Kubernetes,
 }
 

@@ -1,8 +1,8 @@
 //! Discovery: where the instances of each service are. An endpoint is an address with the
 //! labels of its instance; a subset's endpoints are those whose labels include the
 //! subset's (as Kubernetes label selectors work). Two sources implement [`Discovery`]: a
-//! JSON file, watched like the config, and (feature `kubernetes`) EndpointSlices and Pods
-//! watched through the Kubernetes API ([`crate::kubernetes`]).
+//! JSON file, watched like the config, and (feature `kubernetes`) EndpointSlices, Pods and
+//! Services watched through the Kubernetes API ([`crate::kubernetes`]).
 //!
 //! ```json
 //! {"endpoints": [

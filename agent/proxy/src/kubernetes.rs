@@ -1,28 +1,34 @@
 //! Kubernetes discovery (`--discovery kubernetes`): endpoints from EndpointSlices, labels
-//! from the Pods they point to, both followed with `kube::runtime` watchers.
+//! from the Pods they point to, virtual addresses from Services, all followed with
+//! `kube::runtime` watchers.
 //!
 //! A service `NAMESPACE/NAME` has the ready endpoints of the slices labelled
 //! `kubernetes.io/service-name: NAME` in `NAMESPACE`; each endpoint is the pod's address
 //! with the port of the peers' agents (`--peer-port`), and carries its pod's labels so
-//! subsets select on them. The watchers restart by themselves (with backoff) after a
-//! failure; meanwhile and until a fresh list completes, the last known endpoints stay in
-//! force. `mesh_discovery_watch_up{resource}` tells whether each watch is healthy.
+//! subsets select on them. Its virtual addresses are the Service's cluster IPs (none for
+//! a headless Service), so that a captured connection to `CLUSTER_IP:PORT` names it. The
+//! watchers restart by themselves (with backoff) after a failure; meanwhile and until a
+//! fresh list completes, the last known endpoints stay in force.
+//! `mesh_discovery_watch_up{resource}` tells whether each watch is healthy.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use crate::discovery::{Discovery, DiscoveryError, Endpoint, Endpoints};
+use crate::discovery::{Discovery, DiscoveryError, Endpoint, Endpoints, ServiceAddresses};
 use crate::metrics::WatchLabels;
 use crate::state::Shared;
 
@@ -50,8 +56,11 @@ struct State {
     slices: HashMap<String, Slice>,
     /// Labels by `(namespace, pod-name)`.
     pods: HashMap<(String, String), BTreeMap<String, String>>,
+    /// Cluster IPs by `namespace/service-name`, for Services that have some.
+    services: HashMap<String, Vec<IpAddr>>,
     slices_synced: bool,
     pods_synced: bool,
+    services_synced: bool,
 }
 
 /// Endpoints from the Kubernetes API.
@@ -76,7 +85,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 
 impl KubeDiscovery {
     /// Connects to the cluster (kubeconfig as kubectl finds it, or the in-cluster service
-    /// account) and starts watching EndpointSlices and Pods in every namespace.
+    /// account) and starts watching EndpointSlices, Pods and Services in every namespace.
     pub async fn start(peer_port: u16, shared: Arc<Shared>) -> Result<KubeDiscovery, String> {
         let mut config = kube::Config::infer()
             .await
@@ -93,23 +102,47 @@ impl KubeDiscovery {
     pub fn with_client(client: Client, peer_port: u16, shared: Arc<Shared>) -> KubeDiscovery {
         let state = Arc::new(Mutex::new(State::default()));
         let changed = Arc::new(Notify::new());
-        let slices = watch_slices(
-            Api::all(client.clone()),
-            Arc::clone(&state),
-            Arc::clone(&changed),
-            Arc::clone(&shared),
-        );
-        let pods = watch_pods(
-            Api::all(client),
-            Arc::clone(&state),
-            Arc::clone(&changed),
+        let watch = Watch {
+            state: Arc::clone(&state),
+            changed: Arc::clone(&changed),
             shared,
+        };
+        let slices = watch.clone().follow(
+            Api::<EndpointSlice>::all(client.clone()),
+            watcher::Config::default().labels(SERVICE_NAME_LABEL),
+            "endpointslices",
+            slice_of,
+            |s| (&mut s.slices, &mut s.slices_synced),
+        );
+        let pods = watch.clone().follow(
+            Api::<PartialObjectMeta<Pod>>::all(client.clone()),
+            watcher::Config::default(),
+            "pods",
+            |pod| {
+                let key = (
+                    pod.metadata.namespace.clone().unwrap_or_default(),
+                    pod.name_any(),
+                );
+                (key, Some(pod.labels().clone()))
+            },
+            |s| (&mut s.pods, &mut s.pods_synced),
+        );
+        let services = watch.follow(
+            Api::<Service>::all(client),
+            watcher::Config::default(),
+            "services",
+            service_of,
+            |s| (&mut s.services, &mut s.services_synced),
         );
         KubeDiscovery {
             state,
             changed,
             peer_port,
-            tasks: vec![tokio::spawn(slices), tokio::spawn(pods)],
+            tasks: vec![
+                tokio::spawn(slices),
+                tokio::spawn(pods),
+                tokio::spawn(services),
+            ],
         }
     }
 }
@@ -122,6 +155,9 @@ impl Discovery for KubeDiscovery {
         }
         if !state.pods_synced {
             return Err(DiscoveryError::NotSynced("Pods"));
+        }
+        if !state.services_synced {
+            return Err(DiscoveryError::NotSynced("Services"));
         }
         let mut by_address: BTreeMap<(String, SocketAddr), Endpoint> = BTreeMap::new();
         for slice in state.slices.values() {
@@ -144,7 +180,15 @@ impl Discovery for KubeDiscovery {
                 );
             }
         }
-        Ok(Endpoints::from_list(by_address.into_values().collect()))
+        let services = state
+            .services
+            .iter()
+            .map(|(service, addresses)| ServiceAddresses {
+                service: service.clone(),
+                addresses: addresses.clone(),
+            })
+            .collect();
+        Ok(Endpoints::from_list(by_address.into_values().collect()).with_addresses(services))
     }
 
     fn watched_paths(&self) -> Vec<PathBuf> {
@@ -156,10 +200,13 @@ impl Discovery for KubeDiscovery {
     }
 }
 
-/// What a slice says, or `None` for slices of no service.
-fn slice_of(slice: &EndpointSlice) -> Option<(String, Slice)> {
+/// A slice's key (`namespace/name`) and what it says: `None` for slices of no service.
+fn slice_of(slice: &EndpointSlice) -> (String, Option<Slice>) {
     let namespace = slice.metadata.namespace.clone().unwrap_or_default();
-    let service = slice.labels().get(SERVICE_NAME_LABEL)?.clone();
+    let key = format!("{namespace}/{}", slice.name_any());
+    let Some(service) = slice.labels().get(SERVICE_NAME_LABEL).cloned() else {
+        return (key, None);
+    };
     let endpoints = slice
         .endpoints
         .iter()
@@ -185,13 +232,33 @@ fn slice_of(slice: &EndpointSlice) -> Option<(String, Slice)> {
                 })
         })
         .collect();
-    Some((
-        format!("{namespace}/{}", slice.name_any()),
-        Slice {
+    (
+        key,
+        Some(Slice {
             service: format!("{namespace}/{service}"),
             endpoints,
-        },
-    ))
+        }),
+    )
+}
+
+/// A Service's key (`namespace/name`) and its cluster IPs: `None` for a headless Service
+/// (`None`) or one without any (`ExternalName`).
+fn service_of(service: &Service) -> (String, Option<Vec<IpAddr>>) {
+    let key = format!(
+        "{}/{}",
+        service.metadata.namespace.as_deref().unwrap_or_default(),
+        service.name_any()
+    );
+    let spec = service.spec.as_ref();
+    let ips: Vec<IpAddr> = spec
+        .and_then(|s| s.cluster_ips.clone())
+        .filter(|ips| !ips.is_empty())
+        .or_else(|| spec.and_then(|s| s.cluster_ip.clone()).map(|ip| vec![ip]))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    (key, Some(ips).filter(|ips| !ips.is_empty()))
 }
 
 fn set_up(shared: &Shared, resource: &'static str, up: bool) {
@@ -212,117 +279,78 @@ fn failed(shared: &Shared, resource: &'static str, error: &watcher::Error) {
     tracing::warn!(resource, %error, "watch failed; keeping the last known endpoints and retrying");
 }
 
-async fn watch_slices(
-    api: Api<EndpointSlice>,
+/// What every watcher shares.
+#[derive(Clone)]
+struct Watch {
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
     shared: Arc<Shared>,
-) {
-    const RESOURCE: &str = "endpointslices";
-    set_up(&shared, RESOURCE, false);
-    let config = watcher::Config::default().labels(SERVICE_NAME_LABEL);
-    let mut stream = watcher(api, config).default_backoff().boxed();
-    let mut relist: Option<HashMap<String, Slice>> = None;
-    while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                failed(&shared, RESOURCE, &error);
-                continue;
-            }
-        };
-        let mut state = lock(&state);
-        match event {
-            watcher::Event::Init => relist = Some(HashMap::new()),
-            watcher::Event::InitApply(slice) => {
-                if let (Some(buffer), Some((key, slice))) = (relist.as_mut(), slice_of(&slice)) {
-                    buffer.insert(key, slice);
-                }
-            }
-            watcher::Event::InitDone => {
-                if let Some(buffer) = relist.take() {
-                    state.slices = buffer;
-                }
-                state.slices_synced = true;
-                set_up(&shared, RESOURCE, true);
-                changed.notify_one();
-            }
-            watcher::Event::Apply(slice) => {
-                match slice_of(&slice) {
-                    Some((key, slice)) => state.slices.insert(key, slice),
-                    None => state.slices.remove(&format!(
-                        "{}/{}",
-                        slice.metadata.namespace.as_deref().unwrap_or_default(),
-                        slice.name_any()
-                    )),
-                };
-                set_up(&shared, RESOURCE, true);
-                changed.notify_one();
-            }
-            watcher::Event::Delete(slice) => {
-                state.slices.remove(&format!(
-                    "{}/{}",
-                    slice.metadata.namespace.as_deref().unwrap_or_default(),
-                    slice.name_any()
-                ));
-                changed.notify_one();
-            }
-        }
-    }
 }
 
-async fn watch_pods(
-    api: Api<PartialObjectMeta<Pod>>,
-    state: Arc<Mutex<State>>,
-    changed: Arc<Notify>,
-    shared: Arc<Shared>,
-) {
-    const RESOURCE: &str = "pods";
-    set_up(&shared, RESOURCE, false);
-    let mut stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let key = |pod: &PartialObjectMeta<Pod>| {
-        (
-            pod.metadata.namespace.clone().unwrap_or_default(),
-            pod.name_any(),
-        )
-    };
-    let mut relist: Option<HashMap<(String, String), BTreeMap<String, String>>> = None;
-    while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                failed(&shared, RESOURCE, &error);
-                continue;
-            }
-        };
-        let mut state = lock(&state);
-        match event {
-            watcher::Event::Init => relist = Some(HashMap::new()),
-            watcher::Event::InitApply(pod) => {
-                if let Some(buffer) = relist.as_mut() {
-                    buffer.insert(key(&pod), pod.labels().clone());
+impl Watch {
+    /// Follows one resource into its table of the state: `entry` gives an object's key and
+    /// what it contributes (`None`: nothing, as if it were deleted); `table` picks the
+    /// table and its synced flag. A relist replaces the table once it is complete.
+    async fn follow<K, Key, T>(
+        self,
+        api: Api<K>,
+        config: watcher::Config,
+        resource: &'static str,
+        entry: fn(&K) -> (Key, Option<T>),
+        table: fn(&mut State) -> (&mut HashMap<Key, T>, &mut bool),
+    ) where
+        K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+        Key: Eq + Hash,
+        T: PartialEq,
+    {
+        set_up(&self.shared, resource, false);
+        let mut stream = watcher(api, config).default_backoff().boxed();
+        let mut relist: Option<HashMap<Key, T>> = None;
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    failed(&self.shared, resource, &error);
+                    continue;
                 }
-            }
-            watcher::Event::InitDone => {
-                if let Some(buffer) = relist.take() {
-                    state.pods = buffer;
+            };
+            let mut state = lock(&self.state);
+            let (objects, synced) = table(&mut state);
+            match event {
+                watcher::Event::Init => relist = Some(HashMap::new()),
+                watcher::Event::InitApply(object) => {
+                    if let (Some(buffer), (key, Some(value))) = (relist.as_mut(), entry(&object)) {
+                        buffer.insert(key, value);
+                    }
                 }
-                state.pods_synced = true;
-                set_up(&shared, RESOURCE, true);
-                changed.notify_one();
-            }
-            watcher::Event::Apply(pod) => {
-                let labels = pod.labels().clone();
-                if state.pods.insert(key(&pod), labels.clone()) != Some(labels) {
-                    changed.notify_one();
+                watcher::Event::InitDone => {
+                    if let Some(buffer) = relist.take() {
+                        *objects = buffer;
+                    }
+                    *synced = true;
+                    set_up(&self.shared, resource, true);
+                    self.changed.notify_one();
                 }
-                set_up(&shared, RESOURCE, true);
-            }
-            watcher::Event::Delete(pod) => {
-                state.pods.remove(&key(&pod));
-                changed.notify_one();
+                watcher::Event::Apply(object) => {
+                    let (key, value) = entry(&object);
+                    let changed = match value {
+                        Some(value) if objects.get(&key) == Some(&value) => false,
+                        Some(value) => {
+                            objects.insert(key, value);
+                            true
+                        }
+                        None => objects.remove(&key).is_some(),
+                    };
+                    if changed {
+                        self.changed.notify_one();
+                    }
+                    set_up(&self.shared, resource, true);
+                }
+                watcher::Event::Delete(object) => {
+                    if objects.remove(&entry(&object).0).is_some() {
+                        self.changed.notify_one();
+                    }
+                }
             }
         }
     }
@@ -331,7 +359,7 @@ async fn watch_pods(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::core::v1::{ObjectReference, ServiceSpec};
     use k8s_openapi::api::discovery::v1::{Endpoint as K8sEndpoint, EndpointConditions};
 
     fn endpoint(ip: &str, ready: Option<bool>, pod: &str) -> K8sEndpoint {
@@ -363,12 +391,17 @@ mod tests {
         };
         slice.metadata.name = Some("reviews-abc".into());
         slice.metadata.namespace = Some("shop".into());
-        assert!(slice_of(&slice).is_none(), "no service label");
+        assert_eq!(
+            slice_of(&slice),
+            ("shop/reviews-abc".to_string(), None),
+            "no service label"
+        );
         slice.metadata.labels = Some(BTreeMap::from([(
             SERVICE_NAME_LABEL.to_string(),
             "reviews".to_string(),
         )]));
-        let (key, parsed) = slice_of(&slice).unwrap();
+        let (key, parsed) = slice_of(&slice);
+        let parsed = parsed.unwrap();
         assert_eq!(key, "shop/reviews-abc");
         assert_eq!(parsed.service, "shop/reviews");
         let ips: Vec<String> = parsed.endpoints.iter().map(|e| e.ip.to_string()).collect();
@@ -377,5 +410,42 @@ mod tests {
             parsed.endpoints[0].pod,
             Some(("shop".to_string(), "a".to_string()))
         );
+    }
+
+    #[test]
+    fn services_give_their_cluster_ips_and_headless_ones_nothing() {
+        let service = |cluster_ip: Option<&str>, cluster_ips: Option<Vec<&str>>| {
+            let mut service = Service {
+                spec: Some(ServiceSpec {
+                    cluster_ip: cluster_ip.map(str::to_string),
+                    cluster_ips: cluster_ips
+                        .map(|ips| ips.into_iter().map(str::to_string).collect()),
+                    ..ServiceSpec::default()
+                }),
+                ..Service::default()
+            };
+            service.metadata.name = Some("reviews".into());
+            service.metadata.namespace = Some("shop".into());
+            service_of(&service)
+        };
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            service(Some("10.96.0.12"), Some(vec!["10.96.0.12", "fd00::12"])),
+            (
+                "shop/reviews".to_string(),
+                Some(vec![ip("10.96.0.12"), ip("fd00::12")])
+            )
+        );
+        assert_eq!(
+            service(Some("10.96.0.13"), None).1,
+            Some(vec![ip("10.96.0.13")]),
+            "clusterIP alone (older API servers)"
+        );
+        assert_eq!(
+            service(Some("None"), Some(vec!["None"])).1,
+            None,
+            "headless"
+        );
+        assert_eq!(service(None, None).1, None, "ExternalName");
     }
 }

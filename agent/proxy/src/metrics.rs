@@ -55,7 +55,7 @@ pub struct ConfigLabels {
 /// Labels of a discovery watch.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WatchLabels {
-    /// The resource watched (`endpointslices`, `pods`).
+    /// The resource watched (`endpointslices`, `pods`, `services`).
     pub resource: &'static str,
 }
 

@@ -3,7 +3,8 @@
 //! upstreams that stand for pods on their own loopback addresses. The agent follows
 //! scale-up, scale-down and readiness changes within a second, selects subsets by pod
 //! labels, and keeps serving its last known endpoints through an API outage and a
-//! `410 Gone` relist, reporting the watch state as a metric.
+//! `410 Gone` relist, reporting the watch state as a metric. The discovery itself, through
+//! the library, gives Services' cluster IPs as their virtual addresses.
 #![cfg(feature = "kubernetes")]
 #![allow(
     clippy::unwrap_used,
@@ -15,9 +16,13 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use mesh_agent::discovery::Discovery;
+use mesh_agent::kubernetes::KubeDiscovery;
+use mesh_agent::state::Shared;
 use mesh_fake_api::FakeApi;
 use serde_json::{Value, json};
 use support::*;
@@ -27,6 +32,21 @@ fn pod(name: &str, version: &str) -> Value {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": "ns", "labels": {"app": "reviews", "version": version}},
+    })
+}
+
+/// Service `ns/reviews` with `cluster_ips` (`["None"]` for a headless Service).
+fn k8s_service(cluster_ips: &[&str]) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "reviews", "namespace": "ns"},
+        "spec": {
+            "clusterIP": cluster_ips[0],
+            "clusterIPs": cluster_ips,
+            "ports": [{"name": "http", "port": 9080, "targetPort": 9080, "protocol": "TCP"}],
+            "selector": {"app": "reviews"},
+        },
     })
 }
 
@@ -93,6 +113,7 @@ async fn follows_endpoint_slices_and_survives_watch_failures() {
     api.put(pod("reviews-b", "v2"));
     api.put(pod("reviews-c", "v2"));
     api.put(slice(&[("127.0.0.2", true, "reviews-a")]));
+    api.put(k8s_service(&["10.96.0.12"]));
 
     let header_v2 = json!({"text": {"attr": {"header": "x-v2"}, "op": "eq", "value": "1"}});
     write(
@@ -124,7 +145,11 @@ async fn follows_endpoint_slices_and_survives_watch_failures() {
     );
     assert_eq!(answering(&http, &agent, &[]).await, set(&["a"]));
     let requests = api.requests();
-    for path in ["/apis/discovery.k8s.io/v1/endpointslices", "/api/v1/pods"] {
+    for path in [
+        "/apis/discovery.k8s.io/v1/endpointslices",
+        "/api/v1/pods",
+        "/api/v1/services",
+    ] {
         assert!(
             requests
                 .iter()
@@ -132,14 +157,17 @@ async fn follows_endpoint_slices_and_survives_watch_failures() {
             "watches {path}: {requests:?}"
         );
     }
-    assert!(
-        metric(
-            &http,
-            &agent,
-            "mesh_discovery_watch_up{resource=\"endpointslices\"} 1"
-        )
-        .await
-    );
+    for resource in ["endpointslices", "pods", "services"] {
+        assert!(
+            metric(
+                &http,
+                &agent,
+                &format!("mesh_discovery_watch_up{{resource=\"{resource}\"}} 1")
+            )
+            .await,
+            "{resource}"
+        );
+    }
 
     // Scale up: followed within a second.
     api.put(slice(&[
@@ -301,5 +329,78 @@ async fn a_dropped_watch_resumes_from_its_resource_version() {
         watches
             .iter()
             .all(|w| w.query.contains("allowWatchBookmarks=true"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_cluster_ips_are_their_virtual_addresses() {
+    let api = FakeApi::start().await.unwrap();
+    api.put(pod("reviews-a", "v1"));
+    api.put(slice(&[("10.0.0.7", true, "reviews-a")]));
+    api.put(k8s_service(&["10.96.0.12", "fd00::12"]));
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&api.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let shared = Arc::new(Shared::new(false));
+    let discovery = KubeDiscovery::with_client(client, 15006, Arc::clone(&shared));
+    let ips = |discovery: &KubeDiscovery| -> Option<Vec<String>> {
+        let endpoints = discovery.load().ok()?;
+        Some(
+            endpoints
+                .ips("ns/reviews")
+                .map(|ip: IpAddr| ip.to_string())
+                .collect(),
+        )
+    };
+    let expect = |want: &[&str]| -> Option<Vec<String>> {
+        Some(want.iter().map(|ip| ip.to_string()).collect())
+    };
+    assert!(
+        eventually(Duration::from_secs(10), async || ips(&discovery)
+            == expect(&["10.96.0.12", "fd00::12", "10.0.0.7"]))
+        .await,
+        "the cluster IPs, then the endpoint's: {:?}",
+        ips(&discovery)
+    );
+    assert!(
+        shared
+            .metrics
+            .encode()
+            .lines()
+            .any(|l| l == "mesh_discovery_watch_up{resource=\"services\"} 1")
+    );
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.path == "/api/v1/services" && r.query.contains("watch=true"))
+    );
+
+    // Made headless: no virtual address left, the endpoint still names the service.
+    api.put(k8s_service(&["None"]));
+    assert!(
+        eventually(Duration::from_secs(5), async || ips(&discovery)
+            == expect(&["10.0.0.7"]))
+        .await,
+        "{:?}",
+        ips(&discovery)
+    );
+
+    // A new cluster IP, then the Service deleted.
+    api.put(k8s_service(&["10.96.0.40"]));
+    assert!(
+        eventually(Duration::from_secs(5), async || ips(&discovery)
+            == expect(&["10.96.0.40", "10.0.0.7"]))
+        .await
+    );
+    assert!(api.delete("v1", "Service", Some("ns"), "reviews"));
+    assert!(
+        eventually(Duration::from_secs(5), async || ips(&discovery)
+            == expect(&["10.0.0.7"]))
+        .await
     );
 }

@@ -1,5 +1,6 @@
-//! `meshc inject [FILE|-] --mesh PATH... --image IMAGE`: reads workload manifests
-//! (multi-document YAML) and writes them to stdout with the `mesh-agent` sidecar added.
+//! `meshc inject [FILE|-] --mesh PATH... --image IMAGE [--mode capture|proxy-env]`: reads
+//! workload manifests (multi-document YAML) and writes them to stdout with the
+//! `mesh-agent` sidecar added (and, in capture mode, the `mesh-init` init container).
 //! Exit 1 when a workload cannot be injected (its service account is not an identity of
 //! the mesh), 2 when the input cannot be read.
 
@@ -12,13 +13,7 @@ use mesh_kube::inject::{self, Options};
 
 use super::{Exit, mesh_input};
 
-pub fn run(
-    file: &Path,
-    mesh: &[PathBuf],
-    image: &str,
-    pre_stop_seconds: i64,
-    style: Style,
-) -> Exit {
+pub fn run(file: &Path, mesh: &[PathBuf], options: &Options, style: Style) -> Exit {
     let mesh = match mesh_input::load(mesh, style, "injected") {
         Ok(mesh) => mesh,
         Err(exit) => return exit,
@@ -39,11 +34,7 @@ pub fn run(
             }
         }
     };
-    let options = Options {
-        image: image.to_string(),
-        pre_stop_seconds,
-    };
-    match inject::inject(&text, &what, &mesh, &options) {
+    match inject::inject(&text, &what, &mesh, options) {
         Ok(out) => {
             print!("{out}");
             Exit::Ok

@@ -172,6 +172,10 @@ enum Command {
         /// Seconds the sidecar pauses in preStop before it drains.
         #[arg(long, default_value_t = 5)]
         pre_stop_seconds: i64,
+        /// How the app's traffic reaches the agent: iptables capture set up by an init
+        /// container, or `HTTP_PROXY` in the app's environment.
+        #[arg(long, value_enum, default_value_t = InjectMode::Capture)]
+        mode: InjectMode,
     },
     /// Run the language server (`mesh-lsp`, installed beside meshc) on stdin/stdout.
     Lsp {
@@ -179,6 +183,15 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+}
+
+/// Modes of `meshc inject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum InjectMode {
+    /// Transparent capture: the `mesh-init` init container redirects the pod's TCP.
+    Capture,
+    /// `HTTP_PROXY` in the app containers' environment; nothing is redirected.
+    ProxyEnv,
 }
 
 /// Dry-run modes of `meshc apply`.
@@ -324,7 +337,20 @@ pub fn run() -> std::process::ExitCode {
             mesh,
             image,
             pre_stop_seconds,
-        } => inject::run(&file, &mesh, &image, pre_stop_seconds, style),
+            mode,
+        } => inject::run(
+            &file,
+            &mesh,
+            &mesh_kube::inject::Options {
+                image,
+                pre_stop_seconds,
+                mode: match mode {
+                    InjectMode::Capture => mesh_kube::inject::Mode::Capture,
+                    InjectMode::ProxyEnv => mesh_kube::inject::Mode::ProxyEnv,
+                },
+            },
+            style,
+        ),
         Command::Lsp { args } => lsp::run(&args),
         Command::Explain {
             path,

@@ -16,7 +16,7 @@ pub struct Target {
 }
 
 /// Kind and plural of the resources the fake knows by name; others are derived.
-const KINDS: [(&str, &str); 9] = [
+const KINDS: [(&str, &str); 10] = [
     ("ConfigMap", "configmaps"),
     ("Secret", "secrets"),
     ("ServiceAccount", "serviceaccounts"),
@@ -24,6 +24,7 @@ const KINDS: [(&str, &str); 9] = [
     ("ClusterRoleBinding", "clusterrolebindings"),
     ("EndpointSlice", "endpointslices"),
     ("Pod", "pods"),
+    ("Service", "services"),
     ("Namespace", "namespaces"),
     ("Deployment", "deployments"),
 ];

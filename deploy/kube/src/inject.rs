@@ -4,19 +4,32 @@
 //! keeps running, so it starts before the app and does not keep a Job alive), with the
 //! workload's ConfigMap and identity Secret mounted, readiness and liveness probes on its
 //! admin port, requests for CPU and memory, and a `preStop` pause so endpoints are
-//! withdrawn before it drains. The app containers get `HTTP_PROXY` pointing at it.
+//! withdrawn before it drains.
 //!
-//! Injection replaces what an earlier injection added, so injecting twice changes nothing.
-//! A workload whose service account is not an identity of the mesh is refused.
+//! How the app's traffic reaches the agent is the [`Mode`]:
+//!
+//! - [`Mode::Capture`] (the default): transparent capture. An init container, `mesh-init`,
+//!   runs `mesh-agent capture` first, with `NET_ADMIN` and `NET_RAW` and nothing else, to
+//!   install the pod's iptables `nat` rules and exit: the app's outbound TCP goes to the
+//!   agent's outbound listener, inbound TCP to the pod's ports to its inbound listener.
+//!   The agent runs as uid and gid [`PROXY_UID`], whose own connections are never
+//!   captured. The app is not told about the agent at all.
+//! - [`Mode::ProxyEnv`]: no capture; the app containers get `HTTP_PROXY` pointing at the
+//!   agent's outbound listener, so only the HTTP the app sends through a proxy is meshed.
+//!
+//! The pod template is annotated with the image ([`INJECTED`]) and the mode ([`MODE`]).
+//! Injection replaces what an earlier injection added (in either mode), so injecting
+//! twice changes nothing. A workload whose service account is not an identity of the mesh
+//! is refused.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath, Lifecycle,
-    LifecycleHandler, Pod, PodSpec, Probe, ResourceRequirements, SecretVolumeSource,
-    SecurityContext, SleepAction, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
+    KeyToPath, Lifecycle, LifecycleHandler, Pod, PodSpec, Probe, ResourceRequirements,
+    SecretVolumeSource, SecurityContext, SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -46,8 +59,35 @@ pub const OUTBOUND_PORT: u16 = 15001;
 pub const INBOUND_PORT: u16 = 15006;
 /// The agent's admin port (probes, metrics).
 pub const ADMIN_PORT: u16 = 15000;
+/// The init container that installs the capture rules.
+pub const CAPTURE_INIT: &str = "mesh-init";
+/// The uid and gid the agent runs as in capture mode; its connections are not captured.
+pub const PROXY_UID: i64 = 1337;
 /// The annotation recording the image injected.
 pub const INJECTED: &str = "mesh/injected";
+/// The annotation recording how the pod is meshed: [`Mode::as_str`].
+pub const MODE: &str = "mesh/mode";
+
+/// How the app's traffic reaches the agent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// iptables rules set by the `mesh-init` init container redirect the pod's TCP.
+    #[default]
+    Capture,
+    /// The app containers get `HTTP_PROXY`; nothing is redirected.
+    ProxyEnv,
+}
+
+impl Mode {
+    /// The mode's name, as `meshc inject --mode` spells it and the [`MODE`] annotation
+    /// records it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Capture => "capture",
+            Mode::ProxyEnv => "proxy-env",
+        }
+    }
+}
 
 /// How to inject.
 #[derive(Clone, Debug)]
@@ -56,6 +96,8 @@ pub struct Options {
     pub image: String,
     /// Seconds the agent waits in `preStop` before it is signalled to drain.
     pub pre_stop_seconds: i64,
+    /// How the app's traffic reaches the agent.
+    pub mode: Mode,
 }
 
 /// Injects every workload of `text` (named `what` in messages); returns the new stream.
@@ -254,10 +296,9 @@ fn inject_pod(
     workload: &WorkloadInput,
     options: &Options,
 ) {
-    metadata
-        .annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert(INJECTED.to_string(), options.image.clone());
+    let annotations = metadata.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert(INJECTED.to_string(), options.image.clone());
+    annotations.insert(MODE.to_string(), options.mode.as_str().to_string());
 
     let app_port = workload
         .ports
@@ -272,25 +313,40 @@ fn inject_pod(
         .unwrap_or(8080);
 
     let init = spec.init_containers.get_or_insert_with(Vec::new);
-    init.retain(|c| c.name != SIDECAR);
+    init.retain(|c| c.name != SIDECAR && c.name != CAPTURE_INIT);
+    let probe_ports = probe_ports(init.iter().chain(&spec.containers));
     init.insert(0, sidecar(app_port, options));
+    if options.mode == Mode::Capture {
+        init.insert(0, capture_init(&probe_ports, options));
+    }
 
+    let proxy_env = proxy_env();
     for container in &mut spec.containers {
-        let env = container.env.get_or_insert_with(Vec::new);
-        let proxy = format!("http://127.0.0.1:{OUTBOUND_PORT}");
-        let no_proxy = "localhost,127.0.0.1,::1".to_string();
-        for (name, value) in [
-            ("HTTP_PROXY", proxy.clone()),
-            ("http_proxy", proxy.clone()),
-            ("NO_PROXY", no_proxy.clone()),
-            ("no_proxy", no_proxy.clone()),
-        ] {
-            env.retain(|e| e.name != name);
-            env.push(EnvVar {
-                name: name.to_string(),
-                value: Some(value),
-                ..EnvVar::default()
-            });
+        match options.mode {
+            Mode::ProxyEnv => {
+                let env = container.env.get_or_insert_with(Vec::new);
+                for (name, value) in &proxy_env {
+                    env.retain(|e| e.name != *name);
+                    env.push(EnvVar {
+                        name: (*name).to_string(),
+                        value: Some(value.clone()),
+                        ..EnvVar::default()
+                    });
+                }
+            }
+            Mode::Capture => {
+                // What a proxy-env injection set goes; the app's own proxy settings stay.
+                if let Some(env) = container.env.as_mut() {
+                    env.retain(|e| {
+                        !proxy_env.iter().any(|(name, value)| {
+                            e.name == *name && e.value.as_deref() == Some(value.as_str())
+                        })
+                    });
+                    if env.is_empty() {
+                        container.env = None;
+                    }
+                }
+            }
         }
     }
 
@@ -318,6 +374,116 @@ fn inject_pod(
         }),
         ..Volume::default()
     });
+}
+
+/// The environment [`Mode::ProxyEnv`] gives app containers.
+fn proxy_env() -> [(&'static str, String); 4] {
+    let proxy = format!("http://127.0.0.1:{OUTBOUND_PORT}");
+    let no_proxy = "localhost,127.0.0.1,::1".to_string();
+    [
+        ("HTTP_PROXY", proxy.clone()),
+        ("http_proxy", proxy),
+        ("NO_PROXY", no_proxy.clone()),
+        ("no_proxy", no_proxy),
+    ]
+}
+
+/// The ports the kubelet probes (HTTP, TCP and gRPC probes of every container), named
+/// ports resolved through the container's own ports; the agent's ports, never captured
+/// anyway, left out.
+fn probe_ports<'c>(containers: impl Iterator<Item = &'c Container>) -> BTreeSet<u16> {
+    let mut ports = BTreeSet::new();
+    for container in containers {
+        let probes = [
+            &container.liveness_probe,
+            &container.readiness_probe,
+            &container.startup_probe,
+        ];
+        for probe in probes.into_iter().flatten() {
+            let port = [
+                probe.http_get.as_ref().map(|h| h.port.clone()),
+                probe.tcp_socket.as_ref().map(|t| t.port.clone()),
+                probe.grpc.as_ref().map(|g| IntOrString::Int(g.port)),
+            ];
+            for port in port.into_iter().flatten() {
+                let number = match port {
+                    IntOrString::Int(n) => u16::try_from(n).ok(),
+                    IntOrString::String(name) => container
+                        .ports
+                        .iter()
+                        .flatten()
+                        .find(|p| p.name.as_deref() == Some(name.as_str()))
+                        .and_then(|p| u16::try_from(p.container_port).ok()),
+                };
+                ports.extend(number.filter(|p| ![0, ADMIN_PORT, INBOUND_PORT].contains(p)));
+            }
+        }
+    }
+    ports
+}
+
+/// The init container that installs the capture rules and exits.
+///
+/// The kubelet's probes come from the node, not from an agent: captured, they would reach
+/// the agent's inbound listener as plaintext from outside the mesh, which strict mTLS
+/// refuses, and the pod would never become ready. The probed ports are therefore left out
+/// of inbound capture (`--exclude-inbound-ports`), the simple way that is correct for
+/// every kind of probe (HTTP, TCP, gRPC); rewriting probes to go through the agent, as
+/// Istio does, works for HTTP only and needs the agent to proxy them. The price: an
+/// excluded port is not protected by the mesh (no mTLS, no authorization) for any caller,
+/// so serve probes on a port of their own rather than on the port the mesh protects.
+/// The agent's admin port (its own probes) is never captured.
+fn capture_init(probe_ports: &BTreeSet<u16>, options: &Options) -> Container {
+    let mut args = vec![
+        "capture".to_string(),
+        "--proxy-uid".to_string(),
+        PROXY_UID.to_string(),
+        "--outbound-port".to_string(),
+        OUTBOUND_PORT.to_string(),
+        "--inbound-port".to_string(),
+        INBOUND_PORT.to_string(),
+    ];
+    if !probe_ports.is_empty() {
+        args.push("--exclude-inbound-ports".to_string());
+        args.push(
+            probe_ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    Container {
+        name: CAPTURE_INIT.to_string(),
+        image: Some(options.image.clone()),
+        args: Some(args),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("10m".to_string())),
+                ("memory".to_string(), Quantity("16Mi".to_string())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("64Mi".to_string()),
+            )])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".to_string(), "NET_RAW".to_string()]),
+                drop: Some(vec!["ALL".to_string()]),
+            }),
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            run_as_non_root: Some(false),
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            // iptables takes its lock in /run/xtables.lock.
+            read_only_root_filesystem: Some(false),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    }
 }
 
 fn key_to_path(key: &str, path: &str) -> KeyToPath {
@@ -400,6 +566,15 @@ fn sidecar(app_port: u16, options: &Options) -> Container {
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
+            // The capture rules leave this uid's connections alone; in proxy-env mode it
+            // is simply an unprivileged user.
+            run_as_user: Some(PROXY_UID),
+            run_as_group: Some(PROXY_UID),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                ..Capabilities::default()
+            }),
             ..SecurityContext::default()
         }),
         volume_mounts: Some(vec![

@@ -4,7 +4,7 @@
 //!   config (`config.json`) and the mesh's Cedar schema (`mesh.cedarschema`);
 //! - per identity, its ServiceAccount and a `kubernetes.io/tls` Secret with its
 //!   certificate, key and CA bundle (`tls.crt`, `tls.key`, `ca.crt`);
-//! - a ClusterRole that may list and watch EndpointSlices and Pods (all the agent's
+//! - a ClusterRole that may list and watch EndpointSlices, Pods and Services (all the agent's
 //!   Kubernetes discovery needs), bound to every identity of the mesh.
 //!
 //! Every object carries the `app.kubernetes.io/managed-by: meshc` and `mesh` labels and a
@@ -74,6 +74,7 @@ pub fn objects(
             rules: Some(vec![
                 rule("discovery.k8s.io", "endpointslices"),
                 rule("", "pods"),
+                rule("", "services"),
             ]),
             ..ClusterRole::default()
         };
