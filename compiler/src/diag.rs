@@ -27,7 +27,7 @@ pub const CEDAR: &str = "E0009";
 /// Conflicting blocks.
 pub const CONFLICT: &str = "E0010";
 /// A rule without exactly one destination.
-pub const RULE_DESTINATION: &str = "E0011";
+pub const RULE_DESTINATION: &str = "E0012";
 /// Unreachable rule.
 pub const UNREACHABLE_RULE: &str = "W0001";
 /// Unused subset or retry profile.
