@@ -26,8 +26,10 @@ pub const IMPORT: &str = "E0008";
 pub const CEDAR: &str = "E0009";
 /// Conflicting blocks.
 pub const CONFLICT: &str = "E0010";
-/// A rule without exactly one destination.
-pub const RULE_DESTINATION: &str = "E0011";
+/// An L7 condition on a service whose ports are all opaque TCP.
+pub const L7_ON_TCP: &str = "E0011";
+/// A rule (or route) without exactly one destination.
+pub const RULE_DESTINATION: &str = "E0012";
 /// Unreachable rule.
 pub const UNREACHABLE_RULE: &str = "W0001";
 /// Unused subset or retry profile.
@@ -42,6 +44,8 @@ pub const TIMEOUT_BUDGET: &str = "W0005";
 pub const ALLOW_ANY_STRICT: &str = "W0006";
 /// A route that sends traffic to another service.
 pub const CROSS_SERVICE_ROUTE: &str = "W0007";
+/// `idle_timeout` on a route of a service without a tcp port.
+pub const IDLE_TIMEOUT_WITHOUT_TCP: &str = "W0008";
 
 /// Every code with its title (the heading in `DIAGNOSTICS.md`) and how to fix it: the
 /// rules of the SARIF output.
@@ -97,6 +101,11 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "Merge the two blocks into one.",
     ),
     (
+        L7_ON_TCP,
+        "L7 condition on an opaque TCP service",
+        "Remove the condition or member, or give the service an http port: only `source` conditions and `ports` apply to opaque TCP.",
+    ),
+    (
         RULE_DESTINATION,
         "rule without exactly one destination",
         "Give the rule exactly one `to` or one `split`.",
@@ -135,6 +144,11 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         CROSS_SERVICE_ROUTE,
         "route sends traffic to another service",
         "Route to the service itself or one of its subsets.",
+    ),
+    (
+        IDLE_TIMEOUT_WITHOUT_TCP,
+        "`idle_timeout` on a service without a tcp port",
+        "Remove `idle_timeout`, or declare the service's opaque port as `port tcp N`.",
     ),
 ];
 

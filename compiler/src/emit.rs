@@ -237,8 +237,8 @@ fn outbound_service(mesh: &Mesh, caller: &Service, target: &Service) -> Outbound
                     .collect()
             })
             .unwrap_or_default(),
-        connect_timeout_us: None,
-        idle_timeout_us: None,
+        connect_timeout_us: route.and_then(|r| r.connect_timeout),
+        idle_timeout_us: route.and_then(|r| r.idle_timeout),
     }
 }
 

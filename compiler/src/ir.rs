@@ -111,6 +111,22 @@ impl Service {
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
+
+    /// Whether every port is opaque TCP (and there is at least one): nothing above L4 can
+    /// be decided for such a service.
+    pub fn tcp_only(&self) -> bool {
+        !self.ports.is_empty() && self.ports.iter().all(|p| p.protocol == Protocol::Tcp)
+    }
+
+    /// Whether some port is opaque TCP.
+    pub fn has_tcp(&self) -> bool {
+        self.ports.iter().any(|p| p.protocol == Protocol::Tcp)
+    }
+
+    /// The port numbered `number`, if declared.
+    pub fn port(&self, number: u16) -> Option<&Port> {
+        self.ports.iter().find(|p| p.number == number)
+    }
 }
 
 /// `port [PROTOCOL] NUMBER`.
@@ -245,15 +261,21 @@ pub struct Route {
     pub retry: Option<RetryUse>,
     /// Where the retry is written.
     pub retry_origin: Option<Origin>,
-    /// Rules, tried in order.
+    /// How long establishing a connection to an endpoint may take.
+    pub connect_timeout: Option<Micros>,
+    /// Opaque TCP connections close after this long without bytes either way.
+    pub idle_timeout: Option<Micros>,
+    /// Rules, tried in order; a route-level `to`/`split` is the last one, named `default`.
     pub rules: Vec<Rule>,
 }
 
-/// `rule NAME [when COND] { ... }`.
+/// `rule NAME [when COND] { ... }`, or a route-level destination (rule `default`).
 #[derive(Clone, Debug)]
 pub struct Rule {
     /// Its name.
     pub name: String,
+    /// Whether this is the route's own `to`/`split` rather than a `rule` block.
+    pub route_default: bool,
     /// Its `///` docs.
     pub doc: Option<String>,
     /// The `rule` member.
@@ -428,6 +450,30 @@ pub enum CondKind {
     },
 }
 
+impl Cond {
+    /// The parts of the condition that read the request above L4 (method, path, host,
+    /// headers, query), in source order: what opaque TCP cannot decide.
+    pub fn request_reads(&self) -> Vec<&Cond> {
+        let mut out = Vec::new();
+        self.collect_request_reads(&mut out);
+        out
+    }
+
+    fn collect_request_reads<'c>(&'c self, out: &mut Vec<&'c Cond>) {
+        match &self.kind {
+            CondKind::All(items) | CondKind::Any(items) => {
+                items.iter().for_each(|c| c.collect_request_reads(out));
+            }
+            CondKind::Not(inner) => inner.collect_request_reads(out),
+            CondKind::Method { .. }
+            | CondKind::Text { .. }
+            | CondKind::TextIn { .. }
+            | CondKind::Exists(_) => out.push(self),
+            CondKind::Source { .. } => {}
+        }
+    }
+}
+
 /// String attributes of a request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TextAttr {
@@ -495,6 +541,22 @@ pub struct AccessRule {
     pub methods: Option<Vec<Method>>,
     /// `paths [...]` globs; `None` means any.
     pub paths: Option<Vec<String>>,
+    /// `ports [...]`; `None` means every port.
+    pub ports: Option<Vec<u16>>,
+}
+
+impl AccessRule {
+    /// Whether the rule reads anything of an HTTP request (methods, paths, or a condition
+    /// on the method, path, host, headers or query): such a rule never applies to an
+    /// opaque TCP connection.
+    pub fn reads_request(&self) -> bool {
+        self.methods.is_some()
+            || self.paths.is_some()
+            || self
+                .when
+                .as_ref()
+                .is_some_and(|c| !c.request_reads().is_empty())
+    }
 }
 
 /// An entry of a `from` list.
@@ -532,27 +594,42 @@ pub struct Test {
     pub cases: Vec<Case>,
 }
 
-/// A request and what is expected of it.
+/// A request or connection and what is expected of it.
 #[derive(Clone, Debug)]
 pub struct Case {
-    /// From `request` to the last expectation.
+    /// From `request` (or `connect`) to the last expectation.
     pub origin: Origin,
-    /// The request alone: from `request` to its last parameter.
+    /// The request alone: from `request` to its last parameter (or the `connect` line).
     pub request: Origin,
-    /// The method.
-    pub method: Method,
-    /// The path.
-    pub path: String,
+    /// What is sent.
+    pub probe: Probe,
     /// The caller.
     pub from: ServiceId,
     /// The callee.
     pub to: ServiceId,
-    /// Headers (lower-case names), in order.
-    pub headers: Vec<(String, String)>,
-    /// Query parameters, in order.
-    pub query: Vec<(String, String)>,
     /// Expectations, in order.
     pub expect: Vec<(Expect, Origin)>,
+}
+
+/// What a test case sends.
+#[derive(Clone, Debug)]
+pub enum Probe {
+    /// `request METHOD "PATH" ...`
+    Request {
+        /// The method.
+        method: Method,
+        /// The path.
+        path: String,
+        /// Headers (lower-case names), in order.
+        headers: Vec<(String, String)>,
+        /// Query parameters, in order.
+        query: Vec<(String, String)>,
+    },
+    /// `connect "PORT" ...`: an opaque TCP connection to a tcp port of the callee.
+    Connect {
+        /// The destination port.
+        port: u16,
+    },
 }
 
 /// One expectation.

@@ -1,13 +1,14 @@
-//! The test runner (`meshc test`, LANGUAGE.md §8): every case is evaluated against the
-//! compiled workload configs through `mesh-config` — the routing and authorization code
-//! the agent runs — and compared with its expectations.
+//! The test runner (`meshc test`, LANGUAGE.md §8, §10): every case is evaluated against
+//! the compiled workload configs through `mesh-config` — the routing and authorization code
+//! the agent runs — and compared with its expectations. A `request` goes to the callee's
+//! first HTTP port; a `connect` case is routed and authorized as an opaque TCP connection.
 
 use mesh_config::schema::{FULL_WEIGHT, WorkloadConfig};
-use mesh_config::{AuthzDecision, Config, Peer, SimpleRequest, Verdict};
+use mesh_config::{AuthzDecision, Config, Peer, RouteDecision, SimpleRequest, Verdict};
 
 use crate::Checked;
 use crate::emit::{self, Neighbours};
-use crate::ir::{Case, Expect, Mesh, ServiceId};
+use crate::ir::{Case, Expect, Mesh, Probe, Protocol, ServiceId};
 
 /// The outcome of one case.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,22 +83,60 @@ impl Evaluator {
         to: ServiceId,
         request: &SimpleRequest,
     ) -> Option<AuthzDecision> {
-        let caller = mesh.service(from)?;
-        let peer = Peer::from_spiffe_id(&emit::spiffe_id(mesh, caller), &self.trust_domain);
+        let peer = self.peer(mesh, from)?;
         Some(self.config(to)?.authorize(request, &peer))
+    }
+
+    /// Authorizes an opaque TCP connection from `from` to `port` of `to`.
+    pub fn authorize_connection(
+        &self,
+        mesh: &Mesh,
+        from: ServiceId,
+        to: ServiceId,
+        port: u16,
+    ) -> Option<AuthzDecision> {
+        let peer = self.peer(mesh, from)?;
+        Some(self.config(to)?.authorize_connection(port, &peer))
+    }
+
+    /// The verified identity of `from` as its callees see it.
+    fn peer(&self, mesh: &Mesh, from: ServiceId) -> Option<Peer> {
+        let caller = mesh.service(from)?;
+        Some(Peer::from_spiffe_id(
+            &emit::spiffe_id(mesh, caller),
+            &self.trust_domain,
+        ))
     }
 }
 
-/// The request of a case.
-pub fn request(mesh: &Mesh, case: &Case) -> SimpleRequest {
+/// The first port of `to` that is not opaque TCP (0 when it has none): where a test
+/// request is sent.
+pub fn http_port(mesh: &Mesh, to: ServiceId) -> u16 {
+    mesh.service(to)
+        .and_then(|s| s.ports.iter().find(|p| p.protocol != Protocol::Tcp))
+        .map_or(0, |p| p.number)
+}
+
+/// The request of a case; `None` for a `connect` case.
+pub fn request(mesh: &Mesh, case: &Case) -> Option<SimpleRequest> {
+    let Probe::Request {
+        method,
+        path,
+        headers,
+        query,
+    } = &case.probe
+    else {
+        return None;
+    };
     let host = mesh
         .service(case.to)
         .map(|s| s.name.clone())
         .unwrap_or_default();
-    let mut request = SimpleRequest::new(case.method.as_str(), &case.path, &host);
-    request.headers = case.headers.clone();
-    request.query.extend(case.query.iter().cloned());
-    request
+    let mut request =
+        SimpleRequest::new(method.as_str(), path, &host).on_port(http_port(mesh, case.to));
+    request.headers = headers.clone();
+    request.query.extend(query.iter().cloned());
+    Some(request)
 }
 
 /// Runs every test of a checked mesh.
@@ -123,14 +162,24 @@ fn key(mesh: &Mesh, id: ServiceId) -> String {
 }
 
 fn run_case(evaluator: &Evaluator, mesh: &Mesh, case: &Case) -> CaseResult {
-    let request = request(mesh, case);
-    let authz = evaluator.authorize(mesh, case.from, case.to, &request);
     let caller = evaluator.config(case.from);
     let target_key = key(mesh, case.to);
-    let route = caller.and_then(|c| {
-        c.service_by_key(&target_key)
-            .and_then(|i| c.route(i, &request, 0))
-    });
+    let index = caller.and_then(|c| c.service_by_key(&target_key));
+    let (authz, route): (Option<AuthzDecision>, Option<RouteDecision<'_>>) = match &case.probe {
+        Probe::Connect { port } => (
+            evaluator.authorize_connection(mesh, case.from, case.to, *port),
+            caller
+                .zip(index)
+                .and_then(|(c, i)| c.route_connection(i, 0)),
+        ),
+        Probe::Request { .. } => match request(mesh, case) {
+            Some(request) => (
+                evaluator.authorize(mesh, case.from, case.to, &request),
+                caller.zip(index).and_then(|(c, i)| c.route(i, &request, 0)),
+            ),
+            None => (None, None),
+        },
+    };
     let decision_text = match &authz {
         Some(d) => match d.decision {
             // Name the deciding policies either way: a wrong expectation is fixed by

@@ -82,6 +82,7 @@ fn the_examples_compile_to_the_snapshotted_files() {
         files.keys().map(String::as_str).collect::<Vec<_>>(),
         [
             "bookinfo/details.json",
+            "bookinfo/mongodb.json",
             "bookinfo/productpage.json",
             "bookinfo/ratings.json",
             "bookinfo/reviews.json",
@@ -114,7 +115,7 @@ fn every_compiled_config_loads_and_the_index_describes_it() {
         mesh_compiler::emit::sha256_hex(&files["mesh.cedarschema"])
     );
     let workloads = index["workloads"].as_array().unwrap();
-    assert_eq!(workloads.len(), 4);
+    assert_eq!(workloads.len(), 5);
     for entry in workloads {
         let path = entry["config"].as_str().unwrap();
         let bytes = &files[path];
@@ -128,7 +129,8 @@ fn every_compiled_config_loads_and_the_index_describes_it() {
 
     let load = |path: &str| Config::from_json(&files[path]).unwrap();
     // Outbound sections follow the policies: productpage (open to every authenticated
-    // workload) may call details and reviews; only reviews may call ratings.
+    // workload) may call details and reviews; only reviews may call ratings, and only
+    // ratings may connect to mongodb.
     let outbound = |path: &str| -> Vec<String> {
         load(path)
             .source()
@@ -150,7 +152,16 @@ fn every_compiled_config_loads_and_the_index_describes_it() {
         outbound("bookinfo/reviews.json"),
         ["bookinfo/productpage", "bookinfo/ratings"]
     );
-    assert_eq!(outbound("bookinfo/ratings.json"), ["bookinfo/productpage"]);
+    assert_eq!(
+        outbound("bookinfo/ratings.json"),
+        ["bookinfo/mongodb", "bookinfo/productpage"]
+    );
+    let mongodb = load("bookinfo/ratings.json");
+    let mongodb = &mongodb.source().outbound.services[0];
+    assert_eq!(
+        (mongodb.connect_timeout_us, mongodb.idle_timeout_us),
+        (Some(1_000_000), Some(1_800_000_000))
+    );
 
     let reviews = load("bookinfo/reviews.json");
     let Authz::Cedar(cedar) = &reviews.source().inbound.authz else {
@@ -195,7 +206,7 @@ fn compiling_is_deterministic_and_leaves_unchanged_files_alone() {
     let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let output = compile_examples(first.path());
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("(6 files written)"),
+        String::from_utf8_lossy(&output.stderr).contains("(7 files written)"),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );

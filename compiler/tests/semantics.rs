@@ -139,9 +139,12 @@ fn the_shop_mesh_means_what_it_says() {
     assert_eq!(policy.cedar.len(), 1);
 
     let test = &mesh.tests[0];
+    let mesh_compiler::ir::Probe::Request { headers, .. } = &test.cases[1].probe else {
+        panic!("a request case");
+    };
     assert_eq!(
-        test.cases[1].headers,
-        [("x-beta".to_string(), "1".to_string())],
+        headers,
+        &[("x-beta".to_string(), "1".to_string())],
         "header names are lower-cased"
     );
     assert!(

@@ -280,6 +280,14 @@ pub enum RouteMember {
     Timeout(Literal),
     /// `retry NAME` or `retry { ... }`
     Retry(RetrySpec),
+    /// `connect_timeout D`: how long establishing a connection may take.
+    ConnectTimeout(Literal),
+    /// `idle_timeout D`: opaque TCP connections close after this long without bytes.
+    IdleTimeout(Literal),
+    /// `to REF` directly in the route: where requests and connections matching no rule go.
+    To(Ref),
+    /// `split { REF PERCENT ... }` directly in the route, like `To`.
+    Split(Vec<SplitTarget>),
     /// `rule NAME [when COND] { ... }`
     Rule(Rule),
     /// A member that did not parse.
@@ -411,7 +419,7 @@ pub struct AccessRule {
     pub from: Vec<Source>,
     /// An extra condition on the request.
     pub when: Option<Expr>,
-    /// `methods [...]` and `paths [...]`, in source order.
+    /// `methods [...]`, `paths [...]` and `ports [...]`, in source order.
     pub constraints: Vec<Spanned<Constraint>>,
 }
 
@@ -440,6 +448,8 @@ pub enum Constraint {
     Methods(Vec<Value>),
     /// `paths ["/a", "/b/*"]`
     Paths(Vec<Value>),
+    /// `ports [5432, 5433]`
+    Ports(Vec<Value>),
     /// A constraint that did not parse.
     Error,
 }
@@ -453,13 +463,20 @@ pub struct Test {
     pub cases: Vec<Spanned<TestCase>>,
 }
 
-/// A `request ... expect ...` pair, or an unparsable case.
+/// A `request ... expect ...` or `connect ... expect ...` pair, or an unparsable case.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum TestCase {
     /// A request and what is expected of it.
     Case {
         /// The simulated request.
         request: Box<Request>,
+        /// The expectations, in source order.
+        expect: Vec<Spanned<Expectation>>,
+    },
+    /// An opaque TCP connection and what is expected of it.
+    Connect {
+        /// The simulated connection.
+        connect: Box<Connect>,
         /// The expectations, in source order.
         expect: Vec<Spanned<Expectation>>,
     },
@@ -481,6 +498,19 @@ pub struct Request {
     /// Header and query parameters, in source order.
     pub params: Vec<RequestParam>,
     /// From `request` to the last parameter.
+    pub span: Span,
+}
+
+/// `connect "PORT" from REF to SERVICE`: an opaque TCP connection in a test.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Connect {
+    /// The destination port, as written: a string (`"5432"`) or an integer (`5432`).
+    pub port: Literal,
+    /// The calling service.
+    pub from: Ref,
+    /// The called service.
+    pub to: Ref,
+    /// From `connect` to the called service.
     pub span: Span,
 }
 

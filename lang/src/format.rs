@@ -370,6 +370,16 @@ impl<'a> Printer<'a> {
                 self.leaf(member.span, &text);
             }
             RouteMember::Retry(spec) => self.retry_spec(spec, member.span),
+            RouteMember::ConnectTimeout(d) => {
+                let text = format!("connect_timeout {}", self.text(d.span));
+                self.leaf(member.span, &text);
+            }
+            RouteMember::IdleTimeout(d) => {
+                let text = format!("idle_timeout {}", self.text(d.span));
+                self.leaf(member.span, &text);
+            }
+            RouteMember::To(r) => self.leaf(member.span, &format!("to {}", ref_text(r))),
+            RouteMember::Split(targets) => self.split(targets, member.span),
             RouteMember::Rule(rule) => {
                 let (header, header_end) = match &rule.when {
                     Some(when) => (
@@ -395,12 +405,7 @@ impl<'a> Printer<'a> {
         let text = match &member.node {
             RuleMember::To(r) => format!("to {}", ref_text(r)),
             RuleMember::Split(targets) => {
-                self.block(member.span, "split", member.span.start, |p| {
-                    for t in targets {
-                        let text = format!("{} {}", ref_text(&t.target), p.text(t.weight.span));
-                        p.leaf(t.span, &text);
-                    }
-                });
+                self.split(targets, member.span);
                 return;
             }
             RuleMember::Timeout(d) => format!("timeout {}", self.text(d.span)),
@@ -449,6 +454,15 @@ impl<'a> Printer<'a> {
         self.leaf(member.span, &text);
     }
 
+    fn split(&mut self, targets: &[SplitTarget], span: Span) {
+        self.block(span, "split", span.start, |p| {
+            for t in targets {
+                let text = format!("{} {}", ref_text(&t.target), p.text(t.weight.span));
+                p.leaf(t.span, &text);
+            }
+        });
+    }
+
     fn policy_member(&mut self, member: &Spanned<PolicyMember>) {
         let (keyword, rule) = match &member.node {
             PolicyMember::Mode(mode) => {
@@ -494,6 +508,7 @@ impl<'a> Printer<'a> {
                 let text = match &constraint.node {
                     Constraint::Methods(list) => format!("methods {}", p.values(list)),
                     Constraint::Paths(list) => format!("paths {}", p.values(list)),
+                    Constraint::Ports(list) => format!("ports {}", p.values(list)),
                     Constraint::Error => p.text(constraint.span).to_string(),
                 };
                 p.leaf(constraint.span, &text);
@@ -502,10 +517,24 @@ impl<'a> Printer<'a> {
     }
 
     fn test_case(&mut self, case: &Spanned<TestCase>) {
-        let TestCase::Case { request, expect } = &case.node else {
-            let text = self.text(case.span).to_string();
-            self.leaf(case.span, &text);
-            return;
+        let (request, expect) = match &case.node {
+            TestCase::Case { request, expect } => (request, expect),
+            TestCase::Connect { connect, expect } => {
+                let line = format!(
+                    "connect {} from {} to {}",
+                    self.text(connect.port.span),
+                    ref_text(&connect.from),
+                    ref_text(&connect.to)
+                );
+                self.leaf(connect.span, &line);
+                self.expectations(expect, Span::new(connect.span.end, case.span.end));
+                return;
+            }
+            TestCase::Error => {
+                let text = self.text(case.span).to_string();
+                self.leaf(case.span, &text);
+                return;
+            }
         };
         let mut line = format!(
             "request {} {} from {} to {}",
@@ -526,6 +555,10 @@ impl<'a> Printer<'a> {
             ));
         }
         self.leaf(request.span, &line);
+        self.expectations(expect, Span::new(request.span.end, case.span.end));
+    }
+
+    fn expectations(&mut self, expect: &[Spanned<Expectation>], span: Span) {
         let expectations: Vec<String> = expect
             .iter()
             .map(|e| match &e.node {
@@ -541,7 +574,7 @@ impl<'a> Printer<'a> {
             })
             .collect();
         let text = format!("expect {}", expectations.join(", "));
-        self.leaf(Span::new(request.span.end, case.span.end), &text);
+        self.leaf(span, &text);
     }
 
     fn values(&self, list: &[Value]) -> String {

@@ -237,6 +237,14 @@ pub enum Token<'s> {
     KwMatches,
     #[token("like")]
     KwLike,
+    #[token("connect_timeout")]
+    KwConnectTimeout,
+    #[token("idle_timeout")]
+    KwIdleTimeout,
+    #[token("ports")]
+    KwPorts,
+    #[token("connect")]
+    KwConnect,
 
     // Punctuation.
     #[token("{")]

@@ -24,7 +24,7 @@ const SPIFFE: &str = "spiffe://cluster.local/ns/bookinfo/sa";
 async fn bookinfo_does_what_its_policies_say() {
     let mesh = Mesh::up(Path::new("examples/bookinfo"), &[]);
     assert_eq!(mesh.state["mesh"], "bookinfo");
-    assert_eq!(mesh.state["workloads"].as_array().unwrap().len(), 6);
+    assert_eq!(mesh.state["workloads"].as_array().unwrap().len(), 7);
     let http = Http::default();
     let productpage = mesh.addr(PRODUCTPAGE, None, "outbound");
 

@@ -70,7 +70,8 @@ enum Command {
         #[arg(default_value = ".")]
         paths: Vec<PathBuf>,
     },
-    /// Show what the mesh does with one request: routing and authorization.
+    /// Show what the mesh does with one request or TCP connection: routing and
+    /// authorization.
     Explain {
         /// Files or directories (searched recursively for *.mesh).
         path: PathBuf,
@@ -81,9 +82,15 @@ enum Command {
         #[arg(long)]
         to: String,
         /// HTTP method.
-        method: String,
+        #[arg(required_unless_present = "connect")]
+        method: Option<String>,
         /// Path (with an optional query string).
-        url_path: String,
+        #[arg(required_unless_present = "connect")]
+        url_path: Option<String>,
+        /// Explain an opaque TCP connection to this port of the called service instead
+        /// of an HTTP request.
+        #[arg(long, value_name = "PORT", conflicts_with_all = ["method", "url_path", "headers"])]
+        connect: Option<u16>,
         /// A request header, `Name: value` (repeatable).
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
@@ -358,6 +365,7 @@ pub fn run() -> std::process::ExitCode {
             to,
             method,
             url_path,
+            connect,
             headers,
             format,
         } => explain::run(
@@ -365,8 +373,13 @@ pub fn run() -> std::process::ExitCode {
                 paths: vec![path],
                 from,
                 to,
-                method,
-                path: url_path,
+                probe: match (connect, method, url_path) {
+                    (Some(port), _, _) => explain::Probe::Connect(port),
+                    (None, method, path) => explain::Probe::Request {
+                        method: method.unwrap_or_default(),
+                        path: path.unwrap_or_default(),
+                    },
+                },
                 headers,
                 json: format == ExplainFormat::Json,
             },

@@ -1,9 +1,11 @@
 //! `meshc test PATH...`: run every `test` block against the compiled configs, through the
 //! same routing and authorization code the agent runs. Each failure is shown at its
-//! expectation with what actually happened; exit 1 when any case fails.
+//! expectation with what actually happened to the request or connection; exit 1 when any
+//! case fails.
 
 use std::path::PathBuf;
 
+use mesh_compiler::ir::Probe;
 use mesh_compiler::report::{Style, render};
 use mesh_lang::Diagnostic;
 
@@ -45,6 +47,10 @@ pub fn run(paths: &[PathBuf], style: Style) -> Exit {
             let Some(file) = checked.loaded.file(case.origin.file) else {
                 continue;
             };
+            let what = match case.probe {
+                Probe::Request { .. } => "request",
+                Probe::Connect { .. } => "connection",
+            };
             let diagnostics: Vec<Diagnostic> = outcome
                 .failures
                 .iter()
@@ -57,7 +63,7 @@ pub fn run(paths: &[PathBuf], style: Style) -> Exit {
                     )
                     .with_label(
                         case.request.span,
-                        format!("the request was: {}", outcome.actual),
+                        format!("the {what} was: {}", outcome.actual),
                     )
                 })
                 .collect();

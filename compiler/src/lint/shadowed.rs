@@ -1,5 +1,6 @@
 //! W0003: an allow that a deny of the same policy fully covers. Deny wins over allow
-//! (Cedar's semantics), so such an allow never lets anything through.
+//! (Cedar's semantics), so such an allow never lets anything through. Ports count, and so
+//! do opaque TCP connections, which only rules without L7 content apply to.
 
 use mesh_lang::Diagnostic;
 
@@ -20,7 +21,7 @@ pub fn check(mesh: &Mesh, findings: &mut Vec<Finding>) {
             .filter(|r| r.effect == Effect::Deny)
             .collect();
         for allow in policy.rules.iter().filter(|r| r.effect == Effect::Allow) {
-            let Some(deny) = denies.iter().find(|d| covers(mesh, d, allow)) else {
+            let Some(deny) = denies.iter().find(|d| covers(mesh, service, d, allow)) else {
                 continue;
             };
             let mut d = Diagnostic::warning(
@@ -42,7 +43,7 @@ pub fn check(mesh: &Mesh, findings: &mut Vec<Finding>) {
 }
 
 /// Whether every request `allow` admits is refused by `deny`.
-fn covers(mesh: &Mesh, deny: &AccessRule, allow: &AccessRule) -> bool {
+fn covers(mesh: &Mesh, service: &Service, deny: &AccessRule, allow: &AccessRule) -> bool {
     let callers = allow
         .from
         .iter()
@@ -61,7 +62,15 @@ fn covers(mesh: &Mesh, deny: &AccessRule, allow: &AccessRule) -> bool {
         (Some(d), None) => d.iter().any(|g| g == "*" || g == "/*"),
         (Some(d), Some(a)) => a.iter().all(|p| d.iter().any(|g| glob_matches(g, p))),
     };
-    callers && condition && methods && paths
+    let ports = match (&deny.ports, &allow.ports) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(d), Some(a)) => a.iter().all(|p| d.contains(p)),
+    };
+    // An allow without L7 content also admits opaque TCP connections, which a deny with
+    // L7 content never refuses.
+    let connections = !service.has_tcp() || allow.reads_request() || !deny.reads_request();
+    callers && condition && methods && paths && ports && connections
 }
 
 /// What an allow admits, as conditions: its `when`, its methods, and one of its paths

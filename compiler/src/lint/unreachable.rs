@@ -1,5 +1,7 @@
 //! W0001: a rule that can never match because an earlier rule of the same route matches
-//! every request it would (rules are tried in order; the first match wins).
+//! every request it would (rules are tried in order; the first match wins). The route's
+//! own `to`/`split` is its last rule (`default`): unreachable after a rule without a
+//! condition.
 
 use mesh_lang::Diagnostic;
 
@@ -32,13 +34,24 @@ pub fn check(mesh: &Mesh, findings: &mut Vec<Finding>) {
                     shadow.name
                 )
             };
+            let message = if rule.route_default {
+                "the route's own destination is unreachable".to_string()
+            } else {
+                format!("rule `{}` is unreachable", rule.name)
+            };
             let mut d = Diagnostic::warning(
                 UNREACHABLE_RULE,
-                format!("rule `{}` is unreachable", rule.name),
+                message,
                 rule.name_origin.span,
-                "never matches",
+                if rule.route_default {
+                    "never used"
+                } else {
+                    "never matches"
+                },
             )
-            .with_help(if shadow.when.is_none() {
+            .with_help(if rule.route_default {
+                "everything that reaches the route's `to`/`split` is taken by an earlier rule: give that rule a condition, or remove the route-level destination"
+            } else if shadow.when.is_none() {
                 "rules are tried in order: move the catch-all rule last, or give it a condition"
             } else {
                 "rules are tried in order: move the more specific rule first, or remove one of them"

@@ -9,6 +9,7 @@ mod policy;
 mod retry;
 mod route;
 mod service;
+mod tcp;
 mod test;
 mod values;
 

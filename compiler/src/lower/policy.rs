@@ -1,4 +1,5 @@
-//! Authorization policies (LANGUAGE.md §7): callers, conditions, methods and path globs.
+//! Authorization policies (LANGUAGE.md §7, §10): callers, conditions, methods, path globs
+//! and ports; L7 members and conditions on a service with only tcp ports are `E0011`.
 //! Inline Cedar is kept as text here and validated against the mesh schema by the Cedar
 //! stage.
 
@@ -6,11 +7,11 @@ use mesh_lang::Diagnostic;
 use mesh_lang::ast::{self, AccessRule as AstRule, Constraint, PolicyMember, Source, Span, Value};
 
 use crate::diag::{CONFLICT, DUPLICATE, TYPE_MISMATCH, UNKNOWN_REF, did_you_mean};
-use crate::ir::{AccessRule, CedarBlock, Effect, Mesh, Policy, PolicyMode, Principal};
+use crate::ir::{AccessRule, CedarBlock, Effect, Mesh, Policy, PolicyMode, Principal, Service};
 use crate::resolve::Decl;
 
 use super::values::Type;
-use super::{Cx, cond, pattern};
+use super::{Cx, cond, pattern, tcp};
 
 pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Policy>, mesh: &mut Mesh) {
     let node = decl.node;
@@ -56,6 +57,9 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Policy>, mesh: &mut Mesh) {
         rules: Vec::new(),
         cedar: Vec::new(),
     };
+    let Some(service) = mesh.service(target.service) else {
+        return;
+    };
     let mut mode_seen = false;
     for member in &node.members {
         match &member.node {
@@ -79,12 +83,12 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Policy>, mesh: &mut Mesh) {
                 }
             }
             PolicyMember::Allow(rule) => {
-                if let Some(rule) = access_rule(cx, rule, Effect::Allow, member.span) {
+                if let Some(rule) = access_rule(cx, rule, Effect::Allow, member.span, service) {
                     policy.rules.push(rule);
                 }
             }
             PolicyMember::Deny(rule) => {
-                if let Some(rule) = access_rule(cx, rule, Effect::Deny, member.span) {
+                if let Some(rule) = access_rule(cx, rule, Effect::Deny, member.span, service) {
                     policy.rules.push(rule);
                 }
             }
@@ -101,7 +105,13 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Policy>, mesh: &mut Mesh) {
     }
 }
 
-fn access_rule(cx: &mut Cx<'_>, rule: &AstRule, effect: Effect, span: Span) -> Option<AccessRule> {
+fn access_rule(
+    cx: &mut Cx<'_>,
+    rule: &AstRule,
+    effect: Effect,
+    span: Span,
+    service: &Service,
+) -> Option<AccessRule> {
     let mut ok = true;
     let mut from = Vec::new();
     let mut from_origins = Vec::new();
@@ -145,14 +155,58 @@ fn access_rule(cx: &mut Cx<'_>, rule: &AstRule, effect: Effect, span: Span) -> O
         Some(expr) => {
             let lowered = cond::lower(cx, expr);
             ok &= lowered.is_some();
+            if let Some(when) = &lowered {
+                tcp::forbid_l7_cond(cx, service, when);
+            }
             lowered
         }
         None => None,
     };
     let mut methods: Option<Vec<_>> = None;
     let mut paths: Option<Vec<String>> = None;
+    let mut ports: Option<Vec<u16>> = None;
     for constraint in &rule.constraints {
         match &constraint.node {
+            Constraint::Methods(_) => {
+                tcp::forbid_l7(cx, service, constraint.span, "`methods`");
+            }
+            Constraint::Paths(_) => tcp::forbid_l7(cx, service, constraint.span, "`paths`"),
+            Constraint::Ports(_) | Constraint::Error => {}
+        }
+        match &constraint.node {
+            Constraint::Ports(list) => {
+                if ports.is_some() {
+                    cx.push(Diagnostic::error(
+                        DUPLICATE,
+                        "`ports` is given twice",
+                        constraint.span,
+                        "given again here",
+                    ));
+                    continue;
+                }
+                let mut out = Vec::new();
+                for value in list {
+                    let port = match value {
+                        Value::Literal(lit) => tcp::service_port(cx, service, lit, false),
+                        Value::Ref(r) => {
+                            let text = mesh_lang::format::ref_text(r);
+                            cx.mismatch(
+                                Type::Int,
+                                &format!("`{text}`"),
+                                r.span,
+                                Some("ports are numbers: `ports [5432]`".into()),
+                            );
+                            None
+                        }
+                    };
+                    match port {
+                        Some(p) if !out.contains(&p) => out.push(p),
+                        Some(_) => {}
+                        None => ok = false,
+                    }
+                }
+                ports = Some(out);
+            }
             Constraint::Methods(list) => {
                 if methods.is_some() {
                     cx.push(Diagnostic::error(
@@ -229,5 +283,6 @@ fn access_rule(cx: &mut Cx<'_>, rule: &AstRule, effect: Effect, span: Span) -> O
         when,
         methods,
         paths,
+        ports,
     })
 }

@@ -1,18 +1,24 @@
-//! Routes and rules (LANGUAGE.md §5): destinations, splits, mirrors, faults, header
-//! edits, timeouts and retries, and the check that retries fit in the route's timeout.
+//! Routes and rules (LANGUAGE.md §5, §10): destinations, splits, mirrors, faults, header
+//! edits, timeouts and retries, and the check that retries fit in the route's timeout;
+//! connect and idle timeouts, and the route-level destination (`to`/`split` directly in
+//! the route), which becomes a last rule named `default` without a condition.
 
 use mesh_lang::Diagnostic;
 use mesh_lang::ast::{self, FaultMember, Percent, Ref, RouteMember, RuleMember, Span};
 
 use crate::diag::{
-    CONFLICT, CROSS_SERVICE_ROUTE, DUPLICATE, Finding, OUT_OF_RANGE, RULE_DESTINATION, SPLIT_SUM,
+    CONFLICT, CROSS_SERVICE_ROUTE, DUPLICATE, Finding, IDLE_TIMEOUT_WITHOUT_TCP, OUT_OF_RANGE,
+    RULE_DESTINATION, SPLIT_SUM,
 };
 use crate::ir::{
     Dest, Fault, Mesh, Micros, Mirror, Origin, RetryUse, Route, Rule, ServiceId, Target,
 };
 use crate::resolve::Decl;
 
-use super::{Cx, cond, retry};
+use super::{Cx, cond, retry, tcp};
+
+/// The name of the rule a route-level `to`/`split` becomes.
+pub const DEFAULT_RULE: &str = "default";
 
 pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Route>, mesh: &mut Mesh) {
     let node = decl.node;
@@ -63,11 +69,75 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Route>, mesh: &mut Mesh) {
         timeout_origin: None,
         retry: None,
         retry_origin: None,
+        connect_timeout: None,
+        idle_timeout: None,
         rules: Vec::new(),
     };
     let mut rule_names: Vec<(String, Span)> = Vec::new();
+    let (mut connect_seen, mut idle_seen) = (false, false);
+    // The route-level destination: where it is written, and the rule it becomes.
+    let mut default: Option<(Span, Rule)> = None;
     for member in &node.members {
         match &member.node {
+            RouteMember::ConnectTimeout(d) => {
+                if connect_seen {
+                    set_twice(cx, "connect_timeout", member.span);
+                    continue;
+                }
+                connect_seen = true;
+                route.connect_timeout = positive_duration(cx, d, "connect_timeout");
+            }
+            RouteMember::IdleTimeout(d) => {
+                if idle_seen {
+                    set_twice(cx, "idle_timeout", member.span);
+                    continue;
+                }
+                idle_seen = true;
+                route.idle_timeout = positive_duration(cx, d, "idle_timeout");
+                if let Some(service) = mesh.service(service_id)
+                    && !service.has_tcp()
+                {
+                    cx.push(
+                        Diagnostic::warning(
+                            IDLE_TIMEOUT_WITHOUT_TCP,
+                            format!(
+                                "`idle_timeout` has no effect: `{}` has no tcp port",
+                                service.name
+                            ),
+                            member.span,
+                            "no effect",
+                        )
+                        .with_help(
+                            "`idle_timeout` closes idle opaque TCP connections; remove it, or declare the port as `port tcp N`",
+                        ),
+                    );
+                }
+            }
+            RouteMember::To(_) | RouteMember::Split(_) if default.is_some() => {
+                let first = default.as_ref().map_or(member.span, |(s, _)| *s);
+                cx.push(
+                    Diagnostic::error(
+                        RULE_DESTINATION,
+                        "this route has more than one destination of its own",
+                        member.span,
+                        "second destination",
+                    )
+                    .with_label(first, "first destination")
+                    .with_help("a route has at most one `to` or one `split` outside its rules; put several backends in one `split`"),
+                );
+            }
+            RouteMember::To(r) => {
+                let dest = self::target(cx, r, service_id, mesh).map(Dest::To);
+                default = Some((
+                    member.span,
+                    default_rule(cx, member.span, member.span, dest),
+                ));
+            }
+            RouteMember::Split(targets) => {
+                let dest = split(cx, targets, member.span, service_id, mesh).map(Dest::Split);
+                let keyword = Span::new(member.span.start, member.span.start + 5);
+                default = Some((member.span, default_rule(cx, member.span, keyword, dest)));
+            }
             RouteMember::Timeout(d) => {
                 if route.timeout_origin.is_some() {
                     set_twice(cx, "timeout", member.span);
@@ -100,12 +170,29 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Route>, mesh: &mut Mesh) {
                     continue;
                 }
                 rule_names.push((rule.name.name.clone(), rule.name.span));
-                route
-                    .rules
-                    .push(lower_rule(cx, rule, member.span, service_id, mesh));
+                let lowered = lower_rule(cx, rule, member.span, service_id, mesh);
+                if let (Some(service), Some(when)) = (mesh.service(service_id), &lowered.when) {
+                    tcp::forbid_l7_cond(cx, service, when);
+                }
+                route.rules.push(lowered);
             }
             RouteMember::Error => {}
         }
+    }
+    if let Some((span, rule)) = default {
+        if let Some((_, named)) = rule_names.iter().find(|(n, _)| n == DEFAULT_RULE) {
+            cx.push(
+                Diagnostic::error(
+                    DUPLICATE,
+                    "rule `default` clashes with the route's own destination",
+                    *named,
+                    "a rule named `default`",
+                )
+                .with_label(span, "this destination is rule `default`")
+                .with_help("the route-level `to`/`split` is the rule `default` in tests and logs: rename the rule"),
+            );
+        }
+        route.rules.push(rule);
     }
     check_retry_fits(
         cx,
@@ -149,6 +236,42 @@ fn set_twice(cx: &mut Cx<'_>, what: &str, span: Span) {
     );
 }
 
+/// A duration above zero; `E0006` for `0s`.
+fn positive_duration(cx: &mut Cx<'_>, d: &ast::Literal, what: &str) -> Option<Micros> {
+    let micros = cx.duration(d)?;
+    if micros == 0 {
+        cx.out_of_range(
+            format!("`{what}` must be longer than 0"),
+            d.span,
+            "zero",
+            &format!("write a positive duration such as `{what} 1s`"),
+        );
+        return None;
+    }
+    Some(micros)
+}
+
+/// The rule a route-level destination becomes: `default`, without a condition.
+fn default_rule(cx: &Cx<'_>, span: Span, name_span: Span, dest: Option<Dest>) -> Rule {
+    Rule {
+        name: DEFAULT_RULE.to_string(),
+        route_default: true,
+        doc: None,
+        origin: cx.origin(span),
+        name_origin: cx.origin(name_span),
+        when: None,
+        dest,
+        timeout: None,
+        retry: None,
+        retry_origin: None,
+        mirrors: Vec::new(),
+        fault: None,
+        set_headers: Vec::new(),
+        remove_headers: Vec::new(),
+        rewrite_prefix: None,
+    }
+}
+
 fn lower_rule(
     cx: &mut Cx<'_>,
     rule: &ast::Rule,
@@ -158,6 +281,7 @@ fn lower_rule(
 ) -> Rule {
     let mut out = Rule {
         name: rule.name.name.clone(),
+        route_default: false,
         doc: rule.doc.clone(),
         origin: cx.origin(span),
         name_origin: cx.origin(rule.name.span),

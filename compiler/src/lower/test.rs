@@ -1,24 +1,29 @@
-//! Tests (LANGUAGE.md §8): requests and expectations are checked like the rest of the
-//! mesh — unknown services, subsets and rules are errors here, not at `meshc test` time.
+//! Tests (LANGUAGE.md §8, §10): requests, connections and expectations are checked like
+//! the rest of the mesh — unknown services, subsets, rules and ports are errors here, not
+//! at `meshc test` time. A `connect` case goes to a tcp port of its service and expects
+//! only `allow`, `deny` and `backend`.
 
 use mesh_lang::Diagnostic;
 use mesh_lang::ast::{self, Expectation, ParamKind, TestCase};
 
-use crate::diag::{UNKNOWN_REF, did_you_mean};
-use crate::ir::{Case, Expect, Mesh, Target, Test};
+use crate::diag::{TYPE_MISMATCH, UNKNOWN_REF, did_you_mean};
+use crate::ir::{Case, Expect, Mesh, Probe, Protocol, ServiceId, Target, Test};
 use crate::resolve::{Decl, quoted_list};
 
-use super::{Cx, cond, route};
+use super::{Cx, cond, route, tcp};
 
 pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Test>, mesh: &Mesh) -> Option<Test> {
     let mut cases = Vec::new();
     let mut ok = true;
     for case in &decl.node.cases {
-        let TestCase::Case { request, expect } = &case.node else {
-            ok = false;
-            continue;
+        let lowered = match &case.node {
+            TestCase::Case { request, expect } => lower_case(cx, request, expect, case.span, mesh),
+            TestCase::Connect { connect, expect } => {
+                lower_connect(cx, connect, expect, case.span, mesh)
+            }
+            TestCase::Error => None,
         };
-        match lower_case(cx, request, expect, case.span, mesh) {
+        match lowered {
             Some(c) => cases.push(c),
             None => ok = false,
         }
@@ -85,24 +90,127 @@ fn lower_case(
         }
     }
     let (method, from, to) = (method?, from?, to?);
+    let (expectations, expect_ok) = expectations(cx, expect, to.service, mesh, false);
+    ok &= expect_ok;
+    ok.then(|| Case {
+        origin: cx.origin(span),
+        request: cx.origin(request.span),
+        probe: Probe::Request {
+            method,
+            path: request.path.value.clone(),
+            headers,
+            query,
+        },
+        from,
+        to: to.service,
+        expect: expectations,
+    })
+}
+
+fn lower_connect(
+    cx: &mut Cx<'_>,
+    connect: &ast::Connect,
+    expect: &[ast::Spanned<Expectation>],
+    span: mesh_lang::ast::Span,
+    mesh: &Mesh,
+) -> Option<Case> {
+    let from = cond::source_value(cx, &ast::Value::Ref(connect.from.clone()));
+    let to = cx
+        .symbols
+        .resolve_service(&connect.to, cx.namespace, cx.file, cx.findings)?;
+    if connect.to.subset.is_some() {
+        cx.push(
+            Diagnostic::error(
+                TYPE_MISMATCH,
+                "a connection goes to a service, not a subset",
+                connect.to.span,
+                "names a subset",
+            )
+            .with_help(
+                "the route picks the subset: name the service, and expect `backend SERVICE.SUBSET`",
+            ),
+        );
+        return None;
+    }
+    let service = mesh.service(to.service)?;
+    let port = tcp::service_port(cx, service, &connect.port, true);
+    if let Some(number) = port
+        && let Some(declared) = service.port(number)
+        && declared.protocol != Protocol::Tcp
+    {
+        cx.push(
+            Diagnostic::error(
+                TYPE_MISMATCH,
+                format!(
+                    "port {number} of `{}` is not a tcp port: a `connect` case opens an opaque TCP connection",
+                    service.name
+                ),
+                connect.port.span,
+                "not a tcp port",
+            )
+            .with_help(format!(
+                "test HTTP ports with `request METHOD \"PATH\" from ... to {}`, or declare the port `port tcp {number}`",
+                service.name
+            )),
+        );
+        return None;
+    }
+    let (expectations, ok) = expectations(cx, expect, to.service, mesh, true);
+    let (from, port) = (from?, port?);
+    ok.then(|| Case {
+        origin: cx.origin(span),
+        request: cx.origin(connect.span),
+        probe: Probe::Connect { port },
+        from,
+        to: to.service,
+        expect: expectations,
+    })
+}
+
+/// The expectations of a case to `to`; a connection (`connect`) may expect only `allow`,
+/// `deny` and `backend`. Returns them, and whether all were fine.
+fn expectations(
+    cx: &mut Cx<'_>,
+    expect: &[ast::Spanned<Expectation>],
+    to: ServiceId,
+    mesh: &Mesh,
+    connect: bool,
+) -> (Vec<(Expect, crate::ir::Origin)>, bool) {
+    let mut ok = true;
     let mut expectations = Vec::new();
     for e in expect {
+        let keyword = match &e.node {
+            Expectation::Rule(_) => Some("rule"),
+            Expectation::Timeout(_) => Some("timeout"),
+            Expectation::Retries(_) => Some("retries"),
+            Expectation::Allow | Expectation::Deny | Expectation::Backend { .. } => None,
+        };
+        if let Some(keyword) = keyword.filter(|_| connect) {
+            cx.push(
+                Diagnostic::error(
+                    TYPE_MISMATCH,
+                    format!("`{keyword}` cannot be expected of a connection"),
+                    e.span,
+                    "not for `connect`",
+                )
+                .with_help("a `connect` case expects `allow`, `deny` or `backend REF [only]`"),
+            );
+            ok = false;
+            continue;
+        }
         let lowered = match &e.node {
             Expectation::Allow => Some(Expect::Allow),
             Expectation::Deny => Some(Expect::Deny),
             Expectation::Rule(name) => {
                 let rules: Vec<&str> = mesh
-                    .service(to.service)
+                    .service(to)
                     .and_then(|s| s.route.as_ref())
                     .map(|r| r.rules.iter().map(|r| r.name.as_str()).collect())
                     .unwrap_or_default();
                 if rules.contains(&name.name.as_str()) {
                     Some(Expect::Rule(name.name.clone()))
                 } else {
-                    let service = mesh
-                        .service(to.service)
-                        .map(|s| s.name.clone())
-                        .unwrap_or_default();
+                    let service = mesh.service(to).map(|s| s.name.clone()).unwrap_or_default();
                     let mut d = Diagnostic::error(
                         UNKNOWN_REF,
                         format!("the route of `{service}` has no rule `{}`", name.name),
@@ -140,15 +248,5 @@ fn lower_case(
             None => ok = false,
         }
     }
-    ok.then(|| Case {
-        origin: cx.origin(span),
-        request: cx.origin(request.span),
-        method,
-        path: request.path.value.clone(),
-        from,
-        to: to.service,
-        headers,
-        query,
-        expect: expectations,
-    })
+    (expectations, ok)
 }

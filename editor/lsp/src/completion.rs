@@ -45,7 +45,15 @@ fn block_keywords(block: Block) -> &'static [&'static str] {
         Block::Mesh => &["trust_domain", "mtls", "default_policy"],
         Block::Service => &["port", "identity", "labels", "subset", "balance"],
         Block::Retry => &["attempts", "per_try_timeout", "on", "backoff", "budget"],
-        Block::Route => &["timeout", "retry", "rule"],
+        Block::Route => &[
+            "timeout",
+            "retry",
+            "connect_timeout",
+            "idle_timeout",
+            "rule",
+            "to",
+            "split",
+        ],
         Block::Rule => &[
             "to",
             "split",
@@ -59,8 +67,8 @@ fn block_keywords(block: Block) -> &'static [&'static str] {
         ],
         Block::Fault => &["delay", "abort"],
         Block::Policy => &["mode", "allow", "deny", "cedar"],
-        Block::Access => &["methods", "paths"],
-        Block::Test => &["request", "expect"],
+        Block::Access => &["methods", "paths", "ports"],
+        Block::Test => &["request", "connect", "expect"],
         Block::Split | Block::Labels | Block::Other => &[],
     }
 }
@@ -405,9 +413,7 @@ pub fn complete(analysis: &Analysis, file: FileId, offset: usize) -> Vec<Complet
             "protocol",
         ),
         Some(Token::KwAbort) => words(STATUS_CLASSES, CompletionItemKind::CONSTANT, "status class"),
-        Some(Token::KwExpect) => {
-            keyword(&["allow", "deny", "rule", "backend", "timeout", "retries"])
-        }
+        Some(Token::KwExpect) => keyword(expectations(&cx.before)),
         Some(Token::Comma)
             if cx
                 .before
@@ -416,7 +422,7 @@ pub fn complete(analysis: &Analysis, file: FileId, offset: usize) -> Vec<Complet
                 .any(|t| matches!(t.token, Token::KwExpect))
                 && block == Block::Test =>
         {
-            keyword(&["allow", "deny", "rule", "backend", "timeout", "retries"])
+            keyword(expectations(&cx.before))
         }
         Some(Token::KwImport) => STD_IMPORTS
             .iter()
@@ -427,6 +433,21 @@ pub fn complete(analysis: &Analysis, file: FileId, offset: usize) -> Vec<Complet
             .collect(),
         _ if block == Block::Split => service_refs(analysis, ns, true),
         _ => keyword(block_keywords(block)),
+    }
+}
+
+/// What the case being written may expect: a `connect` case only `allow`, `deny` and
+/// `backend`.
+fn expectations(before: &[Tok<'_>]) -> &'static [&'static str] {
+    let connect = before
+        .iter()
+        .rev()
+        .find(|t| matches!(t.token, Token::KwRequest | Token::KwConnect))
+        .is_some_and(|t| matches!(t.token, Token::KwConnect));
+    if connect {
+        &["allow", "deny", "backend"]
+    } else {
+        &["allow", "deny", "rule", "backend", "timeout", "retries"]
     }
 }
 
@@ -476,6 +497,30 @@ mod tests {
         assert!(got.contains(&"GET".to_string()));
         let got = labels(&format!("{MESH}  route cart {{ rule r when | }}\n}}"));
         assert!(got.contains(&"path".to_string()) && got.contains(&"header(\"…\")".to_string()));
+    }
+
+    #[test]
+    fn opaque_tcp_keywords_complete_in_their_blocks() {
+        let got = labels(&format!("{MESH}  route cart {{ | }}\n}}"));
+        for word in ["connect_timeout", "idle_timeout", "to", "split", "rule"] {
+            assert!(got.contains(&word.to_string()), "{word} missing: {got:?}");
+        }
+        let got = labels(&format!(
+            "{MESH}  policy cart {{ allow from web {{ | }} }}\n}}"
+        ));
+        assert!(got.contains(&"ports".to_string()) && got.contains(&"paths".to_string()));
+        let got = labels(&format!("{MESH}  test \"t\" {{ | }}\n}}"));
+        assert!(got.contains(&"connect".to_string()) && got.contains(&"request".to_string()));
+        let got = labels(&format!(
+            "{MESH}  test \"t\" {{ connect \"80\" from web to cart expect allow, | }}\n}}"
+        ));
+        assert!(got.contains(&"backend".to_string()) && !got.contains(&"rule".to_string()));
+        let got = labels(&format!(
+            "{MESH}  test \"t\" {{ request GET \"/\" from web to cart expect | }}\n}}"
+        ));
+        assert!(got.contains(&"rule".to_string()));
+        let got = labels(&format!("{MESH}  route cart {{ to | }}\n}}"));
+        assert!(got.contains(&"cart.v1".to_string()));
     }
 
     #[test]

@@ -278,8 +278,19 @@ impl<'a> Walker<'a> {
                 );
                 for member in &route.members {
                     match &member.node {
-                        RouteMember::Timeout(lit) => self.literal(lit),
+                        RouteMember::Timeout(lit)
+                        | RouteMember::ConnectTimeout(lit)
+                        | RouteMember::IdleTimeout(lit) => self.literal(lit),
                         RouteMember::Retry(spec) => self.retry_spec(ns, spec),
+                        RouteMember::To(r) => {
+                            self.service_ref(ns, r);
+                        }
+                        RouteMember::Split(targets) => {
+                            for t in targets {
+                                self.service_ref(ns, &t.target);
+                                self.literal(&t.weight);
+                            }
+                        }
                         RouteMember::Rule(rule) => {
                             if let Some((tns, tname)) = &target {
                                 let symbol = Symbol::Rule(
@@ -331,11 +342,16 @@ impl<'a> Walker<'a> {
             }
             ItemKind::Test(test) => {
                 for case in &test.cases {
-                    let TestCase::Case { request, expect } = &case.node else {
-                        continue;
+                    let (from, to, expect) = match &case.node {
+                        TestCase::Case { request, expect } => (&request.from, &request.to, expect),
+                        TestCase::Connect { connect, expect } => {
+                            self.literal(&connect.port);
+                            (&connect.from, &connect.to, expect)
+                        }
+                        TestCase::Error => continue,
                     };
-                    self.service_ref(ns, &request.from);
-                    let to = self.service_ref(ns, &request.to);
+                    self.service_ref(ns, from);
+                    let to = self.service_ref(ns, to);
                     for e in expect {
                         match &e.node {
                             Expectation::Rule(name) => {

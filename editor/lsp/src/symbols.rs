@@ -157,7 +157,7 @@ fn item_symbol(item: &Item, lines: &LineIndex) -> Option<DocumentSymbol> {
             let cases = t
                 .cases
                 .iter()
-                .filter(|c| matches!(c.node, TestCase::Case { .. }))
+                .filter(|c| matches!(c.node, TestCase::Case { .. } | TestCase::Connect { .. }))
                 .count();
             symbol(
                 t.name.value.clone(),
