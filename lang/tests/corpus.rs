@@ -160,23 +160,49 @@ fn the_bookinfo_example_is_formatted() {
     assert_eq!(format_source(&src).unwrap(), src);
 }
 
-/// Every ```mesh block of the language reference parses without diagnostics.
+/// Sections of the reference's §10 whose syntax is specified but not built yet, with the
+/// issue that builds it. Their blocks must still fail to parse: when one starts parsing,
+/// this list is out of date and the test says so.
+const NOT_YET_BUILT: [(&str, &str); 4] = [
+    ("### Rate limits", "issue #20"),
+    ("### Circuit breaking", "issue #20"),
+    ("### Gateways", "issue #20"),
+    ("### Telemetry", "issue #21"),
+];
+
+/// Every ```mesh block of the language reference parses without diagnostics (except the
+/// sections in [`NOT_YET_BUILT`], which must not parse yet).
 #[test]
 fn every_example_in_the_language_reference_parses() {
     let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/design/LANGUAGE.md");
     let text = read(&reference);
     let mut blocks = 0;
-    for (i, chunk) in text.split("```mesh\n").skip(1).enumerate() {
-        let block = chunk.split("```").next().unwrap();
-        let parsed = parse(block);
-        let source = SourceFile::new(format!("LANGUAGE.md block {}", i + 1), block);
-        assert!(
-            parsed.diagnostics.is_empty(),
-            "{}",
-            render_plain(&parsed.diagnostics, &source, 100)
-        );
-        assert!(!parsed.file.items.is_empty());
-        blocks += 1;
+    let mut heading = "";
+    for (i, chunk) in text.split("```mesh\n").enumerate() {
+        if i > 0 {
+            let block = chunk.split("```").next().unwrap();
+            let parsed = parse(block);
+            let source = SourceFile::new(format!("LANGUAGE.md block {i} ({heading})"), block);
+            match NOT_YET_BUILT.iter().find(|(h, _)| heading.starts_with(h)) {
+                Some((section, issue)) => assert!(
+                    !parsed.diagnostics.is_empty(),
+                    "LANGUAGE.md block {i} ({section}) parses now: remove it from NOT_YET_BUILT ({issue})"
+                ),
+                None => {
+                    assert!(
+                        parsed.diagnostics.is_empty(),
+                        "{}",
+                        render_plain(&parsed.diagnostics, &source, 100)
+                    );
+                    assert!(!parsed.file.items.is_empty());
+                    blocks += 1;
+                }
+            }
+        }
+        // The heading in force for the next block: the last one in this chunk.
+        if let Some(last) = chunk.lines().filter(|l| l.starts_with('#')).last() {
+            heading = last;
+        }
     }
-    assert!(blocks >= 6, "found only {blocks} mesh blocks");
+    assert!(blocks >= 7, "found only {blocks} mesh blocks");
 }
