@@ -200,7 +200,7 @@ fn every_example_in_the_language_reference_parses() {
             }
         }
         // The heading in force for the next block: the last one in this chunk.
-        if let Some(last) = chunk.lines().filter(|l| l.starts_with('#')).last() {
+        if let Some(last) = chunk.lines().rfind(|l| l.starts_with('#')) {
             heading = last;
         }
     }

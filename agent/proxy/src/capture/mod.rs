@@ -73,8 +73,9 @@ pub struct CaptureArgs {
     /// Outbound destinations never captured: IPv4 and IPv6 CIDRs, comma separated.
     #[arg(long, value_name = "CIDRS", value_delimiter = ',', value_parser = parse_cidr)]
     pub exclude_outbound_cidrs: Vec<Cidr>,
-    /// Also program IPv6 (ip6tables). Default: on if the backend's ip6tables binary is on
-    /// PATH.
+    /// Also program IPv6 (ip6tables). Off by default: the agent's capture listeners are
+    /// IPv4 (`127.0.0.1:15001`, `0.0.0.0:15006`), and IPv6 redirected to `[::1]` would
+    /// find nothing listening. `--remove` removes IPv6 rules too when ip6tables exists.
     #[arg(long, overrides_with = "no_ipv6")]
     pub ipv6: bool,
     /// Program IPv4 only.
@@ -169,7 +170,7 @@ impl CaptureArgs {
             }
             true
         } else {
-            !self.no_ipv6 && on_path(&v6.binary)
+            self.remove && !self.no_ipv6 && on_path(&v6.binary)
         };
         let mut targets = vec![(Family::V4, Iptables::new(base, Family::V4))];
         if with_v6 {
