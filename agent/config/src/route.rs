@@ -36,12 +36,39 @@ impl Config {
         request: &R,
         draw: u32,
     ) -> Option<RouteDecision<'_>> {
-        let source = self.outbound(service)?;
         let compiled = self.compiled(service)?;
         let index = compiled
             .rules
             .iter()
             .position(|when| when.as_ref().is_none_or(|m| m.eval(request)));
+        self.decide(service, index, draw)
+    }
+
+    /// Routes a new opaque TCP connection to the outbound service at `service`: the first
+    /// rule whose condition holds whatever the request (no condition, or one decided by
+    /// `source`) picks the backends; a rule whose outcome depends on the method, path,
+    /// host, headers or query is for HTTP only. `draw` picks the split backend, once per
+    /// connection.
+    pub fn route_connection(&self, service: usize, draw: u32) -> Option<RouteDecision<'_>> {
+        let compiled = self.compiled(service)?;
+        let index = compiled.rules.iter().position(|when| match when {
+            None => true,
+            Some(matcher) => matcher.constant() == Some(true),
+        });
+        let decision = self.decide(service, index, draw)?;
+        // Connections are never retried, and the request timeout is HTTP's.
+        Some(RouteDecision {
+            timeout_us: None,
+            retry: None,
+            ..decision
+        })
+    }
+
+    /// The decision once rule `index` (`None`: no rule) of the service at `service`
+    /// matched: its backends (or the whole service), the draw's pick, timeout and retry.
+    fn decide(&self, service: usize, index: Option<usize>, draw: u32) -> Option<RouteDecision<'_>> {
+        let source = self.outbound(service)?;
+        let compiled = self.compiled(service)?;
         let rule = index.and_then(|i| source.rules.get(i));
         let backends: &[WeightedBackend] = match rule {
             Some(rule) => &rule.backends,
@@ -57,34 +84,6 @@ impl Config {
             retry: rule
                 .and_then(|r| r.retry.as_ref())
                 .or(source.retry.as_ref()),
-        })
-    }
-
-    /// Routes a new opaque TCP connection to the outbound service at `service`: the first
-    /// rule whose condition holds whatever the request (no condition, or one decided by
-    /// `source`) picks the backends; a rule whose outcome depends on the method, path,
-    /// host, headers or query is for HTTP only. `draw` picks the split backend, once per
-    /// connection.
-    pub fn route_connection(&self, service: usize, draw: u32) -> Option<RouteDecision<'_>> {
-        let source = self.outbound(service)?;
-        let compiled = self.compiled(service)?;
-        let index = compiled.rules.iter().position(|when| match when {
-            None => true,
-            Some(matcher) => matcher.constant() == Some(true),
-        });
-        let rule = index.and_then(|i| source.rules.get(i));
-        let backends: &[WeightedBackend] = match rule {
-            Some(rule) => &rule.backends,
-            None => &compiled.fallback,
-        };
-        let backend = pick(backends, draw)?;
-        Some(RouteDecision {
-            service: source,
-            rule,
-            backends,
-            backend,
-            timeout_us: None,
-            retry: None,
         })
     }
 

@@ -80,11 +80,23 @@ impl Supervised {
 
 /// How a workload's two processes are started.
 pub fn agent_command(binaries: &Binaries, layout: &Layout, workload: &Workload) -> Command {
-    let Some(pod) = &workload.pod else {
-        return loopback_agent(binaries, layout, workload);
+    use std::net::{Ipv4Addr, SocketAddr};
+    let (mut command, inbound, admin, app) = match &workload.pod {
+        // In its own namespace: peers and the prober reach the agent on any address;
+        // the app is on loopback at its service's port.
+        Some(pod) => (
+            super::isolated::command_in(pod, true, &binaries.agent),
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, workload.ports.inbound.port())),
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, workload.ports.admin.port())),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, workload.app_port)),
+        ),
+        None => (
+            Command::new(&binaries.agent),
+            workload.ports.inbound,
+            workload.ports.admin,
+            workload.ports.app,
+        ),
     };
-    let any = |port| std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port));
-    let mut command = super::isolated::command_in(pod, true, &binaries.agent);
     command
         .arg("--config")
         .arg(layout.config(workload))
@@ -95,36 +107,11 @@ pub fn agent_command(binaries: &Binaries, layout: &Layout, workload: &Workload) 
         .arg("--outbound")
         .arg(workload.ports.outbound.to_string())
         .arg("--inbound")
-        .arg(any(workload.ports.inbound.port()).to_string())
+        .arg(inbound.to_string())
         .arg("--admin")
-        .arg(any(workload.ports.admin.port()).to_string())
+        .arg(admin.to_string())
         .arg("--app")
-        .arg(
-            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, workload.app_port))
-                .to_string(),
-        )
-        .arg("--resync")
-        .arg("1s");
-    command
-}
-
-fn loopback_agent(binaries: &Binaries, layout: &Layout, workload: &Workload) -> Command {
-    let mut command = Command::new(&binaries.agent);
-    command
-        .arg("--config")
-        .arg(layout.config(workload))
-        .arg("--endpoints")
-        .arg(layout.endpoints())
-        .arg("--identity-dir")
-        .arg(layout.identity(workload))
-        .arg("--outbound")
-        .arg(workload.ports.outbound.to_string())
-        .arg("--inbound")
-        .arg(workload.ports.inbound.to_string())
-        .arg("--admin")
-        .arg(workload.ports.admin.to_string())
-        .arg("--app")
-        .arg(workload.ports.app.to_string())
+        .arg(app.to_string())
         .arg("--resync")
         .arg("1s");
     command
