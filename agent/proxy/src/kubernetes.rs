@@ -5,7 +5,10 @@
 //! A service `NAMESPACE/NAME` has the ready endpoints of the slices labelled
 //! `kubernetes.io/service-name: NAME` in `NAMESPACE`; each endpoint is the pod's address
 //! with the port of the peers' agents (`--peer-port`), and carries its pod's labels so
-//! subsets select on them. Its virtual addresses are the Service's cluster IPs (none for
+//! subsets select on them. A pod without the `mesh/injected` annotation that `meshc
+//! inject` sets has no agent yet: its endpoint is its own address at the slice's port,
+//! marked not meshed (reached in plaintext while the mesh is permissive, refused under
+//! strict). Its virtual addresses are the Service's cluster IPs (none for
 //! a headless Service), so that a captured connection to `CLUSTER_IP:PORT` names it. The
 //! watchers restart by themselves (with backoff) after a failure; meanwhile and until a
 //! fresh list completes, the last known endpoints stay in force.
@@ -43,19 +46,32 @@ struct SliceEndpoint {
     pod: Option<(String, String)>,
 }
 
-/// What a slice contributes: its service and its ready endpoints.
+/// What a slice contributes: its service, its ready endpoints and the app's port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Slice {
     service: String,
     endpoints: Vec<SliceEndpoint>,
+    /// The first port the slice lists: where an endpoint without an agent is reached.
+    port: Option<u16>,
+}
+
+/// The annotation `meshc inject` puts on the pods it gives an agent.
+pub const INJECTED_ANNOTATION: &str = "mesh/injected";
+
+/// What discovery keeps of a pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct PodMeta {
+    labels: BTreeMap<String, String>,
+    /// It carries [`INJECTED_ANNOTATION`]: an agent runs beside it.
+    injected: bool,
 }
 
 #[derive(Default)]
 struct State {
     /// By `namespace/slice-name`.
     slices: HashMap<String, Slice>,
-    /// Labels by `(namespace, pod-name)`.
-    pods: HashMap<(String, String), BTreeMap<String, String>>,
+    /// Labels and injection by `(namespace, pod-name)`.
+    pods: HashMap<(String, String), PodMeta>,
     /// Cluster IPs by `namespace/service-name`, for Services that have some.
     services: HashMap<String, Vec<IpAddr>>,
     slices_synced: bool,
@@ -123,7 +139,11 @@ impl KubeDiscovery {
                     pod.metadata.namespace.clone().unwrap_or_default(),
                     pod.name_any(),
                 );
-                (key, Some(pod.labels().clone()))
+                let meta = PodMeta {
+                    labels: pod.labels().clone(),
+                    injected: pod.annotations().contains_key(INJECTED_ANNOTATION),
+                };
+                (key, Some(meta))
             },
             |s| (&mut s.pods, &mut s.pods_synced),
         );
@@ -162,20 +182,21 @@ impl Discovery for KubeDiscovery {
         let mut by_address: BTreeMap<(String, SocketAddr), Endpoint> = BTreeMap::new();
         for slice in state.slices.values() {
             for endpoint in &slice.endpoints {
-                let address = SocketAddr::new(endpoint.ip, self.peer_port);
-                let labels = endpoint
-                    .pod
-                    .as_ref()
-                    .and_then(|pod| state.pods.get(pod))
-                    .cloned()
-                    .unwrap_or_default();
+                let pod = endpoint.pod.as_ref().and_then(|pod| state.pods.get(pod));
+                let labels = pod.map(|p| p.labels.clone()).unwrap_or_default();
+                // Without a known pod (or a port to reach its app) assume an agent.
+                let app_port = slice.port.filter(|_| pod.is_some_and(|p| !p.injected));
+                let (address, meshed) = match app_port {
+                    Some(port) => (SocketAddr::new(endpoint.ip, port), false),
+                    None => (SocketAddr::new(endpoint.ip, self.peer_port), true),
+                };
                 by_address.insert(
                     (slice.service.clone(), address),
                     Endpoint {
                         service: slice.service.clone(),
                         address,
                         labels,
-                        meshed: true,
+                        meshed,
                     },
                 );
             }
@@ -237,6 +258,11 @@ fn slice_of(slice: &EndpointSlice) -> (String, Option<Slice>) {
         Some(Slice {
             service: format!("{namespace}/{service}"),
             endpoints,
+            port: slice
+                .ports
+                .iter()
+                .flatten()
+                .find_map(|p| p.port.and_then(|port| u16::try_from(port).ok())),
         }),
     )
 }

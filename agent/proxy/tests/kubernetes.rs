@@ -28,11 +28,31 @@ use serde_json::{Value, json};
 use support::*;
 
 fn pod(name: &str, version: &str) -> Value {
+    let mut pod = uninjected_pod(name, version);
+    pod["metadata"]["annotations"] = json!({"mesh/injected": "mesh-agent:test"});
+    pod
+}
+
+/// A pod `meshc inject` has not given an agent yet (no `mesh/injected` annotation).
+fn uninjected_pod(name: &str, version: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": "ns", "labels": {"app": "reviews", "version": version}},
     })
+}
+
+/// Discovery from `api`, built through the library as the agent builds it.
+async fn discovery(api: &FakeApi, shared: &Arc<Shared>) -> KubeDiscovery {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&api.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    KubeDiscovery::with_client(client, 15006, Arc::clone(shared))
 }
 
 /// Service `ns/reviews` with `cluster_ips` (`["None"]` for a headless Service).
@@ -338,16 +358,8 @@ async fn services_cluster_ips_are_their_virtual_addresses() {
     api.put(pod("reviews-a", "v1"));
     api.put(slice(&[("10.0.0.7", true, "reviews-a")]));
     api.put(k8s_service(&["10.96.0.12", "fd00::12"]));
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&api.kubeconfig()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
     let shared = Arc::new(Shared::new(false));
-    let discovery = KubeDiscovery::with_client(client, 15006, Arc::clone(&shared));
+    let discovery = discovery(&api, &shared).await;
     let ips = |discovery: &KubeDiscovery| -> Option<Vec<String>> {
         let endpoints = discovery.load().ok()?;
         Some(
@@ -402,5 +414,63 @@ async fn services_cluster_ips_are_their_virtual_addresses() {
         eventually(Duration::from_secs(5), async || ips(&discovery)
             == expect(&["10.0.0.7"]))
         .await
+    );
+}
+
+/// Migration: a pod without the `mesh/injected` annotation has no agent yet; its endpoint
+/// is the pod's own address at the slice's port, marked not meshed, so callers reach it in
+/// plaintext while the mesh is permissive. Injected pods stay at the agents' peer port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_without_an_agent_are_endpoints_at_their_app_port() {
+    let api = FakeApi::start().await.unwrap();
+    api.put(pod("reviews-a", "v1"));
+    api.put(uninjected_pod("reviews-b", "v2"));
+    api.put(slice(&[
+        ("10.0.0.7", true, "reviews-a"),
+        ("10.0.0.8", true, "reviews-b"),
+    ]));
+    api.put(k8s_service(&["10.96.0.12"]));
+    let shared = Arc::new(Shared::new(false));
+    let discovery = discovery(&api, &shared).await;
+    let all = std::collections::BTreeMap::new();
+    let seen = |discovery: &KubeDiscovery| -> Vec<(String, bool)> {
+        discovery
+            .load()
+            .map(|endpoints| {
+                endpoints
+                    .select("ns/reviews", &all)
+                    .map(|e| (e.address.to_string(), e.meshed))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let want = vec![
+        ("10.0.0.7:15006".to_string(), true),
+        ("10.0.0.8:9080".to_string(), false),
+    ];
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            let mut got = seen(&discovery);
+            got.sort();
+            got == want
+        })
+        .await,
+        "{:?}",
+        seen(&discovery)
+    );
+    // Injected later: the endpoint moves to its agent.
+    api.put(pod("reviews-b", "v2"));
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            let mut got = seen(&discovery);
+            got.sort();
+            got == [
+                ("10.0.0.7:15006".to_string(), true),
+                ("10.0.0.8:15006".to_string(), true),
+            ]
+        })
+        .await,
+        "{:?}",
+        seen(&discovery)
     );
 }
