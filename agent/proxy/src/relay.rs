@@ -20,15 +20,13 @@ pub struct Transferred {
     pub received: u64,
     /// Closed by the idle timeout.
     pub idle_timeout: bool,
+    /// Ended by an I/O error (a reset, a failed write), not by both ends finishing.
+    pub failed: Option<std::io::ErrorKind>,
 }
 
 /// Relays between `client` and `server` until both directions are finished, one fails, or
-/// nothing moved for `idle`.
-pub async fn relay<C, S>(
-    client: C,
-    server: S,
-    idle: Option<Duration>,
-) -> std::io::Result<Transferred>
+/// nothing moved for `idle`; the bytes moved are counted however it ends.
+pub async fn relay<C, S>(client: C, server: S, idle: Option<Duration>) -> Transferred
 where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
@@ -45,36 +43,31 @@ where
             pump(&mut server_read, &mut client_write, &received, &last, epoch),
         )
     };
-    let idle_timeout = match idle {
-        None => {
-            both.await?;
-            false
-        }
+    let (idle_timeout, failed) = match idle {
+        None => (false, both.await.err().map(|e| e.kind())),
         Some(idle) => {
             tokio::pin!(both);
             loop {
                 let since = Duration::from_millis(last.load(Ordering::Relaxed));
                 let deadline = epoch + since + idle;
                 tokio::select! {
-                    result = &mut both => {
-                        result?;
-                        break false;
-                    }
+                    result = &mut both => break (false, result.err().map(|e| e.kind())),
                     () = tokio::time::sleep_until(deadline.into()) => {
                         let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
                         if now.saturating_sub(last.load(Ordering::Relaxed)) >= idle.as_millis() as u64 {
-                            break true;
+                            break (true, None);
                         }
                     }
                 }
             }
         }
     };
-    Ok(Transferred {
+    Transferred {
         sent: sent.load(Ordering::Relaxed),
         received: received.load(Ordering::Relaxed),
         idle_timeout,
-    })
+        failed,
+    }
 }
 
 /// Copies `from` to `to` until end of stream, then shuts `to`'s write side (half-close).
@@ -125,13 +118,14 @@ mod tests {
         let mut answer = Vec::new();
         client_peer.read_to_end(&mut answer).await.ok();
         assert_eq!(answer, b"late answer");
-        let transferred = relay.await.ok().and_then(Result::ok);
+        let transferred = relay.await.ok();
         assert_eq!(
             transferred,
             Some(Transferred {
                 sent: 7,
                 received: 11,
-                idle_timeout: false
+                idle_timeout: false,
+                failed: None,
             })
         );
     }
@@ -147,10 +141,11 @@ mod tests {
         .await;
         assert!(matches!(
             transferred,
-            Ok(Ok(Transferred {
+            Ok(Transferred {
                 idle_timeout: true,
+                failed: None,
                 ..
-            }))
+            })
         ));
     }
 }

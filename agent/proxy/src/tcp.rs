@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use crate::caller::Caller;
 use crate::client::CONNECT_TIMEOUT;
 use crate::metrics::{ServiceLabels, TcpLabels};
-use crate::relay::relay;
+use crate::relay::{Transferred, relay};
 use crate::state::{Shared, Snapshot};
 
 /// The ALPN protocol of opaque TCP between agents.
@@ -181,7 +181,7 @@ pub async fn outbound(
                 match tokio::time::timeout(connect_timeout, connector.connect(name, stream)).await {
                     Ok(Ok(mut upstream)) => match send_preamble(&mut upstream, port).await {
                         Ok(()) => relay(app, upstream, idle).await,
-                        Err(error) => Err(error),
+                        Err(error) => unsent(&error),
                     },
                     failed => {
                         tracing::info!(endpoint = %endpoint.addr, identity = %service.identity, error = ?failed.err(), "opaque TCP: mTLS handshake failed");
@@ -194,7 +194,7 @@ pub async fn outbound(
                 let mut upstream = stream;
                 match send_preamble(&mut upstream, port).await {
                     Ok(()) => relay(app, upstream, idle).await,
-                    Err(error) => Err(error),
+                    Err(error) => unsent(&error),
                 }
             }
         };
@@ -296,27 +296,24 @@ pub async fn inbound<IO>(
     }
 }
 
-fn finish(
-    shared: &Shared,
-    labels: &TcpLabels,
-    relayed: std::io::Result<crate::relay::Transferred>,
-    started: Instant,
-) {
-    let seconds = started.elapsed().as_secs_f64();
-    match relayed {
-        Ok(transferred) => {
-            if transferred.idle_timeout {
-                tracing::debug!(service = %labels.service, "opaque TCP: closed after the idle timeout");
-            }
-            shared.metrics.tcp_done(labels, transferred, seconds);
-        }
-        Err(error) => {
-            tracing::debug!(service = %labels.service, %error, "opaque TCP: connection failed");
-            shared
-                .metrics
-                .tcp_done(labels, crate::relay::Transferred::default(), seconds);
-        }
+/// A connection that failed before any byte was relayed.
+fn unsent(error: &std::io::Error) -> Transferred {
+    Transferred {
+        failed: Some(error.kind()),
+        ..Transferred::default()
     }
+}
+
+fn finish(shared: &Shared, labels: &TcpLabels, transferred: Transferred, started: Instant) {
+    if transferred.idle_timeout {
+        tracing::debug!(service = %labels.service, "opaque TCP: closed after the idle timeout");
+    }
+    if let Some(kind) = transferred.failed {
+        tracing::debug!(service = %labels.service, ?kind, "opaque TCP: connection failed");
+    }
+    shared
+        .metrics
+        .tcp_done(labels, transferred, started.elapsed().as_secs_f64());
 }
 
 #[cfg(test)]
