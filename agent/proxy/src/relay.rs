@@ -1,4 +1,4 @@
-//! Copies an opaque TCP connection both ways: bounded buffers (one 16 KiB buffer per
+//! Copies an opaque TCP connection both ways: bounded buffers (one 64 KiB buffer per
 //! direction), half-close preserved (an end that finishes sending has its peer's write
 //! side shut down, while the other direction goes on), an optional idle timeout (no bytes
 //! either way for that long closes both), and the bytes moved each way for metrics.
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Size of each direction's buffer.
-const BUFFER: usize = 16 * 1024;
+const BUFFER: usize = 64 * 1024;
 
 /// How a relay ended.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
