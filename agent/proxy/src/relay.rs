@@ -3,10 +3,12 @@
 //! side shut down, while the other direction goes on), an optional idle timeout (no bytes
 //! either way for that long closes both), and the bytes moved each way for metrics.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Size of each direction's buffer.
 const BUFFER: usize = 64 * 1024;
@@ -35,14 +37,21 @@ where
     let last = AtomicU64::new(0);
     let sent = AtomicU64::new(0);
     let received = AtomicU64::new(0);
-    let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut server_read, mut server_write) = tokio::io::split(server);
-    let both = async {
-        tokio::try_join!(
-            pump(&mut client_read, &mut server_write, &sent, &last, epoch),
-            pump(&mut server_read, &mut client_write, &received, &last, epoch),
-        )
+    // One task drives both directions (tokio's copy_bidirectional: half-close on end of
+    // stream, no lock between the halves); the wrappers count bytes and note activity.
+    let mut client = Metered {
+        inner: client,
+        count: &sent,
+        last: &last,
+        epoch,
     };
+    let mut server = Metered {
+        inner: server,
+        count: &received,
+        last: &last,
+        epoch,
+    };
+    let both = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, BUFFER, BUFFER);
     let (idle_timeout, failed) = match idle {
         None => (false, both.await.err().map(|e| e.kind())),
         Some(idle) => {
@@ -70,37 +79,56 @@ where
     }
 }
 
-/// Copies `from` to `to` until end of stream, then shuts `to`'s write side (half-close).
-async fn pump<R, W>(
-    from: &mut R,
-    to: &mut W,
-    count: &AtomicU64,
-    last: &AtomicU64,
+/// A stream that counts the bytes read from it and notes when it last moved any.
+struct Metered<'a, T> {
+    inner: T,
+    count: &'a AtomicU64,
+    last: &'a AtomicU64,
     epoch: Instant,
-) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buffer = vec![0u8; BUFFER];
-    loop {
-        let n = from.read(&mut buffer).await?;
-        if n == 0 {
-            to.shutdown().await?;
-            return Ok(());
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Metered<'_, T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len().saturating_sub(before);
+        if read > 0 {
+            self.count.fetch_add(read as u64, Ordering::Relaxed);
+            self.last.store(
+                u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
         }
-        to.write_all(buffer.get(..n).unwrap_or_default()).await?;
-        count.fetch_add(n as u64, Ordering::Relaxed);
-        last.store(
-            u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<'_, T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn half_close_keeps_the_other_direction_and_counts_bytes() {
