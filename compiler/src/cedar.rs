@@ -20,6 +20,7 @@ use std::fmt::Write;
 use std::str::FromStr;
 
 use cedar_policy::{PolicySet, Schema, ValidationMode, Validator};
+use mesh_config::TCP_ACTION;
 use mesh_lang::Diagnostic;
 use mesh_lang::ast::Span;
 
@@ -367,9 +368,6 @@ fn access_rule(
     text.push_str(";\n\n");
     text
 }
-
-/// The Cedar action of opaque TCP connections (`mesh_config::authz::TCP_ACTION`).
-const TCP_ACTION: &str = "TCP";
 
 fn principal_text(mesh: &Mesh, principal: &Principal) -> String {
     match principal {

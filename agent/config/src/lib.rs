@@ -13,7 +13,7 @@ pub mod request;
 mod route;
 pub mod schema;
 
-pub use authz::{AuthzDecision, Peer, Verdict, parse_spiffe_id};
+pub use authz::{AuthzDecision, Peer, TCP_ACTION, Verdict, parse_spiffe_id};
 pub use config::{Config, ConfigError};
 pub use request::{RequestView, SimpleRequest};
 pub use route::RouteDecision;
