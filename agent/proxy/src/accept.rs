@@ -39,7 +39,9 @@ pub async fn outbound(
     };
     let snapshot = shared.snapshot()?;
     let target = snapshot.service_at(dst);
-    if let Some(service) = snapshot.forbidden_service_at(dst) {
+    if target.is_none()
+        && let Some(service) = snapshot.mesh_service_at(dst)
+    {
         let own = &snapshot.config.config.source().workload.service;
         tracing::info!(%dst, service, "refused: no policy lets {own} call this mesh service");
         if detected(&shared, "outbound", &stream, detect_timeout).await == Detected::Http {

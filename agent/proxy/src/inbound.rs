@@ -102,14 +102,21 @@ impl Inbound {
         request: &Request<Incoming>,
         caller: &Caller,
     ) -> Option<Response<Body>> {
+        let original_dst = caller.original_dst();
         let caller = caller.peer(&config.source().mesh.trust_domain);
-        let port = config
-            .source()
-            .workload
-            .ports
-            .iter()
-            .find(|p| p.protocol != mesh_config::schema::Protocol::Tcp)
-            .map_or(0, |p| p.number);
+        // The port the caller connected to when captured, else the workload's HTTP port.
+        let port = original_dst.map_or_else(
+            || {
+                config
+                    .source()
+                    .workload
+                    .ports
+                    .iter()
+                    .find(|p| p.protocol != mesh_config::schema::Protocol::Tcp)
+                    .map_or(0, |p| p.number)
+            },
+            |dst| dst.port(),
+        );
         let view = View::new(request, authority(request).unwrap_or(""), port);
         let decision = config.authorize(&view, &caller);
         self.shared.metrics.authz(&decision);

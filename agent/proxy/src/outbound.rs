@@ -472,7 +472,8 @@ impl Outbound {
         let started = Instant::now();
         let upgrade = upgrade::take(&mut request);
         let egress = snapshot.config.config.source().outbound.egress;
-        let forbidden = original_dst.and_then(|dst| snapshot.forbidden_service_at(dst));
+        // Only reached when the destination names no service this workload may call.
+        let forbidden = original_dst.and_then(|dst| snapshot.mesh_service_at(dst));
         let response = if let Some(service) = forbidden {
             error_response(
                 StatusCode::FORBIDDEN,

@@ -131,12 +131,10 @@ impl Snapshot {
         }
     }
 
-    /// The mesh service at `dst`'s IP that this workload may not call (it is not in the
-    /// outbound list): a captured connection to it is refused, not sent out of the mesh.
-    pub fn forbidden_service_at(&self, dst: SocketAddr) -> Option<&str> {
-        if self.service_at(dst).is_some() {
-            return None;
-        }
+    /// The mesh service at `dst`'s IP, whether or not this workload may call it. For a
+    /// destination [`Snapshot::service_at`] does not know, it is a service this workload
+    /// may not call: a captured connection to it is refused, not sent out of the mesh.
+    pub fn mesh_service_at(&self, dst: SocketAddr) -> Option<&str> {
         self.mesh_ips
             .get(&dst.ip().to_canonical())
             .map(String::as_str)

@@ -129,14 +129,6 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         .authorize(mesh, from, to, &request)
         .ok_or("no authorization decision")?;
     let route = callee.route.as_ref();
-    let source_text = |origin: mesh_compiler::ir::Origin| {
-        checked
-            .loaded
-            .file(origin.file)
-            .and_then(|f| f.source.text.get(origin.span.start..origin.span.end))
-            .unwrap_or_default()
-            .to_string()
-    };
     let chosen = decision.rule.map(|r| r.name.clone());
     let mut rules = Vec::new();
     for (rule, matched) in route
@@ -145,7 +137,7 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         .iter()
         .zip(&matches)
     {
-        let condition = rule.when.as_ref().map(|c| source_text(c.origin));
+        let condition = rule.when.as_ref().map(|c| source_text(checked, c.origin));
         // Rules are listed up to the one that matched, so every earlier one did not.
         let status = if *matched { "matched" } else { "did not match" };
         rules.push((rule.name.clone(), condition, status, *matched));
@@ -157,7 +149,7 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         let value = json!({
             "request": { "method": request.method, "path": path, "from": caller.key(), "to": callee.key(), "headers": request.headers },
             "route": {
-                "rules": rules.iter().map(|(name, cond, status, matched)| json!({"name": name, "when": cond, "matched": matched, "status": status})).collect::<Vec<_>>(),
+                "rules": rules_json(&rules),
                 "rule": chosen,
                 "backends": backends_json(&decision),
                 "timeout_us": decision.timeout_us,
@@ -174,20 +166,14 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         caller.key(),
         callee.key()
     );
-    out.push_str(&format!("route ({}):\n", callee.key()));
-    if rules.is_empty() {
-        out.push_str("  no route rules: the request goes to the whole service\n");
-    }
-    for (name, condition, status, _) in &rules {
-        let when = condition
-            .as_ref()
-            .map_or_else(|| "(no condition)".to_string(), |c| format!("when {c}"));
-        out.push_str(&format!("  rule {name}: {status} — {when}\n"));
-    }
-    if chosen.is_none() && !rules.is_empty() {
-        out.push_str("  no rule matched: the request goes to the whole service\n");
-    }
-    out.push_str(&format!("  backends: {}\n", backend_list(&decision)));
+    route_text(
+        &mut out,
+        callee,
+        &rules,
+        &decision,
+        "request",
+        "no rule matched",
+    );
     out.push_str(&format!(
         "  timeout: {}\n",
         decision
@@ -208,6 +194,58 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
     }
     authorization_text(&mut out, callee, &authz);
     Ok(out)
+}
+
+/// A route rule as an explanation lists it: name, condition text, status, matched.
+type RuleLine = (String, Option<String>, &'static str, bool);
+
+/// The source text of `origin` (a condition as the user wrote it).
+fn source_text(checked: &Checked, origin: mesh_compiler::ir::Origin) -> String {
+    checked
+        .loaded
+        .file(origin.file)
+        .and_then(|f| f.source.text.get(origin.span.start..origin.span.end))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn rules_json(rules: &[RuleLine]) -> Vec<serde_json::Value> {
+    rules
+        .iter()
+        .map(|(name, cond, status, matched)| {
+            json!({"name": name, "when": cond, "matched": matched, "status": status})
+        })
+        .collect()
+}
+
+/// The route part of a human explanation: the rules tried, which one decided (or that
+/// none did: `unmatched`), and the backends; `what` is `request` or `connection`.
+fn route_text(
+    out: &mut String,
+    callee: &Service,
+    rules: &[RuleLine],
+    decision: &RouteDecision<'_>,
+    what: &str,
+    unmatched: &str,
+) {
+    out.push_str(&format!("route ({}):\n", callee.key()));
+    if rules.is_empty() {
+        out.push_str(&format!(
+            "  no route rules: the {what} goes to the whole service\n"
+        ));
+    }
+    for (name, condition, status, _) in rules {
+        let when = condition
+            .as_ref()
+            .map_or_else(|| "(no condition)".to_string(), |c| format!("when {c}"));
+        out.push_str(&format!("  rule {name}: {status} — {when}\n"));
+    }
+    if decision.rule.is_none() && !rules.is_empty() {
+        out.push_str(&format!(
+            "  {unmatched}: the {what} goes to the whole service\n"
+        ));
+    }
+    out.push_str(&format!("  backends: {}\n", backend_list(decision)));
 }
 
 /// The backends of a decision: `ns/svc.subset` and weight in thousandths of a percent.
@@ -330,19 +368,11 @@ fn explain_connection(
         .ok_or("no authorization decision")?;
     let route = callee.route.as_ref();
     let chosen = decision.rule.map(|r| r.name.clone());
-    let source_text = |origin: mesh_compiler::ir::Origin| {
-        checked
-            .loaded
-            .file(origin.file)
-            .and_then(|f| f.source.text.get(origin.span.start..origin.span.end))
-            .unwrap_or_default()
-            .to_string()
-    };
     // Rules up to the chosen one: those that read the request are for HTTP only; the
     // others were decided by the caller alone.
     let mut rules = Vec::new();
     for rule in route.map(|r| r.rules.as_slice()).unwrap_or_default() {
-        let condition = rule.when.as_ref().map(|c| source_text(c.origin));
+        let condition = rule.when.as_ref().map(|c| source_text(checked, c.origin));
         let is_chosen = chosen.as_deref() == Some(rule.name.as_str());
         let status = if is_chosen {
             "matched"
@@ -366,7 +396,7 @@ fn explain_connection(
         let value = json!({
             "connection": { "port": port, "from": caller.key(), "to": callee.key() },
             "route": {
-                "rules": rules.iter().map(|(name, cond, status, matched)| json!({"name": name, "when": cond, "matched": matched, "status": status})).collect::<Vec<_>>(),
+                "rules": rules_json(&rules),
                 "rule": chosen,
                 "backends": backends_json(&decision),
                 "connect_timeout_us": connect_timeout,
@@ -381,20 +411,14 @@ fn explain_connection(
         caller.key(),
         callee.key()
     );
-    out.push_str(&format!("route ({}):\n", callee.key()));
-    if rules.is_empty() {
-        out.push_str("  no route rules: the connection goes to the whole service\n");
-    }
-    for (name, condition, status, _) in &rules {
-        let when = condition
-            .as_ref()
-            .map_or_else(|| "(no condition)".to_string(), |c| format!("when {c}"));
-        out.push_str(&format!("  rule {name}: {status} — {when}\n"));
-    }
-    if chosen.is_none() && !rules.is_empty() {
-        out.push_str("  no rule applies: the connection goes to the whole service\n");
-    }
-    out.push_str(&format!("  backends: {}\n", backend_list(&decision)));
+    route_text(
+        &mut out,
+        callee,
+        &rules,
+        &decision,
+        "connection",
+        "no rule applies",
+    );
     let human =
         |t: Option<u64>| t.map_or_else(|| "none".into(), mesh_compiler::lower::human_micros);
     out.push_str(&format!("  connect timeout: {}\n", human(connect_timeout)));

@@ -86,12 +86,9 @@ async fn up(options: &Options, style: Style) -> Exit {
     // Held until the end: dropping it removes every namespace.
     let mut network = None;
     if options.isolated {
-        plan::isolate(
-            &mut plan,
-            &checked,
-            &format!("meshc-{}", std::process::id()),
-        );
-        match isolate(&plan, &binaries).await {
+        let prefix = format!("meshc-{}", std::process::id());
+        plan::isolate(&mut plan, &checked, &prefix);
+        match isolate(&plan, &binaries, &prefix).await {
             Ok(created) => network = Some(created),
             Err(e) => return trouble(&e),
         }
@@ -166,7 +163,11 @@ async fn up(options: &Options, style: Style) -> Exit {
 }
 
 /// Creates the namespaces of an isolated plan and installs each one's capture rules.
-async fn isolate(plan: &Plan, binaries: &Binaries) -> Result<isolated::Network, String> {
+async fn isolate(
+    plan: &Plan,
+    binaries: &Binaries,
+    prefix: &str,
+) -> Result<isolated::Network, String> {
     let pods: Vec<isolated::Pod> = plan
         .workloads
         .iter()
@@ -176,12 +177,7 @@ async fn isolate(plan: &Plan, binaries: &Binaries) -> Result<isolated::Network, 
     for service in &plan.services {
         hosts.push_str(&format!("{} {}\n", service.ip, service.names.join(" ")));
     }
-    let prefix = pods
-        .first()
-        .and_then(|p| p.netns.rsplit_once('-'))
-        .map_or("meshc", |(prefix, _)| prefix)
-        .to_string();
-    let network = isolated::Network::create(&prefix, &pods, &hosts).await?;
+    let network = isolated::Network::create(prefix, &pods, &hosts).await?;
     for pod in &pods {
         isolated::capture(&binaries.agent, pod).await?;
     }
