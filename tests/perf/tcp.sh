@@ -12,7 +12,12 @@
 # Throughput: iperf3, one stream, SIZE bytes (default 1G) per run. Connection setup:
 # COUNT sequential connections each echoing 1 KiB (connect to last byte, p50 / p90).
 # CPU per MiB: user+system time of the two proxies during the iperf3 run over MiB moved.
-# Results go to $WORK/tcp.json and a table on stdout. Knobs: SIZE, COUNT, ROUNDS.
+# HTTP through capture: the same two agents carry HTTP_COUNT keep-alive requests (4
+# connections) from the client to the server's HTTP port, alternately captured (the app
+# calls the service address, no proxy settings) and through the client agent's outbound
+# listener as an explicit proxy (HTTP_PROXY); CPU per request of both agents, each way.
+# Results go to $WORK/tcp.json and a table on stdout. Knobs: SIZE, COUNT, ROUNDS,
+# HTTP_COUNT; MESH_AGENT_THREADS (the agents' threads; 1 matches Envoy's --concurrency 1).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -21,6 +26,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN="$CARGO_TARGET_DIR/release"
 SIZE=${SIZE:-1G}
 COUNT=${COUNT:-300}
+HTTP_COUNT=${HTTP_COUNT:-10000}
+# One proxy thread each, as Envoy runs with --concurrency 1 below.
+export MESH_AGENT_THREADS=${MESH_AGENT_THREADS:-1}
 ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d /tmp/mesh-tcp-bench.XXXXXX)
 log() { echo "== $*" >&2; }
@@ -61,6 +69,7 @@ S=$(basename "$(field "[w['netns'] for w in d['workloads'] if w['service']=='ben
 SIP=$(field "[w['ip'] for w in d['workloads'] if w['service']=='bench/server'][0]")
 VIP=$(field "[s['address'] for s in d['services'] if s['service']=='bench/server'][0].split(':')[0]")
 AGENTS="$(field "' '.join(str(w['agent_pid']) for w in d['workloads'])")"
+PROXY=$(field "[w['outbound'] for w in d['workloads'] if w['service']=='bench/client'][0]")
 
 ip netns exec "$S" iperf3 -s -p 5201 >/dev/null 2>&1 &
 PIDS+=($!)
@@ -103,6 +112,28 @@ EOF
 log "mesh: two agents, mTLS"
 # shellcheck disable=SC2086
 measure mesh "$VIP" 5201 5202 $AGENTS
+
+log "HTTP: captured vs explicit proxy, same agents"
+for round in $(seq 1 "$ROUNDS"); do
+    for mode in capture proxy; do
+        target="$VIP:8080"
+        [ "$mode" = proxy ] && target=$PROXY
+        # shellcheck disable=SC2086
+        before=$(cpu $AGENTS)
+        ip netns exec "$C" python3 "$PERF/http_load.py" "$mode" "$target" server.bench:8080 \
+            "$HTTP_COUNT" 4 >"$WORK/http-$mode-$round.json"
+        # shellcheck disable=SC2086
+        after=$(cpu $AGENTS)
+        python3 - "$WORK/http-$mode-$round.json" "$before" "$after" "http-$mode" >>"$WORK/rows" <<'EOF'
+import json, sys
+run = json.load(open(sys.argv[1]))
+if run["failed"]:
+    sys.exit(f"{sys.argv[4]}: {run['failed']} requests failed")
+cpu = float(sys.argv[3]) - float(sys.argv[2])
+print(json.dumps({"path": sys.argv[4], "cpu_us_per_request": 1e6 * cpu / run["ok"]}))
+EOF
+    done
+done
 
 log "capture rules removed (direct and Envoy paths)"
 for ns in "$C" "$S"; do ip netns exec "$ns" "$BIN/mesh-agent" capture --remove >/dev/null; done
@@ -223,6 +254,10 @@ print()
 print(f"throughput mesh/envoy: {med('mesh', 'gbit_s') / med('envoy', 'gbit_s'):.2f}x (target >= 1.5x)")
 print(f"setup latency added, mesh/envoy: {(med('mesh', 'p50_us') - direct) / (med('envoy', 'p50_us') - direct):.2f} (target <= 0.5)")
 print(f"CPU per MiB mesh/envoy: {med('mesh', 'cpu_ms_per_mib') / med('envoy', 'cpu_ms_per_mib'):.2f} (target <= 0.5)")
+print()
+capture, proxy = med("http-capture", "cpu_us_per_request"), med("http-proxy", "cpu_us_per_request")
+print(f"HTTP CPU per request, both agents: captured {capture:.1f} us, explicit proxy {proxy:.1f} us")
+print(f"HTTP capture/explicit proxy: {capture / proxy:.3f} (target <= 1.05)")
 EOF
 cp "$WORK/rows" "$WORK/tcp.json"
 log "results in $WORK/tcp.json (KEEP=1 keeps the directory)"

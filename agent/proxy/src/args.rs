@@ -54,6 +54,11 @@ pub struct Args {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Threads that run the proxy: 1 runs everything on one thread (no cross-thread
+    /// wake-ups, the cheapest per request); the default is Istio's sidecar concurrency.
+    #[arg(long, env = "MESH_AGENT_THREADS", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
 }
 
 /// Sources of endpoints.
@@ -113,4 +118,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Ok(Duration::from_micros(n.saturating_mul(micros)))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Args;
+
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        let base = ["mesh-agent", "--config", "c.json", "--endpoints", "e.json"];
+        Args::try_parse_from(base.iter().chain(extra))
+    }
+
+    #[test]
+    fn threads_take_one_or_more_and_name_the_flag_otherwise() {
+        assert_eq!(parse(&["--threads", "1"]).map(|a| a.threads).ok(), Some(1));
+        assert_eq!(parse(&["--threads", "8"]).map(|a| a.threads).ok(), Some(8));
+        for bad in ["0", "257", "many"] {
+            let error = parse(&["--threads", bad]).err().map(|e| e.to_string());
+            assert!(
+                error.as_deref().is_some_and(|e| e.contains("--threads")),
+                "{bad}: {error:?}"
+            );
+        }
+    }
 }

@@ -28,6 +28,7 @@ pub mod relay;
 pub mod reload;
 pub mod retry;
 pub mod server;
+pub mod spare;
 pub mod state;
 pub mod tcp;
 pub mod tls;

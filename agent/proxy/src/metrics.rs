@@ -90,6 +90,14 @@ pub struct TcpLabels {
     pub result: &'static str,
 }
 
+/// Labels of spare mTLS connections for opaque TCP ([`crate::spare`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpareLabels {
+    /// `used` (a connection took it), `expired` (dropped unused), `closed` (the callee
+    /// had closed it), `failed` (its handshake failed).
+    pub result: &'static str,
+}
+
 /// Labels of the bytes of opaque TCP connections.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TcpBytesLabels {
@@ -139,6 +147,8 @@ pub struct Metrics {
     pub tcp_duration: Family<DirectionLabels, Histogram>,
     /// Connections that protocol detection sent to the HTTP or the opaque TCP path.
     pub detected: Family<DetectedLabels, Counter>,
+    /// What became of spare mTLS connections for opaque TCP.
+    pub tcp_spares: Family<SpareLabels, Counter>,
 }
 
 /// Labels of a protocol detection.
@@ -240,7 +250,14 @@ impl Default for Metrics {
             "Captured connections by detected protocol",
             detected.clone(),
         );
+        let tcp_spares = Family::<SpareLabels, Counter>::default();
+        registry.register(
+            "tcp_spare_connections",
+            "Spare mTLS connections to peer agents for opaque TCP, by what became of them",
+            tcp_spares.clone(),
+        );
         Metrics {
+            tcp_spares,
             tcp_connections,
             tcp_bytes,
             tcp_duration,
@@ -291,6 +308,15 @@ impl Metrics {
         }
         for policy in &decision.policies {
             self.authz.get_or_create(&labels(policy)).inc();
+        }
+    }
+
+    /// Counts `count` spare connections that ended as `result`.
+    pub fn spares(&self, result: &'static str, count: usize) {
+        if count > 0 {
+            self.tcp_spares
+                .get_or_create(&SpareLabels { result })
+                .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
         }
     }
 

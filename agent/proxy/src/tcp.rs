@@ -19,9 +19,11 @@ use tokio::net::TcpStream;
 
 use crate::caller::Caller;
 use crate::client::CONNECT_TIMEOUT;
-use crate::metrics::{ServiceLabels, TcpLabels};
+use crate::metrics::{ServiceLabels, SpareLabels, TcpLabels};
 use crate::relay::{Transferred, relay};
+use crate::spare;
 use crate::state::{Shared, Snapshot};
+use crate::tls::Tls;
 
 /// The ALPN protocol of opaque TCP between agents.
 pub const ALPN: &[u8] = b"mesh-tcp";
@@ -30,7 +32,7 @@ pub const ALPN: &[u8] = b"mesh-tcp";
 pub const PREAMBLE_MARK: u8 = 0;
 
 /// How long a peer may take to send the preamble.
-const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Endpoints tried for one connection before giving up.
 const MAX_ENDPOINT_TRIES: usize = 3;
@@ -134,15 +136,26 @@ pub async fn outbound(
                 break;
             }
         };
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(endpoint.addr))
+        // mTLS to the callee's agent when there is one and this agent has an identity;
+        // an endpoint without an agent is the app itself, plaintext with no preamble.
+        let mtls = tls.as_ref().filter(|_| through_agent);
+        let opened = match mtls {
+            Some(tls) => open_mtls(
+                shared,
+                tls,
+                endpoint.addr,
+                &service.identity,
+                connect_timeout,
+            )
             .await
-        {
-            Ok(Ok(stream)) => stream,
-            failed => {
-                let error = match failed {
-                    Ok(Err(error)) => error.to_string(),
-                    _ => "timed out".to_string(),
-                };
+            .map(|upstream| Opened::Tls(Box::new(upstream))),
+            None => connect(endpoint.addr, connect_timeout)
+                .await
+                .map(Opened::Plain),
+        };
+        let upstream = match opened {
+            Ok(upstream) => upstream,
+            Err(OpenError::Connect(error)) => {
                 tracing::debug!(endpoint = %endpoint.addr, %error, "opaque TCP: connect failed");
                 if endpoint.connect_failed() {
                     shared
@@ -157,46 +170,30 @@ pub async fn outbound(
                 labels.result = "connect-failed";
                 continue;
             }
+            Err(OpenError::Handshake(error)) => {
+                tracing::info!(endpoint = %endpoint.addr, identity = %service.identity, %error, "opaque TCP: mTLS handshake failed");
+                labels.result = "connect-failed";
+                break;
+            }
         };
         endpoint.connected();
-        let _ = stream.set_nodelay(true);
+        if !through_agent {
+            labels.tls = "plaintext";
+        }
         let _in_flight = endpoint.start();
         let started = Instant::now();
-        let relayed = match &tls {
-            // An endpoint without an agent: the app itself, plaintext, no preamble.
-            _ if !through_agent => {
-                labels.tls = "plaintext";
-                relay(app, stream, idle).await
-            }
-            Some(tls) => {
-                let connector = match tls.tcp_connector(&service.identity) {
-                    Ok(connector) => connector,
-                    Err(error) => {
-                        tracing::warn!(identity = %service.identity, %error, "opaque TCP: cannot set up mTLS");
-                        labels.result = "connect-failed";
-                        break;
-                    }
-                };
-                let name = ServerName::IpAddress(endpoint.addr.ip().into());
-                match tokio::time::timeout(connect_timeout, connector.connect(name, stream)).await {
-                    Ok(Ok(mut upstream)) => match send_preamble(&mut upstream, port).await {
-                        Ok(()) => relay(app, upstream, idle).await,
-                        Err(error) => unsent(&error),
-                    },
-                    failed => {
-                        tracing::info!(endpoint = %endpoint.addr, identity = %service.identity, error = ?failed.err(), "opaque TCP: mTLS handshake failed");
-                        labels.result = "connect-failed";
-                        break;
-                    }
-                }
-            }
-            None => {
-                let mut upstream = stream;
+        let relayed = match upstream {
+            Opened::Tls(mut upstream) => match send_preamble(&mut upstream, port).await {
+                Ok(()) => relay(app, upstream, idle).await,
+                Err(error) => unsent(&error),
+            },
+            Opened::Plain(mut upstream) if through_agent => {
                 match send_preamble(&mut upstream, port).await {
                     Ok(()) => relay(app, upstream, idle).await,
                     Err(error) => unsent(&error),
                 }
             }
+            Opened::Plain(upstream) => relay(app, upstream, idle).await,
         };
         labels.result = "opened";
         shared.metrics.tcp(labels.clone());
@@ -204,6 +201,89 @@ pub async fn outbound(
         return;
     }
     shared.metrics.tcp(labels);
+}
+
+/// An upstream connection ready for the preamble or the app's bytes.
+enum Opened {
+    Plain(TcpStream),
+    Tls(Box<spare::Upstream>),
+}
+
+/// Why no upstream connection could be opened.
+enum OpenError {
+    /// The endpoint did not accept a TCP connection in time.
+    Connect(String),
+    /// The TLS handshake failed or the connector could not be built.
+    Handshake(String),
+}
+
+/// A TCP connection to `addr` within `timeout`, without Nagle's delays.
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, OpenError> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(error)) => Err(OpenError::Connect(error.to_string())),
+        Err(_) => Err(OpenError::Connect("timed out".into())),
+    }
+}
+
+/// An mTLS connection (ALPN `mesh-tcp`) to the agent at `addr`, which must present
+/// `identity`: a spare when one is ready ([`crate::spare`]), else a new handshake; either
+/// way the spares used are handshaken again in the background.
+async fn open_mtls(
+    shared: &Shared,
+    tls: &Arc<Tls>,
+    addr: SocketAddr,
+    identity: &str,
+    timeout: Duration,
+) -> Result<spare::Upstream, OpenError> {
+    let taken = tls.spares.take(addr, identity);
+    shared.metrics.spares("expired", taken.expired);
+    shared.metrics.spares("closed", taken.closed);
+    let upstream = match taken.spare {
+        Some(spare) => {
+            shared.metrics.spares("used", 1);
+            spare
+        }
+        None => handshake(tls, addr, identity, timeout).await?,
+    };
+    for _ in 0..tls.spares.wanted(addr, identity) {
+        let tls = Arc::clone(tls);
+        let identity = identity.to_string();
+        let spares = shared.metrics.tcp_spares.clone();
+        tokio::spawn(async move {
+            match handshake(&tls, addr, &identity, timeout).await {
+                Ok(spare) => tls.spares.put(addr, &identity, spare),
+                Err(OpenError::Connect(error) | OpenError::Handshake(error)) => {
+                    tracing::debug!(%addr, %identity, %error, "opaque TCP: spare handshake failed");
+                    spares
+                        .get_or_create(&SpareLabels { result: "failed" })
+                        .inc();
+                    tls.spares.failed(addr, &identity);
+                }
+            }
+        });
+    }
+    Ok(upstream)
+}
+
+/// Connects to the agent at `addr` and runs the mTLS handshake, each within `timeout`.
+async fn handshake(
+    tls: &Tls,
+    addr: SocketAddr,
+    identity: &str,
+    timeout: Duration,
+) -> Result<spare::Upstream, OpenError> {
+    let connector = tls.tcp_connector(identity).map_err(OpenError::Handshake)?;
+    let stream = connect(addr, timeout).await?;
+    let name = ServerName::IpAddress(addr.ip().into());
+    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+        Ok(Ok(upstream)) => Ok(upstream),
+        Ok(Err(error)) => Err(OpenError::Handshake(error.to_string())),
+        Err(_) => Err(OpenError::Handshake("timed out".into())),
+    }
 }
 
 async fn send_preamble<W: AsyncWrite + Unpin>(upstream: &mut W, port: u16) -> std::io::Result<()> {

@@ -44,6 +44,8 @@ pub struct Tls {
     clients: Mutex<HashMap<String, Arc<MtlsClient>>>,
     /// Opaque TCP connectors (ALPN `mesh-tcp`) by the SPIFFE id they accept.
     tcp: Mutex<HashMap<String, TlsConnector>>,
+    /// Handshaken opaque TCP connections in reserve, made with this identity.
+    pub spares: crate::spare::Spares,
 }
 
 /// Adds the opaque TCP protocol to a server config's ALPN list.
@@ -76,6 +78,7 @@ impl Tls {
             identity,
             clients: Mutex::new(HashMap::new()),
             tcp: Mutex::new(HashMap::new()),
+            spares: crate::spare::Spares::default(),
         })
     }
 

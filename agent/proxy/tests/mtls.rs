@@ -100,10 +100,17 @@ impl Pair {
             "endpoints.json",
             &endpoints(&[("reviews", None, reviews.inbound)]),
         );
+        // The caller's agent runs on one thread (`--threads 1`: a current-thread runtime),
+        // the callee's on the default pool, so every test of a pair covers both.
         let client = Agent::start_with(
             client_dir.path(),
             "127.0.0.1:9".parse().unwrap(),
-            &["--identity-dir", client_id.to_str().unwrap()],
+            &[
+                "--identity-dir",
+                client_id.to_str().unwrap(),
+                "--threads",
+                "1",
+            ],
         );
         let pair = Pair {
             client,

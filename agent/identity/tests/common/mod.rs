@@ -76,6 +76,7 @@ pub struct Seen {
     pub peer: Option<SpiffeId>,
     pub alpn: Option<Vec<u8>>,
     pub tls13: bool,
+    pub suite: Option<mesh_identity::rustls::CipherSuite>,
 }
 
 #[derive(Debug)]
@@ -104,6 +105,7 @@ async fn exchange_inner(server: Arc<ServerConfig>, client: Arc<ClientConfig>) ->
             peer: conn.peer_certificates().and_then(peer_spiffe_id),
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
             tls13: conn.protocol_version() == Some(mesh_identity::rustls::ProtocolVersion::TLSv1_3),
+            suite: conn.negotiated_cipher_suite().map(|suite| suite.suite()),
         };
         let mut ping = [0u8; 4];
         tls.read_exact(&mut ping).await?;
@@ -121,6 +123,7 @@ async fn exchange_inner(server: Arc<ServerConfig>, client: Arc<ClientConfig>) ->
             peer: conn.peer_certificates().and_then(peer_spiffe_id),
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
             tls13: conn.protocol_version() == Some(mesh_identity::rustls::ProtocolVersion::TLSv1_3),
+            suite: conn.negotiated_cipher_suite().map(|suite| suite.suite()),
         };
         tls.write_all(b"ping").await?;
         tls.flush().await?;
