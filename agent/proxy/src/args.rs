@@ -54,6 +54,18 @@ pub struct Args {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// How long an HTTP/1 client may take to send a request head, counted from when the
+    /// connection is ready for it (so also how long a keep-alive connection may idle).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub header_read_timeout: Duration,
+    /// Open connections per listener at most; beyond, new ones wait in the backlog.
+    #[arg(long, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// HTTP/2 streams per connection at most.
+    #[arg(long, default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
     /// Threads that run the proxy: 1 runs everything on one thread (no cross-thread
     /// wake-ups, the cheapest per request); the default is Istio's sidecar concurrency.
     #[arg(long, env = "MESH_AGENT_THREADS", default_value_t = 2,

@@ -15,6 +15,7 @@ use mesh_config::schema::Protocol;
 
 use crate::caller::Caller;
 use crate::client::{Clients, SendError};
+use crate::client_body::{ClientBody, bad_request_body};
 use crate::http::{Body, View, authority, boxed, error_response, strip_hop_by_hop};
 use crate::metrics::{DirectionLabels, RequestLabels};
 use crate::state::Shared;
@@ -75,9 +76,13 @@ impl Inbound {
             ),
             Ok(uri) => {
                 parts.uri = uri;
+                let (body, body_failed) = ClientBody::new(body);
                 let request = Request::from_parts(parts, boxed(body));
                 match self.clients.forward(request, http2, upgrade).await {
                     Ok(response) => response,
+                    Err(SendError::Reset(e)) if body_failed.get() => {
+                        bad_request_body(&self.shared.metrics, "inbound", &e.to_string())
+                    }
                     Err(SendError::Connect(e)) => error_response(
                         StatusCode::BAD_GATEWAY,
                         "app-unavailable",

@@ -14,12 +14,14 @@ pub mod balance;
 pub mod caller;
 pub mod capture;
 pub mod client;
+pub mod client_body;
 pub mod detect;
 pub mod discovery;
 pub mod http;
 pub mod inbound;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod original_dst;
@@ -118,12 +120,22 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
     let admin_shared = Arc::clone(&shared);
     let inbound_shared = Arc::clone(&shared);
     let outbound_shared = Arc::clone(&shared);
+    let limits = limits::Limits {
+        header_read_timeout: args.header_read_timeout,
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        max_concurrent_streams: args.max_concurrent_streams,
+    };
+    let guard = |listener| server::Guard {
+        limits,
+        fired: limits::Fired::new(listener, shared.metrics.limits.clone()),
+    };
     let graceful = GracefulShutdown::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let serving = async {
         tokio::join!(
             server::serve(
                 outbound_listener,
+                guard("outbound"),
                 move |stream, _remote| {
                     accept::outbound(Arc::clone(&outbound_shared), stream, detect_timeout)
                 },
@@ -136,6 +148,7 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
             ),
             server::serve(
                 inbound_listener,
+                guard("inbound"),
                 move |stream, remote| {
                     accept::inbound(
                         Arc::clone(&inbound_shared),
@@ -154,6 +167,7 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
             ),
             server::serve(
                 admin_listener,
+                guard("admin"),
                 server::plaintext,
                 move |request, _caller| {
                     let response = admin::handle(&admin_shared, &request);

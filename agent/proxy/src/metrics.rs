@@ -90,6 +90,17 @@ pub struct TcpLabels {
     pub result: &'static str,
 }
 
+/// Labels of a limit that fired ([`crate::limits`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// `outbound`, `inbound` or `admin`.
+    pub listener: &'static str,
+    /// `max_connections` (accepting paused), `header_read_timeout`, `idle_timeout`,
+    /// `header_size` (431), `malformed_request` (400), `h2_abuse` (GOAWAY
+    /// ENHANCE_YOUR_CALM: rapid reset, CONTINUATION flood, too many error resets).
+    pub limit: &'static str,
+}
+
 /// Labels of spare mTLS connections for opaque TCP ([`crate::spare`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SpareLabels {
@@ -149,6 +160,8 @@ pub struct Metrics {
     pub detected: Family<DetectedLabels, Counter>,
     /// What became of spare mTLS connections for opaque TCP.
     pub tcp_spares: Family<SpareLabels, Counter>,
+    /// Limits that fired, by listener.
+    pub limits: Family<LimitLabels, Counter>,
 }
 
 /// Labels of a protocol detection.
@@ -256,7 +269,14 @@ impl Default for Metrics {
             "Spare mTLS connections to peer agents for opaque TCP, by what became of them",
             tcp_spares.clone(),
         );
+        let limits = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "limits",
+            "Times a listener's limit fired (connections cut off, requests refused, accepting paused)",
+            limits.clone(),
+        );
         Metrics {
+            limits,
             tcp_spares,
             tcp_connections,
             tcp_bytes,

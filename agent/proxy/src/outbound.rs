@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use mesh_config::schema::{Backend, Egress, FULL_WEIGHT, Retry, RouteRule};
 
 use crate::client::{Clients, SendError, send_on};
+use crate::client_body::{BodyFailed, ClientBody, bad_request_body};
 use crate::http::{Body, View, authority, boxed, error_response, full, strip_hop_by_hop};
 use crate::metrics::{DirectionLabels, RequestLabels, ServiceLabels};
 use crate::retry::{self, Outcome};
@@ -202,13 +203,7 @@ impl Outbound {
         }
         let body = match buffer(body).await {
             Ok(body) => body,
-            Err(error) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad-request-body",
-                    &format!("cannot read the request body: {error}"),
-                );
-            }
+            Err(error) => return bad_request_body(&self.shared.metrics, "outbound", &error),
         };
         if let (Some(rule), RequestBody::Buffered(bytes)) = (plan.rule, &body) {
             for mirror in &rule.mirrors {
@@ -267,8 +262,9 @@ impl Outbound {
         };
         let (buffered, mut streaming) = match body {
             RequestBody::Buffered(bytes) => (Some(bytes), None),
-            RequestBody::Streaming(incoming) => (None, Some(incoming)),
+            RequestBody::Streaming(incoming) => (None, Some(ClientBody::new(incoming))),
         };
+        let mut body_failed = None;
         let mut avoid = None;
         let mut last: Option<Response<Body>> = None;
         for attempt in 1..=attempts {
@@ -303,7 +299,10 @@ impl Outbound {
             };
             let body = match (&buffered, streaming.take()) {
                 (Some(bytes), _) => full(bytes.clone()),
-                (None, Some(incoming)) => boxed(incoming),
+                (None, Some((incoming, failed))) => {
+                    body_failed = Some(failed);
+                    boxed(incoming)
+                }
                 (None, None) => full(Bytes::new()),
             };
             let upstream = match request.build(transport.scheme(), endpoint.addr, body) {
@@ -359,6 +358,11 @@ impl Outbound {
                             ),
                         ),
                     )
+                }
+                Some(Err(SendError::Reset(error)))
+                    if body_failed.as_ref().is_some_and(BodyFailed::get) =>
+                {
+                    return bad_request_body(&self.shared.metrics, "outbound", &error.to_string());
                 }
                 Some(Err(SendError::Reset(error))) => (
                     Outcome::Reset,

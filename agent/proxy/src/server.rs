@@ -3,7 +3,8 @@
 //! watcher so SIGTERM stops accepting and lets in-flight requests finish. How an accepted
 //! stream becomes a connection (plaintext, or the inbound mTLS handshake) is the caller's
 //! `accept`; it runs in the connection's own task, so a slow handshake never blocks the
-//! loop.
+//! loop. Each listener is guarded by its [`Limits`]: it holds at most `max_connections`
+//! (accepting pauses beyond) and counts the limits that end connections.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,15 +14,24 @@ use std::sync::Arc;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::caller::Caller;
 use crate::http::Body;
+use crate::limits::{Activity, Fired, Limits, Tracked};
 use crate::tls::Accepted;
+
+/// What guards a listener: its limits and where it counts them firing.
+#[derive(Clone)]
+pub struct Guard {
+    /// The limits.
+    pub limits: Limits,
+    /// The counter of limits that fired.
+    pub fired: Fired,
+}
 
 /// Accepts every stream as plaintext with no peer identity.
 pub async fn plaintext(stream: TcpStream, _remote: SocketAddr) -> Option<Accepted> {
@@ -32,6 +42,7 @@ pub async fn plaintext(stream: TcpStream, _remote: SocketAddr) -> Option<Accepte
 /// each request to `handle` with the connection's caller.
 pub async fn serve<A, AF, H, F>(
     listener: TcpListener,
+    guard: Guard,
     accept: A,
     handle: H,
     graceful: &GracefulShutdown,
@@ -42,7 +53,22 @@ pub async fn serve<A, AF, H, F>(
     H: Fn(Request<Incoming>, Arc<Caller>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    let builder = Arc::new(guard.limits.builder());
+    let permits = Arc::new(Semaphore::new(guard.limits.max_connections));
     loop {
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                guard.fired.count("max_connections");
+                tokio::select! {
+                    permit = Arc::clone(&permits).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    _ = stop.wait_for(|stopped| *stopped) => break,
+                }
+            }
+        };
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -56,7 +82,9 @@ pub async fn serve<A, AF, H, F>(
         };
         let _ = stream.set_nodelay(true);
         let (accept, handle, watcher) = (accept.clone(), handle.clone(), graceful.watcher());
+        let (builder, guard) = (Arc::clone(&builder), guard.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             let Some(Accepted {
                 io,
                 peer,
@@ -70,12 +98,14 @@ pub async fn serve<A, AF, H, F>(
                 let (handle, peer) = (handle.clone(), peer.clone());
                 async move { Ok::<_, Infallible>(handle(request, peer).await) }
             });
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let activity = Arc::new(Activity::default());
+            let io = Tracked::new(io, Arc::clone(&activity), guard.limits.header_read_timeout);
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, "connection ended with an error");
+                guard.fired.connection_error(error.as_ref(), &activity);
             }
         });
     }
