@@ -250,24 +250,17 @@ impl Issued {
     /// Writes `dir/cert.pem`, `dir/key.pem` (mode 0600) and `dir/ca.pem` (the bundle),
     /// creating `dir` if needed: what [`crate::Identity::load`] reads.
     ///
-    /// Each file is replaced atomically; the key is written first and the certificate
-    /// last, so a watcher that reloads on the certificate sees the matching key.
+    /// The three are replaced as one step (a new version directory, then one rename of
+    /// the `..data` link, as Kubernetes updates a mounted Secret), so a watcher reloading
+    /// at any moment reads a matching certificate and key.
     pub fn write(&self, dir: &Path) -> Result<(), IdentityError> {
-        files::create_dir(dir)?;
-        files::write_atomic(
-            &dir.join(KEY_FILE),
-            self.key_pem.as_bytes(),
-            files::PRIVATE_MODE,
-        )?;
-        files::write_atomic(
-            &dir.join(CA_CERT_FILE),
-            self.ca_pem.as_bytes(),
-            files::PUBLIC_MODE,
-        )?;
-        files::write_atomic(
-            &dir.join(CERT_FILE),
-            self.cert_pem.as_bytes(),
-            files::PUBLIC_MODE,
+        files::write_versioned(
+            dir,
+            &[
+                (KEY_FILE, self.key_pem.as_bytes(), files::PRIVATE_MODE),
+                (CA_CERT_FILE, self.ca_pem.as_bytes(), files::PUBLIC_MODE),
+                (CERT_FILE, self.cert_pem.as_bytes(), files::PUBLIC_MODE),
+            ],
         )
     }
 

@@ -56,11 +56,14 @@ impl Identity {
     /// `dir/key.pem` (its private key) and `dir/ca.pem` (the CA bundle), and checks them:
     /// the certificate must chain to the bundle for both server and client use, be valid
     /// now, have exactly one URI SAN that is a mesh SPIFFE id, and match the key.
+    ///
+    /// A directory in Kubernetes' `..data` layout (what [`crate::Issued::write`] makes) is
+    /// read from one version: the one its link names before and after the reads, so a
+    /// swap in between cannot mix two versions.
     pub fn load(dir: &Path) -> Result<Identity, IdentityError> {
-        let [cert, key, ca] = [CERT_FILE, KEY_FILE, CA_CERT_FILE].map(|name| dir.join(name));
-        let cert_pem = files::read(&cert)?;
-        let key_pem = files::read(&key)?;
-        let ca_pem = files::read(&ca)?;
+        let paths = [CERT_FILE, KEY_FILE, CA_CERT_FILE].map(|name| dir.join(name));
+        let [cert_pem, key_pem, ca_pem] = files::read_consistent(dir, &paths)?;
+        let [cert, key, ca] = paths;
         Identity::check(
             Source {
                 path: cert,

@@ -84,6 +84,7 @@ fn identity_files_have_the_right_modes_even_over_older_files() {
     let mut names: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| !name.starts_with(".."))
         .collect();
     names.sort();
     assert_eq!(
@@ -91,6 +92,94 @@ fn identity_files_have_the_right_modes_even_over_older_files() {
         ["ca.pem", "cert.pem", "key.pem"],
         "no temporary files left"
     );
+}
+
+/// The hidden entries of an identity directory: `..data` and the version directories.
+fn versions(dir: &Path) -> Vec<String> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("..") && name != "..data")
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_identity_is_replaced_as_one_step_in_the_kubernetes_layout() {
+    let (dir, ca) = identity_dir();
+    let first = Identity::load(dir.path()).unwrap();
+    for _ in 0..3 {
+        ca.issue(&frontend(), DAY)
+            .unwrap()
+            .write(dir.path())
+            .unwrap();
+    }
+    // Each name links through `..data`, which names one version directory; only the
+    // current and the previous version are kept.
+    for name in ["cert.pem", "key.pem", "ca.pem"] {
+        assert_eq!(
+            fs::read_link(dir.path().join(name)).unwrap(),
+            Path::new("..data").join(name)
+        );
+    }
+    let current = fs::read_link(dir.path().join("..data")).unwrap();
+    let kept = versions(dir.path());
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept.contains(&current.to_string_lossy().into_owned()));
+    let loaded = Identity::load(dir.path()).unwrap();
+    assert_eq!(loaded.spiffe_id(), &frontend());
+    assert_ne!(first.spiffe_id(), loaded.spiffe_id());
+}
+
+#[test]
+fn an_identity_loaded_while_it_is_rotated_is_never_a_mix_of_two() {
+    let (dir, ca) = identity_dir();
+    let issued: Vec<_> = (0..100)
+        .map(|i| {
+            let id = if i % 2 == 0 { frontend() } else { reviews() };
+            ca.issue(&id, DAY).unwrap()
+        })
+        .collect();
+    let path = dir.path().to_owned();
+    let rotate = std::thread::spawn(move || {
+        for identity in &issued {
+            identity.write(&path).unwrap();
+        }
+    });
+    // Load continuously while the writer swaps: a new key beside an old certificate would
+    // be refused ("the key does not match the certificate").
+    let mut loads = 0;
+    while !rotate.is_finished() {
+        if let Err(error) = Identity::load(dir.path()) {
+            panic!("load {loads} saw a broken identity: {error}");
+        }
+        loads += 1;
+    }
+    rotate.join().unwrap();
+    assert!(loads > 10, "only {loads} loads overlapped the rotations");
+    assert!(versions(dir.path()).len() <= 2);
+}
+
+#[test]
+fn plain_identity_files_are_taken_over_by_the_versioned_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::generate("mesh CA").unwrap();
+    let old = ca.issue(&reviews(), DAY).unwrap();
+    fs::write(dir.path().join("cert.pem"), old.cert_pem()).unwrap();
+    fs::write(dir.path().join("key.pem"), old.key_pem()).unwrap();
+    fs::write(dir.path().join("ca.pem"), old.ca_pem()).unwrap();
+    assert_eq!(Identity::load(dir.path()).unwrap().spiffe_id(), &reviews());
+    ca.issue(&frontend(), DAY)
+        .unwrap()
+        .write(dir.path())
+        .unwrap();
+    assert!(
+        fs::symlink_metadata(dir.path().join("key.pem"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert_eq!(Identity::load(dir.path()).unwrap().spiffe_id(), &frontend());
 }
 
 #[test]

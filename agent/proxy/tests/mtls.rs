@@ -375,7 +375,8 @@ async fn rotating_certificates_under_load_fails_no_request() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    for round in 0..2 {
+    // 100 rotations: 50 rounds of both agents' certificates.
+    for round in 0..50 {
         for (agent, id) in [(&pair.reviews, REVIEWS), (&pair.client, CLIENT)] {
             let dir = Path::new(&agent.dir).join("identity");
             pair.ca
@@ -397,15 +398,18 @@ async fn rotating_certificates_under_load_fails_no_request() {
             reloaded,
             "reviews did not reload its identity (round {round})"
         );
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, Ordering::SeqCst);
     load.await.unwrap();
     assert!(
-        ok.load(Ordering::SeqCst) > 20,
+        ok.load(Ordering::SeqCst) > 100,
         "too little traffic to mean anything"
     );
     assert_eq!(failed.load(Ordering::SeqCst), 0);
+    // Each rotation swapped the files as one step: no reload ever read a key beside
+    // another certificate.
+    assert_eq!(counter(&pair.metrics().await, IDENTITY_FAILED), 0);
 
     // A broken certificate file is rejected; the last good identity stays in use.
     let dir = pair.reviews.dir.join("identity");
