@@ -322,6 +322,8 @@ mod h2_frames {
     const SETTINGS: u8 = 0x4;
     const CONTINUATION: u8 = 0x9;
     pub const GOAWAY: u8 = 0x7;
+    pub const RST_STREAM_KIND: u8 = RST_STREAM;
+    pub const REFUSED_STREAM: u32 = 0x7;
     const END_STREAM: u8 = 0x1;
     const END_HEADERS: u8 = 0x4;
     pub const ENHANCE_YOUR_CALM: u32 = 0xb;
@@ -370,19 +372,39 @@ mod h2_frames {
         out
     }
 
-    /// The error code of the first GOAWAY in `bytes` (frames as the server sent them).
-    pub fn goaway(bytes: &[u8]) -> Option<u32> {
+    /// `count` requests left open (HEADERS without END_STREAM: bodies still to come).
+    pub fn open_streams(count: u32) -> Vec<u8> {
+        let mut out = start();
+        for i in 0..count {
+            out.extend(frame(HEADERS, END_HEADERS, 2 * i + 1, &get()));
+        }
+        out
+    }
+
+    /// The frames in `bytes` (as the server sent them): kind, stream, payload.
+    pub fn frames(bytes: &[u8]) -> Vec<(u8, u32, Vec<u8>)> {
+        let mut out = Vec::new();
         let mut rest = bytes;
         while rest.len() >= 9 {
             let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
-            let kind = rest[3];
-            let payload = rest.get(9..9 + len)?;
-            if kind == GOAWAY && payload.len() >= 8 {
-                return Some(u32::from_be_bytes(payload[4..8].try_into().ok()?));
-            }
+            let Some(payload) = rest.get(9..9 + len) else {
+                break;
+            };
+            let stream = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & 0x7fff_ffff;
+            out.push((rest[3], stream, payload.to_vec()));
             rest = &rest[9 + len..];
         }
-        None
+        out
+    }
+
+    /// The error code of the first GOAWAY in `bytes`.
+    pub fn goaway(bytes: &[u8]) -> Option<u32> {
+        frames(bytes)
+            .into_iter()
+            .find(|(kind, _, payload)| *kind == GOAWAY && payload.len() >= 8)
+            .map(|(_, _, payload)| {
+                u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]])
+            })
     }
 }
 
@@ -416,6 +438,43 @@ async fn http2_rapid_reset_and_continuation_floods_end_the_connection() {
         .await,
         "h2_abuse fired {} times",
         setup.fired("outbound", "h2_abuse").await
+    );
+    setup.still_serves().await;
+}
+
+#[tokio::test]
+async fn http2_streams_beyond_the_limit_are_refused_and_the_connection_lives() {
+    let setup = setup(&["--max-concurrent-streams", "10"]).await;
+    let mut stream = TcpStream::connect(setup.agent.outbound).await.unwrap();
+    stream
+        .write_all(&h2_frames::open_streams(11))
+        .await
+        .unwrap();
+    // Bounded read: the refusal of the eleventh stream (id 21) arrives at once.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let mut buf = [0u8; 16 * 1024];
+        match tokio::time::timeout_at(deadline.into(), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => break None,
+        }
+        let refused = h2_frames::frames(&seen)
+            .into_iter()
+            .find(|(kind, id, payload)| {
+                *kind == h2_frames::RST_STREAM_KIND
+                    && *id == 21
+                    && payload.get(..4) == Some(&h2_frames::REFUSED_STREAM.to_be_bytes()[..])
+            });
+        if refused.is_some() {
+            break refused;
+        }
+    };
+    assert!(refused.is_some(), "stream 21 was not refused");
+    assert_eq!(
+        h2_frames::goaway(&seen),
+        None,
+        "the connection itself was kept"
     );
     setup.still_serves().await;
 }
