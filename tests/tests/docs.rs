@@ -725,8 +725,10 @@ fn the_diagnostic_pages_are_the_catalog() {
         };
         // The catalog's snippets are excerpts; the complete cases below are checked.
         let body = body.replace("```mesh\n", "```mesh,excerpt\n");
-        let mut page =
-            format!("# {code} {title}\n\n{GENERATED}\n\nSeverity: **{severity}**.\n{body}");
+        let mut page = format!(
+            "# {code} {title}\n\n{GENERATED}\n\nSeverity: **{severity}**.\n\n{}",
+            body.trim_start()
+        );
         let attr = if severity == "error" {
             "fails"
         } else {
