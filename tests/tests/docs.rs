@@ -4,9 +4,10 @@
 //!   in `docs/src/contributing.md`: `fails=CODE`, `warns=CODE`, `fragment`, `file=PATH`,
 //!   and `excerpt` in the generated diagnostic pages only), and `meshc test` runs the
 //!   `test` blocks of those that check;
-//! - every `meshc check|fmt|test|explain|compile` command in a ```` ```sh ```` block runs,
-//!   in a copy of `examples/` and `docs/examples/`, and exits as the page says (0 unless
-//!   the line's comment says `exits N`);
+//! - every local `meshc` command (check, fmt, test, explain, compile, identity,
+//!   manifests, inject; not piped into `kubectl`) in a ```` ```sh ```` block runs, in a
+//!   copy of `examples/` and `docs/examples/`, and exits as the page says (0 unless the
+//!   line's comment says `exits N`);
 //! - every relative link points at a page of the book and, with `#anchor`, at a heading
 //!   of it; every page is in `SUMMARY.md`;
 //! - the CLI reference (`meshc` and `mesh-agent` `--help`), the diagnostic catalog (from
@@ -331,8 +332,18 @@ fn every_mesh_block_checks_as_it_says() {
 }
 
 /// The subcommands of `meshc` that run locally, without root, a cluster or a running
-/// mesh; the docs test runs every such command it finds.
-const LOCAL: [&str; 5] = ["check", "fmt", "test", "explain", "compile"];
+/// mesh; the docs test runs every such command it finds (but not a pipeline into
+/// `kubectl`, which needs a cluster).
+const LOCAL: [&str; 8] = [
+    "check",
+    "fmt",
+    "test",
+    "explain",
+    "compile",
+    "identity",
+    "manifests",
+    "inject",
+];
 
 /// Logical lines of a shell block: `\` continuations joined, blank lines dropped.
 fn shell_lines(text: &str) -> Vec<String> {
@@ -405,6 +416,7 @@ fn every_local_meshc_command_runs() {
                 let mut words = line.split_whitespace();
                 if words.next() != Some("meshc")
                     || !words.next().is_some_and(|w| LOCAL.contains(&w))
+                    || line.contains("kubectl")
                 {
                     continue;
                 }
