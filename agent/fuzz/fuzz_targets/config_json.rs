@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
         .header("end-user", "jason")
         .on_port(8080);
     let trust_domain = config.source().mesh.trust_domain.clone();
-    let peer = Peer::from_spiffe_id(&format!("spiffe://{trust_domain}/ns/ns/sa/sa"), &trust_domain);
+    let peer = Peer::from_spiffe_id(
+        &format!("spiffe://{trust_domain}/ns/ns/sa/sa"),
+        &trust_domain,
+    );
     for service in 0..config.source().outbound.services.len() {
         let _ = config.route(service, &request, 0);
         let _ = config.route(service, &request, 99_999);

@@ -38,6 +38,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = config.route(service, &view, 12_345);
     }
     let _ = config.forbidden_mesh_namespace(&host);
-    let peer = Peer::from_spiffe_id("spiffe://cluster.local/ns/bookinfo/sa/gateway", "cluster.local");
+    let peer = Peer::from_spiffe_id(
+        "spiffe://cluster.local/ns/bookinfo/sa/gateway",
+        "cluster.local",
+    );
     let _ = config.authorize(&view, &peer);
 });

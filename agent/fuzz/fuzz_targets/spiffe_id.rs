@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     let parsed = SpiffeId::parse(text);
     if let Ok(id) = &parsed {
         let printed = id.to_string();
-        assert_eq!(SpiffeId::parse(&printed).ok().as_ref(), Some(id), "{printed}");
+        assert_eq!(
+            SpiffeId::parse(&printed).ok().as_ref(),
+            Some(id),
+            "{printed}"
+        );
     }
     let peer = mesh_config::Peer::from_spiffe_id(text, "cluster.local");
     assert_eq!(peer.identity.as_deref(), Some(text));
