@@ -164,3 +164,20 @@ fn imports_resolve_std_and_relative_files() {
         "{err}"
     );
 }
+
+/// The authorization matrix fixture of `mesh-compiler` (`compiler/tests/authz_matrix.rs`)
+/// is clean even with `--deny-warnings`.
+#[test]
+fn the_authz_fixture_checks_clean_with_deny_warnings() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../compiler");
+    let output = meshc(
+        &["check", "--deny-warnings", "tests/fixtures/authz.mesh"],
+        &root,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("checked 1 file: 0 errors, 0 warnings"),
+        "{stderr}"
+    );
+}

@@ -1,34 +1,9 @@
-//! Argument parsing and dispatch: one module per subcommand, one exit-code enum.
+//! The command line of `meshc`: every subcommand and its options, as clap derives them.
+//! Kept apart from the dispatch so that `--help` text and behaviour are read in one place.
 
-mod apply;
-mod check;
-mod compile;
-mod explain;
-mod fmt;
-mod identity;
-mod inject;
-mod lsp;
-mod manifests;
-mod mesh_input;
-mod test;
-mod up;
-
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use mesh_compiler::report::Style;
-
-/// Exit codes shared by every subcommand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// Everything is fine.
-    Ok = 0,
-    /// The input has problems (errors, unformatted files, failing tests).
-    Findings = 1,
-    /// Usage or I/O problems: nothing could be judged.
-    Trouble = 2,
-}
 
 #[derive(Parser)]
 #[command(
@@ -36,13 +11,13 @@ pub enum Exit {
     version,
     about = "The mesh policy compiler: check, format and compile .mesh files"
 )]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub enum Command {
     /// Check .mesh files and report every problem.
     Check {
         /// Files or directories (searched recursively for *.mesh).
@@ -184,9 +159,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = InjectMode::Capture)]
         mode: InjectMode,
     },
-    /// Run the language server (`mesh-lsp`, installed beside meshc) on stdin/stdout.
+    /// Run the language server on stdin/stdout (the server of `mesh-lsp`, linked in).
     Lsp {
-        /// Arguments passed on to mesh-lsp.
+        /// Arguments as `mesh-lsp` takes them (`--stdio` is accepted, `--version` prints
+        /// the server's version).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
@@ -194,7 +170,7 @@ enum Command {
 
 /// Modes of `meshc inject`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum InjectMode {
+pub enum InjectMode {
     /// Transparent capture: the `mesh-init` init container redirects the pod's TCP.
     Capture,
     /// `HTTP_PROXY` in the app containers' environment; nothing is redirected.
@@ -212,7 +188,7 @@ pub enum DryRunArg {
 
 /// `meshc identity` subcommands.
 #[derive(Subcommand)]
-enum IdentityCommand {
+pub enum IdentityCommand {
     /// Create a mesh CA in DIR: ca.pem and ca-key.pem (mode 0600).
     Init {
         /// Directory to create the CA in.
@@ -268,150 +244,4 @@ pub enum ExplainFormat {
     Human,
     /// One JSON document.
     Json,
-}
-
-/// Parses the command line and runs the subcommand.
-pub fn run() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let style = Style::detect(
-        std::io::stderr().is_terminal(),
-        std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
-    );
-    let exit = match cli.command {
-        Command::Check {
-            paths,
-            format,
-            deny_warnings,
-        } => check::run(&paths, format, deny_warnings, style),
-        Command::Up {
-            paths,
-            base_port,
-            state,
-            watch,
-            isolated,
-        } => up::run(
-            &up::Options {
-                paths,
-                base_port,
-                state,
-                watch,
-                isolated,
-            },
-            style,
-        ),
-        Command::Identity { command } => match command {
-            IdentityCommand::Init { dir, name, force } => identity::init(&dir, &name, force),
-            IdentityCommand::Issue {
-                ca,
-                trust_domain,
-                namespace,
-                service_account,
-                ttl,
-                out,
-            } => identity::issue(&identity::Issue {
-                ca: &ca,
-                trust_domain: &trust_domain,
-                namespace: &namespace,
-                service_account: &service_account,
-                ttl: &ttl,
-                out: &out,
-            }),
-        },
-        Command::Fmt { check, paths } => fmt::run(&paths, check, style),
-        Command::Compile { paths, out } => compile::run(&paths, &out, style),
-        Command::Test { paths } => test::run(&paths, style),
-        Command::Manifests { paths, ca, out } => manifests::run(&paths, &ca, &out, style),
-        Command::Apply {
-            paths,
-            ca,
-            context,
-            dry_run,
-            prune,
-            force_conflicts,
-        } => apply::run(
-            &apply::Request {
-                paths,
-                ca,
-                context,
-                dry_run,
-                prune,
-                force_conflicts,
-            },
-            style,
-        ),
-        Command::Inject {
-            file,
-            mesh,
-            image,
-            pre_stop_seconds,
-            mode,
-        } => inject::run(
-            &file,
-            &mesh,
-            &mesh_kube::inject::Options {
-                image,
-                pre_stop_seconds,
-                mode: match mode {
-                    InjectMode::Capture => mesh_kube::inject::Mode::Capture,
-                    InjectMode::ProxyEnv => mesh_kube::inject::Mode::ProxyEnv,
-                },
-            },
-            style,
-        ),
-        Command::Lsp { args } => lsp::run(&args),
-        Command::Explain {
-            path,
-            from,
-            to,
-            method,
-            url_path,
-            connect,
-            headers,
-            format,
-        } => explain::run(
-            &explain::Question {
-                paths: vec![path],
-                from,
-                to,
-                probe: match (connect, method, url_path) {
-                    (Some(port), _, _) => explain::Probe::Connect(port),
-                    (None, method, path) => explain::Probe::Request {
-                        method: method.unwrap_or_default(),
-                        path: path.unwrap_or_default(),
-                    },
-                },
-                headers,
-                json: format == ExplainFormat::Json,
-            },
-            style,
-        ),
-    };
-    std::process::ExitCode::from(exit as u8)
-}
-
-/// Prints every finding of a checked mesh for people, file by file, and a summary line.
-pub fn report_human(checked: &mesh_compiler::Checked, style: Style) {
-    for file in &checked.loaded.files {
-        let diagnostics: Vec<_> = checked
-            .findings
-            .iter()
-            .filter(|f| f.file == file.id)
-            .map(|f| f.diagnostic.clone())
-            .collect();
-        if !diagnostics.is_empty() {
-            eprint!(
-                "{}",
-                mesh_compiler::report::render(&diagnostics, &file.source, style)
-            );
-        }
-    }
-    let files = checked.loaded.files.iter().filter(|f| !f.is_std).count();
-    let (errors, warnings) = (checked.errors(), checked.warnings());
-    let plural = |n: usize| if n == 1 { "" } else { "s" };
-    eprintln!(
-        "checked {files} file{}: {errors} error{}, {warnings} warning{}",
-        plural(files),
-        plural(errors),
-        plural(warnings)
-    );
 }
