@@ -15,14 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use mesh_fake_api::FakeApi;
+use mesh_test_support::workspace_root as root;
 use serde_json::json;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -74,7 +68,7 @@ impl Setup {
         let kubeconfig = self.kubeconfig.clone();
         let cwd = self.dir.path().to_path_buf();
         tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_meshc"))
+            Command::new(mesh_test_support::meshc())
                 .args(&args)
                 .current_dir(cwd)
                 .env("KUBECONFIG", kubeconfig)

@@ -8,18 +8,9 @@
 )]
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+use mesh_test_support::run_meshc;
 use serde_json::Value;
-
-fn meshc(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshc"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
 
 /// A mesh with one error (E0005 at 6:5) and one warning (W0002 at 3:30).
 fn fixture() -> tempfile::TempDir {
@@ -41,7 +32,7 @@ fn warnings_only() -> tempfile::TempDir {
 #[test]
 fn json_has_every_field_with_one_based_character_positions() {
     let dir = fixture();
-    let out = meshc(&["check", "--format", "json", "shop.mesh"], dir.path());
+    let out = run_meshc(&["check", "--format", "json", "shop.mesh"], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["errors"], 1);
@@ -76,7 +67,7 @@ fn json_has_every_field_with_one_based_character_positions() {
 #[test]
 fn github_format_is_workflow_commands() {
     let dir = fixture();
-    let out = meshc(&["check", "--format", "github", "."], dir.path());
+    let out = run_meshc(&["check", "--format", "github", "."], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
     let line = text.lines().next().unwrap();
@@ -90,7 +81,7 @@ fn github_format_is_workflow_commands() {
 #[test]
 fn sarif_is_a_2_1_0_log_code_scanning_accepts() {
     let dir = fixture();
-    let out = meshc(&["check", "--format", "sarif", "."], dir.path());
+    let out = run_meshc(&["check", "--format", "sarif", "."], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let log: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(log["version"], "2.1.0");
@@ -116,12 +107,12 @@ fn sarif_is_a_2_1_0_log_code_scanning_accepts() {
 #[test]
 fn warnings_pass_unless_denied_and_clean_output_is_empty() {
     let dir = warnings_only();
-    let out = meshc(&["check", "."], dir.path());
+    let out = run_meshc(&["check", "."], dir.path());
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("0 errors, 1 warning"));
-    let denied = meshc(&["check", "--deny-warnings", "."], dir.path());
+    let denied = run_meshc(&["check", "--deny-warnings", "."], dir.path());
     assert_eq!(denied.status.code(), Some(1));
-    let json = meshc(
+    let json = run_meshc(
         &["check", "--format", "json", "--deny-warnings", "."],
         dir.path(),
     );
@@ -134,10 +125,10 @@ fn warnings_pass_unless_denied_and_clean_output_is_empty() {
 
     let clean = tempfile::tempdir().unwrap();
     std::fs::write(clean.path().join("c.mesh"), "service a { port 80 }\n").unwrap();
-    let out = meshc(&["check", "--format", "github", "."], clean.path());
+    let out = run_meshc(&["check", "--format", "github", "."], clean.path());
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stdout.is_empty());
-    let bad = meshc(&["check", "--format", "xml", "."], clean.path());
+    let bad = run_meshc(&["check", "--format", "xml", "."], clean.path());
     assert_eq!(bad.status.code(), Some(2));
 }
 
@@ -156,7 +147,7 @@ fn imports_resolve_std_and_relative_files() {
         "import \"std/retry\"\nimport \"../shared/profiles.mesh\"\nservice a { port 80 }\nroute a {\n  timeout 5s\n  retry idempotent\n  rule r { to a retry quick }\n}\n",
     )
     .unwrap();
-    let out = meshc(&["check", "mesh"], dir.path());
+    let out = run_meshc(&["check", "mesh"], dir.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
@@ -170,7 +161,7 @@ fn imports_resolve_std_and_relative_files() {
 #[test]
 fn the_authz_fixture_checks_clean_with_deny_warnings() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../compiler");
-    let output = meshc(
+    let output = run_meshc(
         &["check", "--deny-warnings", "tests/fixtures/authz.mesh"],
         &root,
     );

@@ -11,33 +11,17 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use mesh_config::Config;
 use mesh_config::schema::Authz;
+use mesh_test_support::{run_meshc, tree, workspace_root as root};
 use serde_json::Value;
-
-/// The workspace root: `examples/` lives there.
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn meshc(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshc"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
 
 /// Compiles the examples into `out`; returns the process output.
 fn compile_examples(out: &Path) -> Output {
-    let output = meshc(
+    let output = run_meshc(
         &["compile", "examples/bookinfo", "-o", out.to_str().unwrap()],
         &root(),
     );
@@ -48,29 +32,6 @@ fn compile_examples(out: &Path) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-/// Every file under `dir`, by path relative to it (with `/` separators).
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(base, &path, out);
-            } else {
-                let relative = path.strip_prefix(base).unwrap();
-                let key = relative
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                out.insert(key, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 #[test]
@@ -262,7 +223,7 @@ fn a_mesh_with_errors_writes_nothing() {
         "service cart { port 80 subset v1 { version = \"v1\" } }\nroute cart { rule r { split { cart.v1 50% } } }\n",
     )
     .unwrap();
-    let output = meshc(&["compile", "broken.mesh", "-o", "out"], dir.path());
+    let output = run_meshc(&["compile", "broken.mesh", "-o", "out"], dir.path());
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("E0005"), "{stderr}");
@@ -275,7 +236,7 @@ fn a_mesh_with_errors_writes_nothing() {
     // An existing output directory is left exactly as it was.
     std::fs::create_dir(dir.path().join("existing")).unwrap();
     std::fs::write(dir.path().join("existing/keep.json"), "{}").unwrap();
-    let output = meshc(&["compile", "broken.mesh", "-o", "existing"], dir.path());
+    let output = run_meshc(&["compile", "broken.mesh", "-o", "existing"], dir.path());
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(tree(&dir.path().join("existing")).len(), 1);
 }
@@ -283,8 +244,11 @@ fn a_mesh_with_errors_writes_nothing() {
 #[test]
 fn compile_needs_an_output_directory_and_readable_paths() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(meshc(&["compile", "."], dir.path()).status.code(), Some(2));
-    let missing = meshc(&["compile", "nowhere", "-o", "out"], dir.path());
+    assert_eq!(
+        run_meshc(&["compile", "."], dir.path()).status.code(),
+        Some(2)
+    );
+    let missing = run_meshc(&["compile", "nowhere", "-o", "out"], dir.path());
     assert_eq!(missing.status.code(), Some(2));
     assert!(!dir.path().join("out").exists());
 }

@@ -12,27 +12,10 @@
     reason = "test code: a panic is a failure report"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use mesh_test_support::{run_meshc, workspace_root as root};
 use serde_json::{Value, json};
-
-/// The workspace root: `examples/` lives there.
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn meshc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshc"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
 
 /// The mesh the tests ask about: a frozen copy of an earlier bookinfo example, so the
 /// examples can change without rewriting these expectations.
@@ -42,7 +25,7 @@ const FIXTURE: &str = "compiler/tests/fixtures/frozen-bookinfo";
 fn explain(args: &[&str]) -> String {
     let mut all = vec!["explain", FIXTURE];
     all.extend_from_slice(args);
-    let output = meshc(&all);
+    let output = run_meshc(&all, &root());
     let (stdout, stderr) = (
         String::from_utf8(output.stdout).unwrap(),
         String::from_utf8(output.stderr).unwrap(),
@@ -335,7 +318,7 @@ fn bad_input_is_refused_with_a_clear_error() {
     for (args, message) in cases {
         let mut all = vec!["explain", FIXTURE];
         all.extend_from_slice(args);
-        let output = meshc(&all);
+        let output = run_meshc(&all, &root());
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.starts_with(message), "{args:?}: {stderr}");
@@ -343,7 +326,10 @@ fn bad_input_is_refused_with_a_clear_error() {
     }
 
     // Missing arguments are usage errors too.
-    let output = meshc(&["explain", FIXTURE, "--from", "productpage", "GET", "/"]);
+    let output = run_meshc(
+        &["explain", FIXTURE, "--from", "productpage", "GET", "/"],
+        &root(),
+    );
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--to"));
 }
@@ -356,7 +342,7 @@ fn a_mesh_with_errors_is_reported_not_explained() {
         "service cart { port 80 }\npolicy cart { allow from nobody }\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_meshc"))
+    let output = Command::new(mesh_test_support::meshc())
         .args([
             "explain",
             "broken.mesh",

@@ -7,24 +7,12 @@
     reason = "test code: a panic is a failure report"
 )]
 
+use mesh_test_support::{run_meshc, stderr};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn meshc(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshc"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
+use std::process::Output;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 const MESSY: &str = "service a{port 80   // the port\n}\n";
@@ -38,7 +26,7 @@ fn fmt_check_lists_unformatted_files_and_changes_nothing() {
     std::fs::write(dir.path().join("sub/messy.mesh"), MESSY).unwrap();
     std::fs::write(dir.path().join("tidy.mesh"), TIDY).unwrap();
     std::fs::write(dir.path().join("notes.txt"), MESSY).unwrap();
-    let out = meshc(&["fmt", "--check", "."], dir.path());
+    let out = run_meshc(&["fmt", "--check", "."], dir.path());
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "./sub/messy.mesh");
     assert_eq!(
@@ -51,13 +39,13 @@ fn fmt_check_lists_unformatted_files_and_changes_nothing() {
 fn fmt_rewrites_files_in_place_and_then_check_passes() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("messy.mesh"), MESSY).unwrap();
-    let out = meshc(&["fmt"], dir.path());
+    let out = run_meshc(&["fmt"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         std::fs::read_to_string(dir.path().join("messy.mesh")).unwrap(),
         TIDY
     );
-    let again = meshc(&["fmt", "--check", "messy.mesh"], dir.path());
+    let again = run_meshc(&["fmt", "--check", "messy.mesh"], dir.path());
     assert_eq!(again.status.code(), Some(0));
     assert!(stdout(&again).is_empty());
 }
@@ -67,7 +55,7 @@ fn fmt_leaves_files_with_syntax_errors_untouched_and_reports_them() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("broken.mesh"), BROKEN).unwrap();
     std::fs::write(dir.path().join("messy.mesh"), MESSY).unwrap();
-    let out = meshc(&["fmt", "."], dir.path());
+    let out = run_meshc(&["fmt", "."], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("E0001"), "{err}");
@@ -91,12 +79,12 @@ fn fmt_leaves_files_with_syntax_errors_untouched_and_reports_them() {
 fn check_exit_codes_clean_errors_and_trouble() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tidy.mesh"), TIDY).unwrap();
-    let clean = meshc(&["check", "tidy.mesh"], dir.path());
+    let clean = run_meshc(&["check", "tidy.mesh"], dir.path());
     assert_eq!(clean.status.code(), Some(0), "{}", stderr(&clean));
     assert!(stderr(&clean).contains("checked 1 file: 0 errors, 0 warnings"));
 
     std::fs::write(dir.path().join("broken.mesh"), BROKEN).unwrap();
-    let errors = meshc(&["check", "."], dir.path());
+    let errors = run_meshc(&["check", "."], dir.path());
     assert_eq!(errors.status.code(), Some(1));
     let err = stderr(&errors);
     assert!(err.contains("broken.mesh:2:3"), "{err}");
@@ -109,18 +97,18 @@ fn check_exit_codes_clean_errors_and_trouble() {
         "NO_COLOR output has escape codes: {err}"
     );
 
-    let missing = meshc(&["check", "does-not-exist"], dir.path());
+    let missing = run_meshc(&["check", "does-not-exist"], dir.path());
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("does-not-exist"));
 
-    let usage = meshc(&["check", "--no-such-flag"], dir.path());
+    let usage = run_meshc(&["check", "--no-such-flag"], dir.path());
     assert_eq!(usage.status.code(), Some(2));
 }
 
 #[test]
 fn the_examples_are_formatted_and_clean() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let fmt = meshc(&["fmt", "--check", "examples"], &root);
+    let fmt = run_meshc(&["fmt", "--check", "examples"], &root);
     assert_eq!(
         fmt.status.code(),
         Some(0),
@@ -128,6 +116,6 @@ fn the_examples_are_formatted_and_clean() {
         stdout(&fmt),
         stderr(&fmt)
     );
-    let check = meshc(&["check", "examples"], &root);
+    let check = run_meshc(&["check", "examples"], &root);
     assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
 }

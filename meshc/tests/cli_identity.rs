@@ -12,29 +12,18 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, SystemTime};
 
 use mesh_identity::{Ca, Identity};
-
-fn meshc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshc"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use mesh_test_support::{run_meshc, stderr, workspace_root as root};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 fn init(dir: &Path) {
-    let out = meshc(&["identity", "init", dir.to_str().unwrap()]);
+    let out = run_meshc(&["identity", "init", dir.to_str().unwrap()], &root());
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -58,7 +47,7 @@ fn issue_in(ca: &Path, out: &Path, trust_domain: &str, extra: &[&str]) -> Output
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    meshc(&args)
+    run_meshc(&args, &root())
 }
 
 #[test]
@@ -78,7 +67,7 @@ fn init_refuses_to_replace_a_ca_without_force() {
     init(&dir);
     let before = std::fs::read(dir.join("ca.pem")).unwrap();
 
-    let again = meshc(&["identity", "init", dir.to_str().unwrap()]);
+    let again = run_meshc(&["identity", "init", dir.to_str().unwrap()], &root());
     assert_eq!(again.status.code(), Some(2));
     assert!(
         stderr(&again).contains("already holds a CA"),
@@ -88,7 +77,10 @@ fn init_refuses_to_replace_a_ca_without_force() {
     assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
     assert_eq!(std::fs::read(dir.join("ca.pem")).unwrap(), before);
 
-    let forced = meshc(&["identity", "init", "--force", dir.to_str().unwrap()]);
+    let forced = run_meshc(
+        &["identity", "init", "--force", dir.to_str().unwrap()],
+        &root(),
+    );
     assert!(forced.status.success(), "{}", stderr(&forced));
     assert_ne!(std::fs::read(dir.join("ca.pem")).unwrap(), before);
     Ca::load(&dir).unwrap();

@@ -14,19 +14,12 @@
 )]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use mesh_test_support::workspace_root as root;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 const IMAGE: &str = "registry.example/mesh-agent:test";
 
@@ -35,7 +28,7 @@ fn inject(input: &str) -> Output {
 }
 
 fn inject_with(input: &str, extra: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshc"))
+    let mut child = Command::new(mesh_test_support::meshc())
         .args([
             "inject",
             "-",
@@ -79,7 +72,7 @@ fn example() -> String {
 /// pod template annotations and specs.
 fn injected_deployments(extra: &[&str]) -> Vec<(Deployment, PodSpec)> {
     let input = example();
-    let output = Command::new(env!("CARGO_BIN_EXE_meshc"))
+    let output = Command::new(mesh_test_support::meshc())
         .args([
             "inject",
             "examples/bookinfo/kubernetes/bookinfo.yaml",

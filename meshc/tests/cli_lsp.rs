@@ -9,16 +9,10 @@
     reason = "tests"
 )]
 
-#[path = "../../editor/lsp/tests/common/mod.rs"]
-mod common;
-
-use std::path::Path;
 use std::process::Command;
 
-use common::Client;
+use mesh_test_support::lsp::{Client, uri};
 use serde_json::json;
-
-const MESHC: &str = env!("CARGO_BIN_EXE_meshc");
 
 #[test]
 fn meshc_lsp_serves_the_protocol_itself() {
@@ -28,21 +22,22 @@ fn meshc_lsp_serves_the_protocol_itself() {
     // An empty directory as the executable's home: nothing to delegate to.
     let alone = tempfile::tempdir().unwrap();
     let meshc = alone.path().join("meshc");
-    std::fs::hard_link(MESHC, &meshc)
-        .or_else(|_| std::fs::copy(MESHC, &meshc).map(drop))
+    let built = mesh_test_support::meshc();
+    std::fs::hard_link(&built, &meshc)
+        .or_else(|_| std::fs::copy(&built, &meshc).map(drop))
         .unwrap();
     let mut client = Client::start_with(&meshc, &["lsp", "--stdio"]);
     let init = client.initialize(&root, json!({}));
     assert_eq!(init["serverInfo"]["name"], "mesh-lsp");
     // The workspace is checked on start: the file on disk gets its diagnostics.
-    let diagnostics = client.diagnostics(&common::uri(&root.join("a.mesh")), |d| !d.is_empty());
+    let diagnostics = client.diagnostics(&uri(&root.join("a.mesh")), |d| !d.is_empty());
     assert_eq!(diagnostics[0]["code"], "E0006");
     client.shutdown();
 }
 
 #[test]
 fn meshc_lsp_version_is_the_servers() {
-    let output = Command::new(Path::new(MESHC))
+    let output = Command::new(mesh_test_support::meshc())
         .args(["lsp", "--version"])
         .output()
         .unwrap();

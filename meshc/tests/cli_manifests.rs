@@ -13,27 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use mesh_test_support::{run_meshc, tree, workspace_root as root};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn meshc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshc"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
 
 fn ca_dir(dir: &Path) -> PathBuf {
     let ca = dir.join("ca");
@@ -53,14 +37,17 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 fn manifests_stdout(ca: &Path) -> String {
-    let output = meshc(&[
-        "manifests",
-        "compiler/tests/fixtures/frozen-bookinfo",
-        "--ca",
-        ca.to_str().unwrap(),
-        "-o",
-        "-",
-    ]);
+    let output = run_meshc(
+        &[
+            "manifests",
+            "compiler/tests/fixtures/frozen-bookinfo",
+            "--ca",
+            ca.to_str().unwrap(),
+            "-o",
+            "-",
+        ],
+        &root(),
+    );
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -190,27 +177,6 @@ fn bookinfo_manifests_snapshot() {
     insta::assert_snapshot!(redacted(&manifests_stdout(&ca)));
 }
 
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(base, &path, out);
-            } else {
-                let rel = path
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.insert(rel, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
 #[test]
 fn a_directory_is_rewritten_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
@@ -224,7 +190,7 @@ fn a_directory_is_rewritten_byte_for_byte() {
         "-o",
         out.to_str().unwrap(),
     ];
-    let first = meshc(&args);
+    let first = run_meshc(&args, &root());
     assert_eq!(
         first.status.code(),
         Some(0),
@@ -241,7 +207,7 @@ fn a_directory_is_rewritten_byte_for_byte() {
     assert!(before.contains_key("_cluster/clusterrole-meshc-bookinfo-discovery.yaml"));
     assert_eq!(before.len(), 14);
 
-    let second = meshc(&args);
+    let second = run_meshc(&args, &root());
     assert_eq!(second.status.code(), Some(0));
     assert!(
         String::from_utf8_lossy(&second.stderr).contains("(0 files changed)"),
@@ -254,14 +220,17 @@ fn a_directory_is_rewritten_byte_for_byte() {
     let other = dir.path().join("other");
     std::fs::create_dir(&other).unwrap();
     let other_ca = ca_dir(&other);
-    let third = meshc(&[
-        "manifests",
-        "compiler/tests/fixtures/frozen-bookinfo",
-        "--ca",
-        other_ca.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let third = run_meshc(
+        &[
+            "manifests",
+            "compiler/tests/fixtures/frozen-bookinfo",
+            "--ca",
+            other_ca.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &root(),
+    );
     assert_eq!(third.status.code(), Some(0));
     let after = tree(&out);
     for (path, bytes) in &after {
@@ -283,14 +252,17 @@ fn a_directory_is_rewritten_byte_for_byte() {
         text.replace("  service details {\n    port http 9080\n  }\n", ""),
     )
     .unwrap();
-    let fourth = meshc(&[
-        "manifests",
-        mesh.to_str().unwrap(),
-        "--ca",
-        other_ca.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let fourth = run_meshc(
+        &[
+            "manifests",
+            mesh.to_str().unwrap(),
+            "--ca",
+            other_ca.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &root(),
+    );
     assert_eq!(
         fourth.status.code(),
         Some(0),
@@ -315,24 +287,30 @@ fn a_directory_is_rewritten_byte_for_byte() {
 fn refuses_without_a_ca_or_with_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-ca");
-    let output = meshc(&[
-        "manifests",
-        "compiler/tests/fixtures/frozen-bookinfo",
-        "--ca",
-        missing.to_str().unwrap(),
-        "-o",
-        "-",
-    ]);
+    let output = run_meshc(
+        &[
+            "manifests",
+            "compiler/tests/fixtures/frozen-bookinfo",
+            "--ca",
+            missing.to_str().unwrap(),
+            "-o",
+            "-",
+        ],
+        &root(),
+    );
     assert_eq!(output.status.code(), Some(2));
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot load the mesh CA"));
 
-    let output = meshc(&[
-        "manifests",
-        "compiler/tests/fixtures/frozen-bookinfo",
-        "-o",
-        "-",
-    ]);
+    let output = run_meshc(
+        &[
+            "manifests",
+            "compiler/tests/fixtures/frozen-bookinfo",
+            "-o",
+            "-",
+        ],
+        &root(),
+    );
     assert_eq!(output.status.code(), Some(2), "--ca is required");
 
     let ca = ca_dir(dir.path());
@@ -343,14 +321,17 @@ fn refuses_without_a_ca_or_with_errors() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let output = meshc(&[
-        "manifests",
-        broken.to_str().unwrap(),
-        "--ca",
-        ca.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let output = run_meshc(
+        &[
+            "manifests",
+            broken.to_str().unwrap(),
+            "--ca",
+            ca.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &root(),
+    );
     assert_eq!(
         output.status.code(),
         Some(1),

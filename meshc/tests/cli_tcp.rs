@@ -13,32 +13,10 @@
     reason = "test code: a panic is a failure report"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
+use mesh_test_support::{run_meshc, text, workspace_root as root};
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 const FIXTURE: &str = "compiler/tests/fixtures/tcp";
-
-fn meshc(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshc"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
 
 /// The fixture with `edits` (`from` → `to`, each `from` present exactly once), written to
 /// a new temporary directory as `tcp.mesh`.
@@ -57,7 +35,7 @@ fn fixture_with(edits: &[(&str, &str)]) -> tempfile::TempDir {
 fn explain(args: &[&str]) -> String {
     let mut all = vec!["explain", FIXTURE];
     all.extend_from_slice(args);
-    let output = meshc(&all, &root());
+    let output = run_meshc(&all, &root());
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
     assert_eq!(stderr, "");
@@ -72,9 +50,9 @@ fn explain_json(args: &[&str]) -> Value {
 
 #[test]
 fn the_fixture_is_clean_and_its_tests_pass() {
-    let output = meshc(&["check", "--deny-warnings", FIXTURE], &root());
+    let output = run_meshc(&["check", "--deny-warnings", FIXTURE], &root());
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let output = meshc(&["test", FIXTURE], &root());
+    let output = run_meshc(&["test", FIXTURE], &root());
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert_eq!(
@@ -99,7 +77,7 @@ fn wrong_connection_expectations_fail_at_their_spans() {
             "    connect \"9000\" from orders to warehouse\n    expect deny\n",
         ),
     ]);
-    let output = meshc(&["test", "tcp.mesh"], dir.path());
+    let output = run_meshc(&["test", "tcp.mesh"], dir.path());
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
     assert_eq!(stderr, "");
@@ -179,7 +157,7 @@ fn explain_refuses_ports_that_are_not_tcp_ports_of_the_callee() {
             "shop/warehouse has no port 5433 (its ports: 8080, 9000)",
         ),
     ] {
-        let output = meshc(
+        let output = run_meshc(
             &[
                 "explain",
                 FIXTURE,
@@ -200,7 +178,7 @@ fn explain_refuses_ports_that_are_not_tcp_ports_of_the_callee() {
         );
     }
     // `--connect` replaces METHOD PATH.
-    let output = meshc(
+    let output = run_meshc(
         &[
             "explain",
             FIXTURE,

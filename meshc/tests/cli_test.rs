@@ -10,29 +10,7 @@
     reason = "test code: a panic is a failure report"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// The workspace root: `examples/` lives there.
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn meshc(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshc"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
+use mesh_test_support::{run_meshc, text, workspace_root as root};
 
 /// The frozen bookinfo fixture with `edits` (`from` → `to`, each `from` present exactly once),
 /// written to a new temporary directory as `bookinfo.mesh`.
@@ -52,7 +30,7 @@ fn bookinfo_with(edits: &[(&str, &str)]) -> tempfile::TempDir {
 
 #[test]
 fn the_examples_tests_pass() {
-    let output = meshc(&["test", "examples"], &root());
+    let output = run_meshc(&["test", "examples"], &root());
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
@@ -74,7 +52,7 @@ fn the_examples_tests_pass() {
 fn the_unchanged_copy_passes_too() {
     // The control for the failing cases below: the copy itself is fine.
     let dir = bookinfo_with(&[]);
-    let output = meshc(&["test", "bookinfo.mesh"], dir.path());
+    let output = run_meshc(&["test", "bookinfo.mesh"], dir.path());
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
 }
 
@@ -90,7 +68,7 @@ fn wrong_expectations_fail_at_their_spans_with_what_actually_happened() {
             "    expect allow\n  }\n  test \"debug requests are refused\" {\n    request GET \"/reviews/0\" from productpage to reviews header \"x-debug\" = \"1\"\n    expect allow, backend reviews.v1 only\n  }\n",
         ),
     ]);
-    let output = meshc(&["test", "bookinfo.mesh"], dir.path());
+    let output = run_meshc(&["test", "bookinfo.mesh"], dir.path());
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
     assert_eq!(stderr, "");
@@ -121,7 +99,7 @@ fn wrong_expectations_fail_at_their_spans_with_what_actually_happened() {
 #[test]
 fn a_mesh_with_errors_runs_no_test() {
     let dir = bookinfo_with(&[("allow from productpage {", "allow from productpag {")]);
-    let output = meshc(&["test", "bookinfo.mesh"], dir.path());
+    let output = run_meshc(&["test", "bookinfo.mesh"], dir.path());
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
     assert_eq!(stdout, "", "tests ran on a mesh with errors");
@@ -139,7 +117,7 @@ fn a_mesh_with_errors_runs_no_test() {
 #[test]
 fn unreadable_paths_are_trouble_not_failures() {
     let dir = tempfile::tempdir().unwrap();
-    let output = meshc(&["test", "nowhere"], dir.path());
+    let output = run_meshc(&["test", "nowhere"], dir.path());
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(text(&output.stdout), "");
     assert!(!text(&output.stderr).is_empty());

@@ -1,8 +1,6 @@
-//! A minimal JSON-RPC client for tests and the benchmark: starts the real `mesh-lsp`
-//! binary, frames messages with `Content-Length`, and reads with bounded waits so a hung
-//! server fails the test instead of hanging it.
-
-#![allow(dead_code, reason = "each test binary uses a different part")]
+//! A minimal JSON-RPC client for the language server's tests and benchmark and for
+//! `meshc lsp`: starts a server binary, frames messages with `Content-Length`, and reads
+//! with bounded waits so a hung server fails the test instead of hanging it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
