@@ -116,8 +116,8 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         }
         request = request.header(name, value.trim());
     }
-    let evaluator = Evaluator::new(checked)?;
-    let config = evaluator.config(from).ok_or("no config")?;
+    let evaluator = Evaluator::new(checked);
+    let config = evaluator.caller(from, &[to])?;
     let index = config
         .service_by_key(&callee.key())
         .ok_or("callee not in the caller's config")?;
@@ -125,9 +125,8 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         .route(index, &request, 0)
         .ok_or("no route decision")?;
     let matches = config.rule_matches(index, &request);
-    let authz = evaluator
-        .authorize(mesh, from, to, &request)
-        .ok_or("no authorization decision")?;
+    let peer = evaluator.peer(from).ok_or("no caller identity")?;
+    let authz = evaluator.callee(to)?.authorize(&request, &peer);
     let route = callee.route.as_ref();
     let chosen = decision.rule.map(|r| r.name.clone());
     let mut rules = Vec::new();
@@ -355,17 +354,16 @@ fn explain_connection(
         }
         Some(_) => {}
     }
-    let evaluator = Evaluator::new(checked)?;
-    let config = evaluator.config(from).ok_or("no config")?;
+    let evaluator = Evaluator::new(checked);
+    let config = evaluator.caller(from, &[to])?;
     let index = config
         .service_by_key(&callee.key())
         .ok_or("callee not in the caller's config")?;
     let decision = config
         .route_connection(index, 0)
         .ok_or("no route decision")?;
-    let authz = evaluator
-        .authorize_connection(mesh, from, to, port)
-        .ok_or("no authorization decision")?;
+    let peer = evaluator.peer(from).ok_or("no caller identity")?;
+    let authz = evaluator.callee(to)?.authorize_connection(port, &peer);
     let route = callee.route.as_ref();
     let chosen = decision.rule.map(|r| r.name.clone());
     // Rules up to the chosen one: those that read the request are for HTTP only; the
