@@ -9,8 +9,7 @@
     reason = "benchmark setup"
 )]
 
-#[path = "../../lang/benches/synthetic/mod.rs"]
-mod synthetic;
+use mesh_test_support::synthetic;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mesh_compiler::{check_loaded, load::load_sources};

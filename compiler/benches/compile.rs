@@ -10,8 +10,7 @@
     reason = "benchmark setup"
 )]
 
-#[path = "../../lang/benches/synthetic/mod.rs"]
-mod synthetic;
+use mesh_test_support::synthetic;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mesh_compiler::{check_loaded, emit, load::load_sources};

@@ -2,8 +2,7 @@
 //! `cargo run --release -p mesh-compiler --example gen-mesh -- 10000 /tmp/mesh-10k`
 //! then `/usr/bin/time -v target/release/meshc check /tmp/mesh-10k`.
 
-#[path = "../../lang/benches/synthetic/mod.rs"]
-mod synthetic;
+use mesh_test_support::synthetic;
 
 fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);

@@ -20,11 +20,12 @@ use crate::ir::{
 
 /// Which outbound services a workload's config lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Neighbours {
+pub enum Neighbours<'a> {
     /// Only those its policies let it call.
     Allowed,
-    /// Every service (for `meshc test` and `meshc explain`, which route any request).
-    All,
+    /// Exactly these, in this order, whatever the policies say: for `meshc test` and
+    /// `meshc explain`, which route a request to whichever service a case names.
+    Only(&'a [ServiceId]),
 }
 
 /// The namespaces that hold services, sorted: what a workload's agent treats as the mesh's
@@ -45,105 +46,126 @@ pub fn spiffe_id(mesh: &Mesh, service: &Service) -> String {
 
 /// The config of every workload, by service index.
 pub fn workloads(mesh: &Mesh, cedar: &CedarOutput, neighbours: Neighbours) -> Vec<WorkloadConfig> {
+    let emitter = Emitter::new(mesh, cedar);
     (0..mesh.services.len())
-        .map(|i| workload(mesh, cedar, ServiceId(i as u32), neighbours))
+        .map(|i| emitter.workload(ServiceId(i as u32), neighbours))
         .collect()
 }
 
-/// The config of one workload.
-pub fn workload(
-    mesh: &Mesh,
-    cedar: &CedarOutput,
-    id: ServiceId,
-    neighbours: Neighbours,
-) -> WorkloadConfig {
-    let Some(service) = mesh.service(id) else {
-        return empty(mesh);
-    };
-    let authz = match (
-        &service.policy,
-        cedar.services.get(id.0 as usize).and_then(Option::as_ref),
-    ) {
-        (Some(policy), Some(generated)) => Authz::Cedar(CedarAuthz {
-            mode: match policy.mode {
-                ir::PolicyMode::Enforce => cfg::PolicyMode::Enforce,
-                ir::PolicyMode::Audit => cfg::PolicyMode::Audit,
-            },
-            policies: generated.text.clone(),
-            headers: generated.headers.iter().cloned().collect(),
-            query: generated.query.iter().cloned().collect(),
-            patterns: generated
-                .patterns
-                .iter()
-                .map(|(key, attr, regex)| Pattern {
-                    key: key.clone(),
-                    attr: attr_of(attr),
-                    regex: regex.clone(),
-                })
-                .collect(),
-        }),
-        _ => match mesh.default_policy {
-            Effect::Allow => Authz::AllowAll,
-            Effect::Deny => Authz::DenyAll,
-        },
-    };
-    let services = mesh
-        .services
-        .iter()
-        .enumerate()
-        .filter(|(i, target)| {
-            neighbours == Neighbours::All
-                || may_call(mesh, service, id, target, ServiceId(*i as u32))
-        })
-        .map(|(_, target)| outbound_service(mesh, service, target))
-        .collect();
-    WorkloadConfig {
-        version: cfg::VERSION,
-        mesh: MeshInfo {
-            name: mesh.name.clone(),
-            trust_domain: mesh.trust_domain.clone(),
-            namespaces: service_namespaces(mesh),
-        },
-        workload: Workload {
-            service: service.key(),
-            identity: spiffe_id(mesh, service),
-            ports: ports(service),
-        },
-        inbound: Inbound {
-            mtls: match mesh.mtls {
-                ir::Mtls::Strict => cfg::Mtls::Strict,
-                ir::Mtls::Permissive => cfg::Mtls::Permissive,
-            },
-            authz,
-        },
-        outbound: Outbound {
-            egress: Egress::Allow,
-            services,
-        },
-    }
+/// Builds workload configs one at a time. What every config of a mesh shares (the list
+/// of namespaces, which takes a pass over every service) is computed once, so building
+/// one config costs what that config holds, not what the mesh holds.
+pub struct Emitter<'m> {
+    mesh: &'m Mesh,
+    cedar: &'m CedarOutput,
+    namespaces: Vec<String>,
 }
 
-fn empty(mesh: &Mesh) -> WorkloadConfig {
-    WorkloadConfig {
-        version: cfg::VERSION,
-        mesh: MeshInfo {
-            name: mesh.name.clone(),
-            trust_domain: mesh.trust_domain.clone(),
+impl<'m> Emitter<'m> {
+    /// Prepares to emit the configs of `mesh`.
+    pub fn new(mesh: &'m Mesh, cedar: &'m CedarOutput) -> Emitter<'m> {
+        Emitter {
+            mesh,
+            cedar,
             namespaces: service_namespaces(mesh),
-        },
-        workload: Workload {
-            service: String::new(),
-            identity: String::new(),
-            ports: Vec::new(),
-        },
-        inbound: Inbound {
-            mtls: cfg::Mtls::Strict,
-            authz: Authz::DenyAll,
-        },
-        outbound: Outbound {
-            egress: Egress::Allow,
-            services: Vec::new(),
-        },
+        }
+    }
+
+    /// The config of one workload.
+    pub fn workload(&self, id: ServiceId, neighbours: Neighbours) -> WorkloadConfig {
+        let (mesh, cedar) = (self.mesh, self.cedar);
+        let Some(service) = mesh.service(id) else {
+            return self.empty();
+        };
+        let authz = match (
+            &service.policy,
+            cedar.services.get(id.0 as usize).and_then(Option::as_ref),
+        ) {
+            (Some(policy), Some(generated)) => Authz::Cedar(CedarAuthz {
+                mode: match policy.mode {
+                    ir::PolicyMode::Enforce => cfg::PolicyMode::Enforce,
+                    ir::PolicyMode::Audit => cfg::PolicyMode::Audit,
+                },
+                policies: generated.text.clone(),
+                headers: generated.headers.iter().cloned().collect(),
+                query: generated.query.iter().cloned().collect(),
+                patterns: generated
+                    .patterns
+                    .iter()
+                    .map(|(key, attr, regex)| Pattern {
+                        key: key.clone(),
+                        attr: attr_of(attr),
+                        regex: regex.clone(),
+                    })
+                    .collect(),
+            }),
+            _ => match mesh.default_policy {
+                Effect::Allow => Authz::AllowAll,
+                Effect::Deny => Authz::DenyAll,
+            },
+        };
+        let services = match neighbours {
+            Neighbours::Allowed => mesh
+                .services
+                .iter()
+                .enumerate()
+                .filter(|(i, target)| may_call(mesh, service, id, target, ServiceId(*i as u32)))
+                .map(|(_, target)| outbound_service(mesh, service, target))
+                .collect(),
+            Neighbours::Only(targets) => targets
+                .iter()
+                .filter_map(|target| mesh.service(*target))
+                .map(|target| outbound_service(mesh, service, target))
+                .collect(),
+        };
+        WorkloadConfig {
+            version: cfg::VERSION,
+            mesh: MeshInfo {
+                name: mesh.name.clone(),
+                trust_domain: mesh.trust_domain.clone(),
+                namespaces: self.namespaces.clone(),
+            },
+            workload: Workload {
+                service: service.key(),
+                identity: spiffe_id(mesh, service),
+                ports: ports(service),
+            },
+            inbound: Inbound {
+                mtls: match mesh.mtls {
+                    ir::Mtls::Strict => cfg::Mtls::Strict,
+                    ir::Mtls::Permissive => cfg::Mtls::Permissive,
+                },
+                authz,
+            },
+            outbound: Outbound {
+                egress: Egress::Allow,
+                services,
+            },
+        }
+    }
+
+    fn empty(&self) -> WorkloadConfig {
+        WorkloadConfig {
+            version: cfg::VERSION,
+            mesh: MeshInfo {
+                name: self.mesh.name.clone(),
+                trust_domain: self.mesh.trust_domain.clone(),
+                namespaces: self.namespaces.clone(),
+            },
+            workload: Workload {
+                service: String::new(),
+                identity: String::new(),
+                ports: Vec::new(),
+            },
+            inbound: Inbound {
+                mtls: cfg::Mtls::Strict,
+                authz: Authz::DenyAll,
+            },
+            outbound: Outbound {
+                egress: Egress::Allow,
+                services: Vec::new(),
+            },
+        }
     }
 }
 

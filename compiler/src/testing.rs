@@ -3,11 +3,11 @@
 //! the agent runs — and compared with its expectations. A `request` goes to the callee's
 //! first HTTP port; a `connect` case is routed and authorized as an opaque TCP connection.
 
-use mesh_config::schema::{FULL_WEIGHT, WorkloadConfig};
+use mesh_config::schema::{Authz, FULL_WEIGHT, WorkloadConfig};
 use mesh_config::{AuthzDecision, Config, Peer, RouteDecision, SimpleRequest, Verdict};
 
 use crate::Checked;
-use crate::emit::{self, Neighbours};
+use crate::emit::{self, Emitter, Neighbours};
 use crate::ir::{Case, Expect, Mesh, Probe, Protocol, ServiceId};
 
 /// The outcome of one case.
@@ -46,67 +46,54 @@ impl TestResult {
     }
 }
 
-/// Compiled configs of every workload, for evaluating requests.
-pub struct Evaluator {
-    configs: Vec<Config>,
-    trust_domain: String,
+/// Compiles the configs a question needs, one at a time: a caller's with just the
+/// services it asks about as outbound neighbours, a callee's for its inbound side. What
+/// a case costs grows with the case, not with the mesh.
+pub struct Evaluator<'c> {
+    mesh: &'c Mesh,
+    emitter: Emitter<'c>,
 }
 
-impl Evaluator {
-    /// Compiles every workload's config with every service reachable for routing. Fails
-    /// only if a generated config is invalid (a compiler bug).
-    pub fn new(checked: &Checked) -> Result<Evaluator, String> {
-        let configs = emit::workloads(&checked.mesh, &checked.cedar, Neighbours::All)
-            .into_iter()
-            .map(|c: WorkloadConfig| {
-                let name = c.workload.service.clone();
-                Config::new(c)
-                    .map_err(|e| format!("internal: the config of {name} is invalid: {e}"))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Evaluator {
-            configs,
-            trust_domain: checked.mesh.trust_domain.clone(),
-        })
+impl<'c> Evaluator<'c> {
+    /// Prepares to evaluate requests in a checked mesh.
+    pub fn new(checked: &'c Checked) -> Evaluator<'c> {
+        Evaluator {
+            mesh: &checked.mesh,
+            emitter: Emitter::new(&checked.mesh, &checked.cedar),
+        }
     }
 
-    /// The compiled config of a service.
-    pub fn config(&self, id: ServiceId) -> Option<&Config> {
-        self.configs.get(id.0 as usize)
+    /// The compiled config of `from` with exactly `targets` as its outbound services, for
+    /// routing. Its own inbound policies are left out (`deny all`): what `from` may
+    /// receive plays no part in where its requests go, and compiling them would double
+    /// the Cedar parsing of a test run. Fails only if the generated config is invalid (a
+    /// compiler bug).
+    pub fn caller(&self, from: ServiceId, targets: &[ServiceId]) -> Result<Config, String> {
+        let mut config = self.emitter.workload(from, Neighbours::Only(targets));
+        config.inbound.authz = Authz::DenyAll;
+        compile(config)
     }
 
-    /// Authorizes `request` from `from` at `to`.
-    pub fn authorize(
-        &self,
-        mesh: &Mesh,
-        from: ServiceId,
-        to: ServiceId,
-        request: &SimpleRequest,
-    ) -> Option<AuthzDecision> {
-        let peer = self.peer(mesh, from)?;
-        Some(self.config(to)?.authorize(request, &peer))
-    }
-
-    /// Authorizes an opaque TCP connection from `from` to `port` of `to`.
-    pub fn authorize_connection(
-        &self,
-        mesh: &Mesh,
-        from: ServiceId,
-        to: ServiceId,
-        port: u16,
-    ) -> Option<AuthzDecision> {
-        let peer = self.peer(mesh, from)?;
-        Some(self.config(to)?.authorize_connection(port, &peer))
+    /// The compiled config of `to` without outbound services (for authorizing what it
+    /// receives).
+    pub fn callee(&self, to: ServiceId) -> Result<Config, String> {
+        compile(self.emitter.workload(to, Neighbours::Only(&[])))
     }
 
     /// The verified identity of `from` as its callees see it.
-    fn peer(&self, mesh: &Mesh, from: ServiceId) -> Option<Peer> {
-        let caller = mesh.service(from)?;
+    pub fn peer(&self, from: ServiceId) -> Option<Peer> {
+        let caller = self.mesh.service(from)?;
         Some(Peer::from_spiffe_id(
-            &emit::spiffe_id(mesh, caller),
-            &self.trust_domain,
+            &emit::spiffe_id(self.mesh, caller),
+            &self.mesh.trust_domain,
         ))
     }
+}
+
+/// Validates and compiles a generated config as the agent would.
+fn compile(config: WorkloadConfig) -> Result<Config, String> {
+    let name = config.workload.service.clone();
+    Config::new(config).map_err(|e| format!("internal: the config of {name} is invalid: {e}"))
 }
 
 /// The first port of `to` that is not opaque TCP (0 when it has none): where a test
@@ -139,42 +126,94 @@ pub fn request(mesh: &Mesh, case: &Case) -> Option<SimpleRequest> {
     Some(request)
 }
 
-/// Runs every test of a checked mesh.
+/// Runs every test of a checked mesh. Cases are evaluated grouped by callee, then
+/// caller, so that one callee config and one caller config are alive at a time.
 pub fn run(checked: &Checked) -> Result<Vec<TestResult>, String> {
-    let evaluator = Evaluator::new(checked)?;
+    let evaluator = Evaluator::new(checked);
     let mesh = &checked.mesh;
+    let mut order: Vec<(usize, usize, &Case)> = mesh
+        .tests
+        .iter()
+        .enumerate()
+        .flat_map(|(t, test)| {
+            test.cases
+                .iter()
+                .enumerate()
+                .map(move |(c, case)| (t, c, case))
+        })
+        .collect();
+    order.sort_by_key(|(t, c, case)| (case.to, case.from, *t, *c));
+    let mut outcomes: Vec<Vec<Option<CaseResult>>> = mesh
+        .tests
+        .iter()
+        .map(|test| vec![None; test.cases.len()])
+        .collect();
+    let mut callee: Option<(ServiceId, Config)> = None;
+    let mut caller: Option<(ServiceId, ServiceId, Config)> = None;
+    for (t, c, case) in order {
+        if callee.as_ref().is_none_or(|(to, _)| *to != case.to) {
+            callee = Some((case.to, evaluator.callee(case.to)?));
+        }
+        if caller
+            .as_ref()
+            .is_none_or(|(from, to, _)| (*from, *to) != (case.from, case.to))
+        {
+            caller = Some((case.from, case.to, evaluator.caller(case.from, &[case.to])?));
+        }
+        let configs = Configs {
+            caller: caller.as_ref().map(|(_, _, config)| config),
+            callee: callee.as_ref().map(|(_, config)| config),
+            peer: evaluator.peer(case.from),
+        };
+        if let Some(slot) = outcomes.get_mut(t).and_then(|cases| cases.get_mut(c)) {
+            *slot = Some(run_case(&configs, mesh, case));
+        }
+    }
     Ok(mesh
         .tests
         .iter()
-        .map(|test| TestResult {
+        .zip(outcomes)
+        .map(|(test, cases)| TestResult {
             name: test.name.clone(),
-            cases: test
-                .cases
-                .iter()
-                .map(|case| run_case(&evaluator, mesh, case))
-                .collect(),
+            cases: cases.into_iter().flatten().collect(),
         })
         .collect())
+}
+
+/// What one case is evaluated against.
+struct Configs<'a> {
+    /// The caller's config, listing the callee as an outbound service.
+    caller: Option<&'a Config>,
+    /// The callee's config, for its inbound authorization.
+    callee: Option<&'a Config>,
+    /// The caller's identity as the callee sees it.
+    peer: Option<Peer>,
 }
 
 fn key(mesh: &Mesh, id: ServiceId) -> String {
     mesh.service(id).map(|s| s.key()).unwrap_or_default()
 }
 
-fn run_case(evaluator: &Evaluator, mesh: &Mesh, case: &Case) -> CaseResult {
-    let caller = evaluator.config(case.from);
+fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
+    let caller = configs.caller;
     let target_key = key(mesh, case.to);
     let index = caller.and_then(|c| c.service_by_key(&target_key));
+    let authorized = |authorize: &dyn Fn(&Config, &Peer) -> AuthzDecision| {
+        configs
+            .callee
+            .zip(configs.peer.as_ref())
+            .map(|(callee, peer)| authorize(callee, peer))
+    };
     let (authz, route): (Option<AuthzDecision>, Option<RouteDecision<'_>>) = match &case.probe {
         Probe::Connect { port } => (
-            evaluator.authorize_connection(mesh, case.from, case.to, *port),
+            authorized(&|callee, peer| callee.authorize_connection(*port, peer)),
             caller
                 .zip(index)
                 .and_then(|(c, i)| c.route_connection(i, 0)),
         ),
         Probe::Request { .. } => match request(mesh, case) {
             Some(request) => (
-                evaluator.authorize(mesh, case.from, case.to, &request),
+                authorized(&|callee, peer| callee.authorize(&request, peer)),
                 caller.zip(index).and_then(|(c, i)| c.route(i, &request, 0)),
             ),
             None => (None, None),

@@ -8,7 +8,7 @@
     reason = "test code: a panic is a failure report"
 )]
 
-mod synthetic;
+use mesh_test_support::synthetic;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The generated mesh of lang/benches/synthetic/mod.rs, byte for byte, for the compiler
+"""The generated mesh of tests/support/src/synthetic.rs, byte for byte, for the compiler
 scale runs: `gen_mesh.py SERVICES > big.mesh`. Services spread over namespaces of 100,
 each with two subsets, a route with a header rule and a canary split, a policy that lets
 its neighbour call it, and a test of that call."""

@@ -48,7 +48,7 @@ if [ -z "$ENVOY" ]; then
     ENVOY=$(envoy_binary)
 fi
 log "building release binaries"
-(cd "$ROOT" && cargo build --release --locked -p mesh-agent -p mesh-demo -p mesh-compiler --bins >&2)
+(cd "$ROOT" && cargo build --release --locked -p mesh-agent -p mesh-demo -p meshc --bins >&2)
 
 PIDS=()
 cleanup() {

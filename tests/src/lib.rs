@@ -26,33 +26,15 @@ use serde_json::Value;
 /// How long a mesh may take to come up (debug builds, a busy 2-core machine).
 const UP_LIMIT: Duration = Duration::from_secs(120);
 
-/// The workspace root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+pub use mesh_test_support::workspace_root as root;
 
-/// `target/<profile>/`, where cargo put `meshc`, `mesh-agent` and `mesh-demo` (this test
-/// binary lives in its `deps/`).
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    for bin in ["meshc", "mesh-agent", "mesh-demo"] {
-        assert!(
-            dir.join(bin).is_file(),
-            "{} is missing: build the binaries first (`cargo build --bins`; \
-             `cargo test --workspace` builds them)",
-            dir.join(bin).display()
-        );
-    }
-    dir
-}
-
-/// The `meshc` binary under test.
+/// The `meshc` binary under test, built beside this test with the `mesh-agent` and
+/// `mesh-demo` binaries `meshc up` starts (each checked to be there).
 pub fn meshc() -> PathBuf {
-    bin_dir().join("meshc")
+    for bin in ["mesh-agent", "mesh-demo"] {
+        mesh_test_support::binary(bin);
+    }
+    mesh_test_support::binary("meshc")
 }
 
 /// A running `meshc up`.

@@ -13,15 +13,11 @@
     reason = "benchmark setup"
 )]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../../../lang/benches/synthetic/mod.rs"]
-mod synthetic;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Client, uri};
+use mesh_test_support::lsp::{Client, uri};
+use mesh_test_support::synthetic;
 use serde_json::json;
 
 const ROUNDS: usize = 40;

@@ -25,7 +25,34 @@ pub mod text;
 pub mod tokens;
 pub mod workspace;
 
+use std::ffi::OsString;
+use std::process::ExitCode;
+
 use tower_lsp_server::{LspService, Server as Transport};
+
+/// What `mesh-lsp ARGS...` and `meshc lsp ARGS...` do (`args` without the program name):
+/// print the version for `--version` or `-V`, otherwise serve the protocol on standard
+/// input and output until the client exits. Other arguments (editors pass `--stdio`) are
+/// accepted and ignored.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    if args.into_iter().any(|a| a == "--version" || a == "-V") {
+        println!("mesh-lsp {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the language server's runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(serve_stdio());
+    ExitCode::SUCCESS
+}
 
 /// Serves the protocol on standard input and output until the client exits.
 pub async fn serve_stdio() {

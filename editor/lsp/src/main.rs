@@ -1,14 +1,6 @@
 //! The `mesh-lsp` binary: the language server on standard input and output. Editors start
-//! it directly or through `meshc lsp`.
+//! it directly or through `meshc lsp`, which links the same [`mesh_lsp::run`].
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    if std::env::args()
-        .skip(1)
-        .any(|a| a == "--version" || a == "-V")
-    {
-        println!("mesh-lsp {}", env!("CARGO_PKG_VERSION"));
-        return;
-    }
-    mesh_lsp::serve_stdio().await;
+fn main() -> std::process::ExitCode {
+    mesh_lsp::run(std::env::args_os().skip(1))
 }

@@ -10,11 +10,9 @@
     reason = "tests"
 )]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{Client, uri};
+use mesh_test_support::lsp::{Client, uri};
 use serde_json::{Value, json};
 
 const SHOP: &str = r#"// Größe ünïcödé 🦀

@@ -1,7 +1,0 @@
-//! `meshc`: the command line of the mesh policy compiler.
-
-mod cli;
-
-fn main() -> std::process::ExitCode {
-    cli::run()
-}

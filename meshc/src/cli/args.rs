@@ -1,0 +1,247 @@
+//! The command line of `meshc`: every subcommand and its options, as clap derives them.
+//! Kept apart from the dispatch so that `--help` text and behaviour are read in one place.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "meshc",
+    version,
+    about = "The mesh policy compiler: check, format and compile .mesh files"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check .mesh files and report every problem.
+    Check {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+        /// How to report: human (stderr), or json, sarif, github (stdout).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Fail (exit 1) on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Check a mesh and write one config per workload, the Cedar schema and an index.
+    Compile {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Run the mesh's `test` blocks against its compiled configs.
+    Test {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+    },
+    /// Show what the mesh does with one request or TCP connection: routing and
+    /// authorization.
+    Explain {
+        /// Files or directories (searched recursively for *.mesh).
+        path: PathBuf,
+        /// The calling service (`name` or `namespace/name`).
+        #[arg(long)]
+        from: String,
+        /// The called service.
+        #[arg(long)]
+        to: String,
+        /// HTTP method.
+        #[arg(required_unless_present = "connect")]
+        method: Option<String>,
+        /// Path (with an optional query string).
+        #[arg(required_unless_present = "connect")]
+        url_path: Option<String>,
+        /// Explain an opaque TCP connection to this port of the called service instead
+        /// of an HTTP request.
+        #[arg(long, value_name = "PORT", conflicts_with_all = ["method", "url_path", "headers"])]
+        connect: Option<u16>,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// human or json.
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
+        format: ExplainFormat,
+    },
+    /// Run the whole mesh on this machine: an agent and a demo app per workload.
+    Up {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// First of the loopback ports to use (4 per workload); 0 lets the OS choose.
+        #[arg(long, default_value_t = 15000)]
+        base_port: u16,
+        /// Write the workloads' addresses to FILE (JSON) once everything is ready.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// Recompile when a .mesh file changes; the agents hot-reload.
+        #[arg(long)]
+        watch: bool,
+        /// Run each workload in its own network namespace with its own IP and transparent
+        /// capture: apps call services by plain address, with no proxy settings (needs
+        /// root; --state adds each workload's `ip` and `netns` and each service's `address`).
+        #[arg(long)]
+        isolated: bool,
+    },
+    /// Create the mesh CA and issue workload certificates.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
+    /// Rewrite .mesh files in the canonical layout.
+    Fmt {
+        /// Report files that are not formatted (exit 1) instead of rewriting them.
+        #[arg(long)]
+        check: bool,
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+    },
+    /// Write the mesh's Kubernetes objects (ConfigMaps, identity Secrets, RBAC) as YAML.
+    Manifests {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The mesh CA directory (`ca.pem`, `ca-key.pem`) that issues identity certificates.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Output directory (one file per object), or `-` for one stream on stdout.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Server-side apply the mesh's Kubernetes objects to a cluster.
+    Apply {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The mesh CA directory; without it identity Secrets are left alone.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// The kubeconfig context (default: the current one).
+        #[arg(long)]
+        context: Option<String>,
+        /// Only show what would change: compared on the client, or checked by the server.
+        #[arg(long, value_enum)]
+        dry_run: Option<DryRunArg>,
+        /// Delete objects labelled with this mesh that it no longer produces.
+        #[arg(long)]
+        prune: bool,
+        /// Take over fields that other field managers own.
+        #[arg(long)]
+        force_conflicts: bool,
+    },
+    /// Add the mesh-agent sidecar to Kubernetes workload manifests (YAML on stdout).
+    Inject {
+        /// A YAML file, or `-` for stdin.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        /// The mesh: files or directories (searched recursively for *.mesh).
+        #[arg(long, required = true)]
+        mesh: Vec<PathBuf>,
+        /// The mesh-agent image.
+        #[arg(long)]
+        image: String,
+        /// Seconds the sidecar pauses in preStop before it drains.
+        #[arg(long, default_value_t = 5)]
+        pre_stop_seconds: i64,
+        /// How the app's traffic reaches the agent: iptables capture set up by an init
+        /// container, or `HTTP_PROXY` in the app's environment.
+        #[arg(long, value_enum, default_value_t = InjectMode::Capture)]
+        mode: InjectMode,
+    },
+    /// Run the language server on stdin/stdout (the server of `mesh-lsp`, linked in).
+    Lsp {
+        /// Arguments as `mesh-lsp` takes them (`--stdio` is accepted, `--version` prints
+        /// the server's version).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// Modes of `meshc inject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InjectMode {
+    /// Transparent capture: the `mesh-init` init container redirects the pod's TCP.
+    Capture,
+    /// `HTTP_PROXY` in the app containers' environment; nothing is redirected.
+    ProxyEnv,
+}
+
+/// Dry-run modes of `meshc apply`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DryRunArg {
+    /// Compare with the live objects; send no change.
+    Client,
+    /// Send the changes with dryRun=All: the server checks them and persists nothing.
+    Server,
+}
+
+/// `meshc identity` subcommands.
+#[derive(Subcommand)]
+pub enum IdentityCommand {
+    /// Create a mesh CA in DIR: ca.pem and ca-key.pem (mode 0600).
+    Init {
+        /// Directory to create the CA in.
+        dir: PathBuf,
+        /// The CA certificate's common name.
+        #[arg(long, default_value = "mesh CA")]
+        name: String,
+        /// Replace a CA already in DIR (orphans every certificate it issued).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a workload certificate for spiffe://TD/ns/NS/sa/SA into DIR: cert.pem,
+    /// key.pem (mode 0600) and ca.pem.
+    Issue {
+        /// The CA directory (from `meshc identity init`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The trust domain, e.g. cluster.local.
+        #[arg(long)]
+        trust_domain: String,
+        /// The workload's namespace.
+        #[arg(long)]
+        namespace: String,
+        /// The workload's service account.
+        #[arg(long)]
+        service_account: String,
+        /// How long the certificate is valid: 90m, 24h, 30d.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// Output directory.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+}
+
+/// Output formats of `meshc check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// miette's graphical report, colour on a terminal.
+    Human,
+    /// One JSON document.
+    Json,
+    /// SARIF 2.1.0 for code scanning.
+    Sarif,
+    /// GitHub Actions workflow commands.
+    Github,
+}
+
+/// Output formats of `meshc explain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainFormat {
+    /// Text for people.
+    Human,
+    /// One JSON document.
+    Json,
+}

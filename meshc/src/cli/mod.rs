@@ -1,0 +1,181 @@
+//! Dispatch: one module per subcommand, one exit-code enum, and the human report of a
+//! checked mesh that several subcommands print. The command line itself is in [`args`].
+
+mod apply;
+mod args;
+mod check;
+mod compile;
+mod explain;
+mod fmt;
+mod identity;
+mod inject;
+mod lsp;
+mod manifests;
+mod mesh_input;
+mod test;
+mod up;
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use mesh_compiler::report::Style;
+
+use args::{Cli, Command, IdentityCommand, InjectMode};
+pub use args::{DryRunArg, ExplainFormat, Format};
+
+/// Exit codes shared by every subcommand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything is fine.
+    Ok = 0,
+    /// The input has problems (errors, unformatted files, failing tests).
+    Findings = 1,
+    /// Usage or I/O problems: nothing could be judged.
+    Trouble = 2,
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn run() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let style = Style::detect(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+    );
+    let exit = match cli.command {
+        Command::Check {
+            paths,
+            format,
+            deny_warnings,
+        } => check::run(&paths, format, deny_warnings, style),
+        Command::Up {
+            paths,
+            base_port,
+            state,
+            watch,
+            isolated,
+        } => up::run(
+            &up::Options {
+                paths,
+                base_port,
+                state,
+                watch,
+                isolated,
+            },
+            style,
+        ),
+        Command::Identity { command } => match command {
+            IdentityCommand::Init { dir, name, force } => identity::init(&dir, &name, force),
+            IdentityCommand::Issue {
+                ca,
+                trust_domain,
+                namespace,
+                service_account,
+                ttl,
+                out,
+            } => identity::issue(&identity::Issue {
+                ca: &ca,
+                trust_domain: &trust_domain,
+                namespace: &namespace,
+                service_account: &service_account,
+                ttl: &ttl,
+                out: &out,
+            }),
+        },
+        Command::Fmt { check, paths } => fmt::run(&paths, check, style),
+        Command::Compile { paths, out } => compile::run(&paths, &out, style),
+        Command::Test { paths } => test::run(&paths, style),
+        Command::Manifests { paths, ca, out } => manifests::run(&paths, &ca, &out, style),
+        Command::Apply {
+            paths,
+            ca,
+            context,
+            dry_run,
+            prune,
+            force_conflicts,
+        } => apply::run(
+            &apply::Request {
+                paths,
+                ca,
+                context,
+                dry_run,
+                prune,
+                force_conflicts,
+            },
+            style,
+        ),
+        Command::Inject {
+            file,
+            mesh,
+            image,
+            pre_stop_seconds,
+            mode,
+        } => inject::run(
+            &file,
+            &mesh,
+            &mesh_kube::inject::Options {
+                image,
+                pre_stop_seconds,
+                mode: match mode {
+                    InjectMode::Capture => mesh_kube::inject::Mode::Capture,
+                    InjectMode::ProxyEnv => mesh_kube::inject::Mode::ProxyEnv,
+                },
+            },
+            style,
+        ),
+        Command::Lsp { args } => return lsp::run(args),
+        Command::Explain {
+            path,
+            from,
+            to,
+            method,
+            url_path,
+            connect,
+            headers,
+            format,
+        } => explain::run(
+            &explain::Question {
+                paths: vec![path],
+                from,
+                to,
+                probe: match (connect, method, url_path) {
+                    (Some(port), _, _) => explain::Probe::Connect(port),
+                    (None, method, path) => explain::Probe::Request {
+                        method: method.unwrap_or_default(),
+                        path: path.unwrap_or_default(),
+                    },
+                },
+                headers,
+                json: format == ExplainFormat::Json,
+            },
+            style,
+        ),
+    };
+    std::process::ExitCode::from(exit as u8)
+}
+
+/// Prints every finding of a checked mesh for people, file by file, and a summary line.
+pub fn report_human(checked: &mesh_compiler::Checked, style: Style) {
+    for file in &checked.loaded.files {
+        let diagnostics: Vec<_> = checked
+            .findings
+            .iter()
+            .filter(|f| f.file == file.id)
+            .map(|f| f.diagnostic.clone())
+            .collect();
+        if !diagnostics.is_empty() {
+            eprint!(
+                "{}",
+                mesh_compiler::report::render(&diagnostics, &file.source, style)
+            );
+        }
+    }
+    let files = checked.loaded.files.iter().filter(|f| !f.is_std).count();
+    let (errors, warnings) = (checked.errors(), checked.warnings());
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    eprintln!(
+        "checked {files} file{}: {errors} error{}, {warnings} warning{}",
+        plural(files),
+        plural(errors),
+        plural(warnings)
+    );
+}
