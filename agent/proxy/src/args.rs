@@ -56,7 +56,7 @@ pub struct Args {
     pub log_format: LogFormat,
     /// How long an HTTP/1 client may take to send a request head, counted from when the
     /// connection is ready for it (so also how long a keep-alive connection may idle).
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = parse_nonzero_duration, default_value = "10s")]
     pub header_read_timeout: Duration,
     /// Open connections per listener at most; beyond, new ones wait in the backlog.
     #[arg(long, default_value_t = 10_000,
@@ -108,6 +108,15 @@ pub fn parse_app_port(text: &str) -> Result<(u16, SocketAddr), String> {
     Ok((port, addr))
 }
 
+/// A duration that must not be zero (a zero header-read timeout would close every
+/// connection before its first byte).
+pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("`{text}` must be longer than zero")),
+        duration => Ok(duration),
+    }
+}
+
 /// `250ms`, `5s`, `1m`: the duration syntax of `.mesh` files.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
@@ -147,6 +156,14 @@ mod tests {
     fn threads_take_one_or_more_and_name_the_flag_otherwise() {
         assert_eq!(parse(&["--threads", "1"]).map(|a| a.threads).ok(), Some(1));
         assert_eq!(parse(&["--threads", "8"]).map(|a| a.threads).ok(), Some(8));
+        let zero = parse(&["--header-read-timeout", "0s"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            zero.as_deref()
+                .is_some_and(|e| e.contains("longer than zero")),
+            "{zero:?}"
+        );
         for bad in ["0", "257", "many"] {
             let error = parse(&["--threads", bad]).err().map(|e| e.to_string());
             assert!(
