@@ -16,7 +16,7 @@ pub mod schema;
 pub use authz::{AuthzDecision, Peer, TCP_ACTION, Verdict, parse_spiffe_id};
 pub use config::{Config, ConfigError};
 pub use request::{RequestView, SimpleRequest};
-pub use route::RouteDecision;
+pub use route::{RouteDecision, RouteKey};
 
 /// The JSON Schema of [`schema::WorkloadConfig`], as checked in at
 /// `agent/config/workload-config.schema.json`.

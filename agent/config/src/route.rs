@@ -24,6 +24,21 @@ pub struct RouteDecision<'c> {
     pub timeout_us: Option<u64>,
     /// The retry policy in force.
     pub retry: Option<&'c Retry>,
+    /// Where the decision sits in the config, to look it up again with [`Config::resolve`]
+    /// (a request that outlives a borrow of its config keeps the key, not the references).
+    pub key: RouteKey,
+}
+
+/// A routing decision as indexes into its config: the outbound service, the rule that
+/// matched (`None`: none did) and the picked backend among the candidates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteKey {
+    /// The outbound service's index.
+    pub service: usize,
+    /// The matching rule's index.
+    pub rule: Option<usize>,
+    /// The picked backend's index among the candidates.
+    pub backend: usize,
 }
 
 impl Config {
@@ -67,14 +82,32 @@ impl Config {
     /// The decision once rule `index` (`None`: no rule) of the service at `service`
     /// matched: its backends (or the whole service), the draw's pick, timeout and retry.
     fn decide(&self, service: usize, index: Option<usize>, draw: u32) -> Option<RouteDecision<'_>> {
-        let source = self.outbound(service)?;
-        let compiled = self.compiled(service)?;
-        let rule = index.and_then(|i| source.rules.get(i));
-        let backends: &[WeightedBackend] = match rule {
-            Some(rule) => &rule.backends,
-            None => &compiled.fallback,
+        let backends = self.candidates(service, index)?;
+        self.resolve(RouteKey {
+            service,
+            rule: index,
+            backend: pick(backends, draw)?,
+        })
+    }
+
+    /// The candidate backends of rule `index` (`None`: no rule) of the service at `service`.
+    fn candidates(&self, service: usize, index: Option<usize>) -> Option<&[WeightedBackend]> {
+        match index {
+            Some(i) => Some(&self.outbound(service)?.rules.get(i)?.backends),
+            None => Some(&self.compiled(service)?.fallback),
+        }
+    }
+
+    /// The decision `key` names, as [`Config::route`] made it. `None` when `key` is not
+    /// from this config.
+    pub fn resolve(&self, key: RouteKey) -> Option<RouteDecision<'_>> {
+        let source = self.outbound(key.service)?;
+        let rule = match key.rule {
+            Some(i) => Some(source.rules.get(i)?),
+            None => None,
         };
-        let backend = pick(backends, draw)?;
+        let backends = self.candidates(key.service, key.rule)?;
+        let backend = &backends.get(key.backend)?.backend;
         Some(RouteDecision {
             service: source,
             rule,
@@ -84,6 +117,7 @@ impl Config {
             retry: rule
                 .and_then(|r| r.retry.as_ref())
                 .or(source.retry.as_ref()),
+            key,
         })
     }
 
@@ -101,17 +135,17 @@ impl Config {
     }
 }
 
-/// The backend whose cumulative weight range holds `draw`.
-fn pick(backends: &[WeightedBackend], draw: u32) -> Option<&Backend> {
+/// The index of the backend whose cumulative weight range holds `draw`.
+fn pick(backends: &[WeightedBackend], draw: u32) -> Option<usize> {
     let draw = draw % FULL_WEIGHT;
     let mut upper = 0u32;
-    for weighted in backends {
+    for (index, weighted) in backends.iter().enumerate() {
         upper = upper.saturating_add(weighted.weight_milli);
         if draw < upper {
-            return Some(&weighted.backend);
+            return Some(index);
         }
     }
-    backends.last().map(|w| &w.backend)
+    backends.len().checked_sub(1)
 }
 
 fn text<'r, R: RequestView + ?Sized>(request: &'r R, attr: &Attr) -> Cow<'r, str> {

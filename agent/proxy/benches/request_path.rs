@@ -9,9 +9,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mesh_agent::balance::{Pool, Registry};
 use mesh_agent::caller::Caller;
 use mesh_agent::http::View;
+use mesh_agent::pool::{Pool, Registry};
 use mesh_config::Config;
 use mesh_config::schema::Balance;
 use serde_json::{Value, json};

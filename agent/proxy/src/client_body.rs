@@ -8,16 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Response, StatusCode};
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 
-use crate::http::{Body, error_response};
-use crate::metrics::{LimitLabels, Metrics};
+use crate::http::{Body, BoxError};
 
 /// The client's request body, streamed.
 pub struct ClientBody {
-    inner: Incoming,
+    inner: Body,
     failed: Arc<AtomicBool>,
 }
 
@@ -34,7 +31,7 @@ impl BodyFailed {
 
 impl ClientBody {
     /// Wraps `inner`; the flag turns true if reading it fails.
-    pub fn new(inner: Incoming) -> (ClientBody, BodyFailed) {
+    pub fn new(inner: Body) -> (ClientBody, BodyFailed) {
         let failed = BodyFailed::default();
         let body = ClientBody {
             inner,
@@ -46,12 +43,12 @@ impl ClientBody {
 
 impl http_body::Body for ClientBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Err(_))) = &polled {
@@ -67,21 +64,4 @@ impl http_body::Body for ClientBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// The `400` for a request whose body the client sent malformed, counted as the
-/// `malformed_request` limit of `listener`.
-pub fn bad_request_body(metrics: &Metrics, listener: &'static str, error: &str) -> Response<Body> {
-    metrics
-        .limits
-        .get_or_create(&LimitLabels {
-            listener,
-            limit: "malformed_request",
-        })
-        .inc();
-    error_response(
-        StatusCode::BAD_REQUEST,
-        "bad-request-body",
-        &format!("cannot read the request body: {error}"),
-    )
 }

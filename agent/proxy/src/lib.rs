@@ -10,13 +10,13 @@
 pub mod accept;
 pub mod admin;
 pub mod args;
-pub mod balance;
 pub mod caller;
 pub mod capture;
 pub mod client;
 pub mod client_body;
 pub mod detect;
 pub mod discovery;
+pub mod error;
 pub mod http;
 pub mod inbound;
 #[cfg(feature = "kubernetes")]
@@ -24,13 +24,15 @@ pub mod kubernetes;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod observe;
 pub mod original_dst;
 pub mod outbound;
+pub mod pool;
 pub mod relay;
 pub mod reload;
-pub mod retry;
 pub mod server;
 pub mod spare;
+pub mod stack;
 pub mod state;
 pub mod tcp;
 pub mod tls;
@@ -113,8 +115,8 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
     let resync = tokio::spawn(reloader.watch(args.resync));
 
     let clients = Clients::default();
-    let outbound = outbound::Outbound::new(Arc::clone(&shared), clients.clone(), bound.outbound);
-    let inbound = inbound::Inbound::new(Arc::clone(&shared), clients, args.app);
+    let outbound = outbound::Outbound::new(&shared, clients.clone(), bound.outbound);
+    let inbound = inbound::Inbound::new(&shared, clients, args.app);
     let app_ports = tcp::AppPorts::new(args.app, args.app_ports.clone());
     let detect_timeout = args.detect_timeout;
     let admin_shared = Arc::clone(&shared);

@@ -1,19 +1,21 @@
-//! The agent's live state: the active config and endpoints as one immutable [`Snapshot`]
-//! behind a lock that is held only to clone an `Arc`. A reload builds a new snapshot and
-//! swaps it in; a request keeps the snapshot it started with, so in-flight requests finish
+//! The agent's live state: the active config and endpoints as one immutable [`Snapshot`],
+//! and the identity's TLS configs, each published on a `tokio::sync::watch` channel. A
+//! reload builds a new snapshot and sends it; the request stacks hold receivers (not this
+//! state) and a request keeps the snapshot it started with, so in-flight requests finish
 //! on their config.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use mesh_config::Config;
 use mesh_config::schema::Protocol;
+use tokio::sync::watch;
 
-use crate::balance::{Pool, Registry};
 use crate::discovery::Endpoints;
 use crate::metrics::Metrics;
+use crate::pool::{Pool, Registry};
 use crate::tls::Tls;
 
 /// A loaded config with what `/config` reports.
@@ -45,7 +47,7 @@ pub struct Snapshot {
     pub config: Arc<LoadedConfig>,
     /// The endpoints it was built with.
     pub endpoints: Arc<Endpoints>,
-    pools: HashMap<String, ServicePools>,
+    pools: HashMap<String, Arc<ServicePools>>,
     /// Outbound services (indexes into the config's list) by the IPs that reach them.
     by_ip: HashMap<IpAddr, Vec<usize>>,
     /// Every mesh service the endpoints know, by the IPs that reach it (also those this
@@ -98,7 +100,7 @@ impl Snapshot {
                     Arc::new(Pool::new(members, service.balance)),
                 ));
             }
-            pools.insert(service.service.clone(), entry);
+            pools.insert(service.service.clone(), Arc::new(entry));
         }
         let mesh_ips = endpoints
             .all_ips()
@@ -159,7 +161,11 @@ impl Snapshot {
     }
 
     /// The pool of a backend, with its service's pools (HTTP/2, identity).
-    pub fn pool(&self, service: &str, subset: Option<&str>) -> Option<(&Arc<Pool>, &ServicePools)> {
+    pub fn pool(
+        &self,
+        service: &str,
+        subset: Option<&str>,
+    ) -> Option<(&Arc<Pool>, &Arc<ServicePools>)> {
         let entry = self.pools.get(service)?;
         entry
             .pools
@@ -169,64 +175,71 @@ impl Snapshot {
     }
 }
 
-/// Everything the listeners share.
+/// The active snapshot as the request stacks see it: `None` until a config and endpoints
+/// are loaded.
+pub type Snapshots = watch::Receiver<Option<Arc<Snapshot>>>;
+
+/// The loaded identity's TLS configs as the request stacks see them: `None` without one.
+pub type TlsConfigs = watch::Receiver<Option<Arc<Tls>>>;
+
+/// What the reloader publishes and the admin listener reads.
 pub struct Shared {
-    snapshot: RwLock<Option<Arc<Snapshot>>>,
-    tls: RwLock<Option<Arc<Tls>>>,
+    snapshot: watch::Sender<Option<Arc<Snapshot>>>,
+    tls: watch::Sender<Option<Arc<Tls>>>,
     /// Whether an identity directory was given (then `/ready` waits for it).
     pub identity_required: bool,
     /// Endpoint state by address.
     pub registry: Registry,
     /// Metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Retry budgets by `service retry-profile`, kept across reloads.
-    pub budgets: crate::retry::Budgets,
+    pub budgets: Arc<crate::outbound::retry_policy::Budgets>,
 }
 
 impl Shared {
     /// Empty state; `identity_required` when the agent was given an identity directory.
     pub fn new(identity_required: bool) -> Shared {
         Shared {
-            snapshot: RwLock::new(None),
-            tls: RwLock::new(None),
+            snapshot: watch::Sender::new(None),
+            tls: watch::Sender::new(None),
             identity_required,
             registry: Registry::default(),
-            metrics: Metrics::default(),
-            budgets: crate::retry::Budgets::default(),
+            metrics: Arc::default(),
+            budgets: Arc::default(),
         }
     }
 
     /// The active snapshot; `None` until a config and endpoints are loaded.
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        match self.snapshot.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.snapshot.borrow().clone()
+    }
+
+    /// Every snapshot from now on.
+    pub fn snapshots(&self) -> Snapshots {
+        self.snapshot.subscribe()
     }
 
     /// The loaded identity and its TLS configs, if any.
     pub fn tls(&self) -> Option<Arc<Tls>> {
-        match self.tls.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.tls.borrow().clone()
+    }
+
+    /// Every identity from now on.
+    pub fn tls_configs(&self) -> TlsConfigs {
+        self.tls.subscribe()
     }
 
     /// Swaps in a new identity (existing connections keep the old one).
     pub fn publish_tls(&self, tls: Tls) {
-        let tls = Arc::new(tls);
-        match self.tls.write() {
-            Ok(mut guard) => *guard = Some(tls),
-            Err(poisoned) => *poisoned.into_inner() = Some(tls),
-        }
+        self.tls.send_replace(Some(Arc::new(tls)));
     }
 
     /// Ready to serve: config and endpoints loaded, and the identity if one is required.
     pub fn ready(&self) -> Result<(), &'static str> {
-        if self.snapshot().is_none() {
+        if self.snapshot.borrow().is_none() {
             return Err("no valid config and endpoints loaded yet");
         }
-        if self.identity_required && self.tls().is_none() {
+        if self.identity_required && self.tls.borrow().is_none() {
             return Err("no valid identity loaded yet");
         }
         Ok(())
@@ -234,10 +247,6 @@ impl Shared {
 
     /// Swaps in a new snapshot.
     pub fn publish(&self, snapshot: Snapshot) {
-        let snapshot = Arc::new(snapshot);
-        match self.snapshot.write() {
-            Ok(mut guard) => *guard = Some(snapshot),
-            Err(poisoned) => *poisoned.into_inner() = Some(snapshot),
-        }
+        self.snapshot.send_replace(Some(Arc::new(snapshot)));
     }
 }

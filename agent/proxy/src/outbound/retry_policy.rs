@@ -1,4 +1,4 @@
-//! Retry decisions: which outcomes a profile retries, the back-off between tries
+//! Retry policy: which outcomes a profile retries, the back-off between tries
 //! (exponential with full jitter), and retry budgets — tower's `TpsBudget`, one per
 //! service and profile, kept across reloads — so that retries add at most the budget's
 //! share of load and a failing dependency does not get a retry storm.

@@ -1,0 +1,149 @@
+//! Request metrics, for both stacks: each request's outcome (direction, service, subset,
+//! rule, status — the agent's own answers included) and latency, recorded when the stack
+//! below answers.
+
+use std::time::Instant;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use tower::Service;
+
+use crate::error::ProxyError;
+use crate::metrics::{DirectionLabels, RequestLabels};
+use crate::outbound::call::Call;
+use crate::outbound::passthrough::Unrouted;
+use crate::ready_when_inner;
+use crate::stack::{Answer, BoxFuture, Stack, take};
+
+/// What a request is counted under.
+pub trait Labelled {
+    /// Its labels (the status is filled in with the answer).
+    fn labels(&self) -> RequestLabels;
+}
+
+impl Labelled for Call {
+    fn labels(&self) -> RequestLabels {
+        let decision = self.decision().ok();
+        RequestLabels {
+            direction: "outbound",
+            service: decision.map_or_else(String::new, |d| d.backend.service.clone()),
+            subset: decision
+                .and_then(|d| d.backend.subset.clone())
+                .unwrap_or_default(),
+            rule: decision
+                .and_then(|d| d.rule)
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+            status: 0,
+        }
+    }
+}
+
+impl Labelled for Unrouted {
+    fn labels(&self) -> RequestLabels {
+        RequestLabels {
+            direction: "outbound",
+            service: "passthrough".into(),
+            subset: String::new(),
+            rule: String::new(),
+            status: 0,
+        }
+    }
+}
+
+/// Counts and times `inner`'s answers.
+#[derive(Clone)]
+pub struct Observe<S> {
+    inner: S,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<DirectionLabels, Histogram>,
+}
+
+impl<S> Observe<S> {
+    /// The layer over `inner`, recording into `requests` and `latency`.
+    pub fn new(
+        inner: S,
+        requests: Family<RequestLabels, Counter>,
+        latency: Family<DirectionLabels, Histogram>,
+    ) -> Observe<S> {
+        Observe {
+            inner,
+            requests,
+            latency,
+        }
+    }
+}
+
+impl<R: Labelled, S: Stack<R>> Service<R> for Observe<S> {
+    type Response = http::Response<crate::http::Body>;
+    type Error = ProxyError;
+    type Future = BoxFuture<Answer>;
+
+    ready_when_inner!();
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let started = Instant::now();
+        let mut labels = request.labels();
+        let sent = take(&mut self.inner).call(request);
+        let (requests, latency) = (self.requests.clone(), self.latency.clone());
+        Box::pin(async move {
+            let answer = sent.await;
+            labels.status = match &answer {
+                Ok(response) => response.status().as_u16(),
+                Err(error) => error.status_and_cause().0.as_u16(),
+            };
+            requests.get_or_create(&labels).inc();
+            latency
+                .get_or_create(&DirectionLabels {
+                    direction: labels.direction,
+                })
+                .observe(started.elapsed().as_secs_f64());
+            answer
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::testing::{self, Seen};
+    use serde_json::json;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn an_answer_and_an_error_are_counted_by_status() {
+        let snapshot = testing::snapshot(testing::config(json!([testing::rule("r", json!({}))])));
+        let metrics = crate::metrics::Metrics::default();
+        let requests = metrics.requests.clone();
+        let failing = Seen::answering(|n| {
+            if n == 0 {
+                Ok(201)
+            } else {
+                Err(|| ProxyError::NoEndpoints("x".into()))
+            }
+        });
+        let observe = Observe::new(failing.service(), requests.clone(), metrics.latency.clone());
+        observe
+            .clone()
+            .oneshot(testing::call(&snapshot, http::Request::new("")))
+            .await
+            .unwrap();
+        observe
+            .oneshot(testing::call(&snapshot, http::Request::new("")))
+            .await
+            .unwrap_err();
+        let count = |status| {
+            requests
+                .get_or_create(&RequestLabels {
+                    direction: "outbound",
+                    service: "ns/reviews".into(),
+                    subset: "v1".into(),
+                    rule: "r".into(),
+                    status,
+                })
+                .get()
+        };
+        assert_eq!((count(201), count(503)), (1, 1));
+    }
+}

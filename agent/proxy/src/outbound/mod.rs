@@ -1,0 +1,112 @@
+//! The outbound side: the app's requests to other services, as a stack of tower layers,
+//! one per concern, in the order a request meets them:
+//!
+//! ```text
+//! route ─┬─ observe → fault → rewrite → buffer → mirror → timeout → retry → balance → endpoint
+//!        └─ observe → passthrough            (destinations the config does not route)
+//! ```
+//!
+//! [`route`] makes the routing decision once and puts it on the request ([`call::Call`]);
+//! every layer below reads its parameters (fault, edits, mirrors, timeout, retry
+//! profile, backend) from that decision, typed. Config and identity reach the stack as
+//! `tokio::sync::watch` receivers; every failure is a [`ProxyError`] that becomes a
+//! response in one place ([`Outbound::handle`]).
+
+pub mod balance;
+pub mod buffer;
+pub mod call;
+pub mod endpoint;
+pub mod fault;
+pub mod mirror;
+pub mod passthrough;
+pub mod retry;
+pub mod retry_policy;
+pub mod rewrite;
+pub mod route;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod timeout;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tower::ServiceExt;
+
+use crate::client::Clients;
+use crate::http::{Body, boxed};
+use crate::metrics::Metrics;
+use crate::observe::Observe;
+use crate::state::Shared;
+
+use self::balance::Balance;
+use self::buffer::Buffer;
+use self::endpoint::Endpoint;
+use self::fault::Fault;
+use self::mirror::Mirror;
+use self::passthrough::Passthrough;
+use self::retry::Retry;
+use self::rewrite::Rewrite;
+use self::route::{Outgoing, Route};
+use self::timeout::Timeout;
+
+/// The layers from the router down, for routed requests.
+type Routed = Observe<Fault<Rewrite<Buffer<Mirror<Timeout<Retry<Tries>>, Tries>>>>>;
+
+/// One try: an endpoint picked, the request sent to it.
+type Tries = Balance<Endpoint>;
+
+/// The outbound stack.
+#[derive(Clone)]
+pub struct Outbound {
+    stack: Route<Routed, Observe<Passthrough>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Outbound {
+    /// The stack over the agent's state; `listening` is the outbound listener's address.
+    pub fn new(shared: &Shared, clients: Clients, listening: SocketAddr) -> Outbound {
+        let metrics = Arc::clone(&shared.metrics);
+        let tries = Balance::new(
+            Endpoint::new(clients.clone(), shared.tls_configs()),
+            metrics.ejections.clone(),
+        );
+        let retry = Retry::new(
+            tries.clone(),
+            Arc::clone(&shared.budgets),
+            metrics.retries.clone(),
+            metrics.budget_exhausted.clone(),
+        );
+        let mirror = Mirror::new(Timeout::new(retry), tries, metrics.mirrored.clone());
+        let observe =
+            |inner| Observe::new(inner, metrics.requests.clone(), metrics.latency.clone());
+        let routed = observe(Fault::new(Rewrite::new(Buffer::new(mirror))));
+        let passthrough = Observe::new(
+            Passthrough::new(clients, listening),
+            metrics.requests.clone(),
+            metrics.latency.clone(),
+        );
+        Outbound {
+            stack: Route::new(shared.snapshots(), routed, passthrough),
+            metrics,
+        }
+    }
+
+    /// Handles one request from the app; `original_dst` is where the app was connecting
+    /// when capture rules redirected its connection here (`None`: sent to the proxy).
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        original_dst: Option<SocketAddr>,
+    ) -> Response<Body> {
+        let outgoing = Outgoing {
+            request: request.map(boxed),
+            original_dst,
+        };
+        match self.stack.clone().oneshot(outgoing).await {
+            Ok(response) => response,
+            Err(error) => error.respond(&self.metrics, "outbound"),
+        }
+    }
+}
