@@ -69,10 +69,10 @@ impl Reloader {
     /// Re-reads both sources; publishes a snapshot when either changed and both are
     /// loaded. Returns whether a new snapshot was published.
     pub fn reload(&mut self) -> bool {
-        self.reload_identity();
+        let identity_changed = self.reload_identity();
         let config_changed = self.reload_config();
         let endpoints_changed = self.reload_endpoints();
-        if !(config_changed || endpoints_changed) {
+        if !(config_changed || endpoints_changed || identity_changed) {
             return false;
         }
         let (Some(config), Some(endpoints)) = (&self.config, &self.endpoints) else {
@@ -81,6 +81,7 @@ impl Reloader {
         let snapshot = Snapshot::new(
             Arc::clone(config),
             Arc::clone(endpoints),
+            self.shared.tls(),
             &self.shared.registry,
         );
         self.shared.publish(snapshot);
@@ -135,9 +136,10 @@ impl Reloader {
 
     /// Re-reads the identity files; a valid new identity replaces the old one for new
     /// connections, an invalid one is logged and counted and the last good one kept.
-    fn reload_identity(&mut self) {
+    /// Returns whether a new identity was published.
+    fn reload_identity(&mut self) -> bool {
         let Some(dir) = &self.identity_dir else {
-            return;
+            return false;
         };
         self.update_identity_expiry();
         let mut bytes = Vec::new();
@@ -150,7 +152,7 @@ impl Reloader {
             bytes.push(0);
         }
         if self.seen_identity.as_deref() == Some(bytes.as_slice()) {
-            return;
+            return false;
         }
         self.seen_identity = Some(bytes);
         match mesh_identity::Identity::load(dir).and_then(crate::tls::Tls::new) {
@@ -159,10 +161,12 @@ impl Reloader {
                 self.shared.metrics.reload("identity", true);
                 self.shared.publish_tls(tls);
                 self.update_identity_expiry();
+                true
             }
             Err(error) => {
                 self.shared.metrics.reload("identity", false);
                 tracing::error!(%error, "identity rejected; keeping the last good one");
+                false
             }
         }
     }

@@ -1,12 +1,12 @@
-//! The agent's live state: the active config and endpoints as one immutable [`Snapshot`],
-//! and the identity's TLS configs, each published on a `tokio::sync::watch` channel. A
-//! reload builds a new snapshot and sends it; the request stacks hold receivers (not this
-//! state) and a request keeps the snapshot it started with, so in-flight requests finish
-//! on their config.
+//! The agent's live state: the active config, endpoints and identity as one immutable
+//! [`Snapshot`] published on a `tokio::sync::watch` channel (and the identity's TLS
+//! configs on another, for the listeners' handshakes). A reload builds a new snapshot and
+//! sends it; the request stacks hold receivers (not this state) and a request keeps the
+//! snapshot it started with, so in-flight requests finish on their config.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use mesh_config::Config;
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::discovery::Endpoints;
 use crate::metrics::Metrics;
 use crate::pool::{Pool, Registry};
-use crate::tls::Tls;
+use crate::tls::{MtlsClient, Tls};
 
 /// A loaded config with what `/config` reports.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ pub struct LoadedConfig {
 }
 
 /// The endpoint pools of one outbound service, by subset (`None`: the whole service).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ServicePools {
     /// `(subset, pool)` pairs; few, so a list.
     pub pools: Vec<(Option<String>, Arc<Pool>)>,
@@ -38,15 +38,29 @@ pub struct ServicePools {
     pub http2: bool,
     /// The SPIFFE id its endpoints must present under mTLS.
     pub identity: String,
+    /// The pooled mTLS client for it under the snapshot's identity, made on first use
+    /// (then read without a lock); the error says why it cannot be made.
+    mtls: OnceLock<Result<Arc<MtlsClient>, String>>,
 }
 
-/// Config and endpoints, consistent with each other.
-#[derive(Debug)]
+impl std::fmt::Debug for ServicePools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServicePools")
+            .field("pools", &self.pools)
+            .field("http2", &self.http2)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Config, endpoints and identity, consistent with each other.
 pub struct Snapshot {
     /// The active config.
     pub config: Arc<LoadedConfig>,
     /// The endpoints it was built with.
     pub endpoints: Arc<Endpoints>,
+    /// The identity outbound mTLS uses (`None`: none loaded, plaintext).
+    tls: Option<Arc<Tls>>,
     pools: HashMap<String, Arc<ServicePools>>,
     /// Outbound services (indexes into the config's list) by the IPs that reach them.
     by_ip: HashMap<IpAddr, Vec<usize>>,
@@ -57,11 +71,22 @@ pub struct Snapshot {
     unmeshed: std::collections::HashSet<SocketAddr>,
 }
 
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("config", &self.config.hash)
+            .field("pools", &self.pools)
+            .field("identity", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Snapshot {
-    /// Builds the pools of every outbound service and subset.
+    /// Builds the pools of every outbound service and subset; outbound mTLS uses `tls`.
     pub fn new(
         config: Arc<LoadedConfig>,
         endpoints: Arc<Endpoints>,
+        tls: Option<Arc<Tls>>,
         registry: &Registry,
     ) -> Snapshot {
         let mut pools = HashMap::new();
@@ -80,6 +105,7 @@ impl Snapshot {
                     .first()
                     .is_some_and(|p| matches!(p.protocol, Protocol::Http2 | Protocol::Grpc)),
                 identity: service.identity.clone(),
+                mtls: OnceLock::new(),
             };
             let whole = endpoints
                 .select(&service.service, &service.labels)
@@ -110,6 +136,7 @@ impl Snapshot {
         Snapshot {
             config,
             endpoints,
+            tls,
             pools,
             by_ip,
             mesh_ips,
@@ -131,6 +158,17 @@ impl Snapshot {
                  or make the mesh permissive while it migrates"
             )),
         }
+    }
+
+    /// The mTLS client for `service`'s endpoints: `None` in plaintext (no identity).
+    pub fn mtls(&self, service: &ServicePools) -> Option<Result<Arc<MtlsClient>, String>> {
+        let tls = self.tls.as_ref()?;
+        Some(
+            service
+                .mtls
+                .get_or_init(|| tls.client(&service.identity))
+                .clone(),
+        )
     }
 
     /// The mesh service at `dst`'s IP, whether or not this workload may call it. For a
@@ -179,9 +217,6 @@ impl Snapshot {
 /// are loaded.
 pub type Snapshots = watch::Receiver<Option<Arc<Snapshot>>>;
 
-/// The loaded identity's TLS configs as the request stacks see them: `None` without one.
-pub type TlsConfigs = watch::Receiver<Option<Arc<Tls>>>;
-
 /// What the reloader publishes and the admin listener reads.
 pub struct Shared {
     snapshot: watch::Sender<Option<Arc<Snapshot>>>,
@@ -222,11 +257,6 @@ impl Shared {
     /// The loaded identity and its TLS configs, if any.
     pub fn tls(&self) -> Option<Arc<Tls>> {
         self.tls.borrow().clone()
-    }
-
-    /// Every identity from now on.
-    pub fn tls_configs(&self) -> TlsConfigs {
-        self.tls.subscribe()
     }
 
     /// Swaps in a new identity (existing connections keep the old one).

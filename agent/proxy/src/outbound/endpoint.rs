@@ -1,6 +1,6 @@
 //! The bottom of the outbound stack: sends one try to one endpoint — over mTLS to its
-//! agent (the pooled client that accepts only the callee's SPIFFE id) once this agent has
-//! an identity, in plaintext before, or in plaintext to an endpoint without an agent
+//! agent (the snapshot's pooled client that accepts only the callee's SPIFFE id: no lock
+//! or lookup per request) once this agent has an identity, in plaintext before, or in plaintext to an endpoint without an agent
 //! while the mesh is permissive — and sorts failures into refused connections and
 //! resets, for retries and passive health. An upgrade handshake is forwarded as such.
 
@@ -16,7 +16,7 @@ use crate::error::ProxyError;
 use crate::http::{Body, boxed, full, strip_hop_by_hop};
 use crate::outbound::call::{Call, CallBody};
 use crate::stack::{Answer, BoxFuture};
-use crate::state::{ServicePools, TlsConfigs};
+use crate::state::ServicePools;
 use crate::tls::MtlsClient;
 
 /// One try, with the endpoint the balancer picked.
@@ -33,30 +33,26 @@ pub struct Dispatch {
 #[derive(Clone)]
 pub struct Endpoint {
     clients: Clients,
-    tls: TlsConfigs,
 }
 
 impl Endpoint {
-    /// Sends with `clients` in plaintext, with the identity `tls` publishes over mTLS.
-    pub fn new(clients: Clients, tls: TlsConfigs) -> Endpoint {
-        Endpoint { clients, tls }
+    /// Sends with `clients` in plaintext, with the snapshot's identity over mTLS.
+    pub fn new(clients: Clients) -> Endpoint {
+        Endpoint { clients }
     }
 
     /// How to reach `dispatch`'s endpoint.
-    fn transport(&self, dispatch: &Dispatch) -> Result<Transport, ProxyError> {
-        let meshed = dispatch
-            .call
-            .snapshot
+    fn transport(dispatch: &Dispatch) -> Result<Transport, ProxyError> {
+        let snapshot = &dispatch.call.snapshot;
+        let meshed = snapshot
             .endpoint_access(dispatch.addr)
             .map_err(ProxyError::NotMeshed)?;
-        let tls = self.tls.borrow().clone();
-        match tls {
-            Some(tls) if meshed => {
-                let identity = &dispatch.service.identity;
-                tls.client(identity)
+        match snapshot.mtls(&dispatch.service) {
+            Some(client) if meshed => {
+                client
                     .map(Transport::Mtls)
                     .map_err(|error| ProxyError::BadIdentity {
-                        identity: identity.clone(),
+                        identity: dispatch.service.identity.clone(),
                         error,
                     })
             }
@@ -78,7 +74,7 @@ impl Service<Dispatch> for Endpoint {
     }
 
     fn call(&mut self, dispatch: Dispatch) -> Self::Future {
-        let transport = match self.transport(&dispatch) {
+        let transport = match Endpoint::transport(&dispatch) {
             Ok(transport) => transport,
             Err(error) => return Box::pin(async { Err(error) }),
         };

@@ -68,10 +68,7 @@ impl Outbound {
     /// The stack over the agent's state; `listening` is the outbound listener's address.
     pub fn new(shared: &Shared, clients: Clients, listening: SocketAddr) -> Outbound {
         let metrics = Arc::clone(&shared.metrics);
-        let tries = Balance::new(
-            Endpoint::new(clients.clone(), shared.tls_configs()),
-            metrics.ejections.clone(),
-        );
+        let tries = Balance::new(Endpoint::new(clients.clone()), metrics.ejections.clone());
         let retry = Retry::new(
             tries.clone(),
             Arc::clone(&shared.budgets),

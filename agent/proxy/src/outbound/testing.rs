@@ -86,6 +86,7 @@ pub fn snapshot(config: Value) -> Arc<Snapshot> {
     Arc::new(Snapshot::new(
         Arc::new(loaded),
         Arc::new(endpoints),
+        None,
         &Registry::default(),
     ))
 }
