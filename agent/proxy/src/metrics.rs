@@ -1,11 +1,61 @@
 //! The agent's Prometheus metrics, served on the admin listener's `/metrics`.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+/// A label value that is shared, not copied: the request labels are made once per
+/// routing decision (see [`crate::state::Snapshot::request_labels`]) and cloned per
+/// request, which for a `Name` is at most an atomic increment where a `String` would be
+/// an allocation.
+#[derive(Clone, Debug)]
+pub enum Name {
+    /// A constant.
+    Static(&'static str),
+    /// A name from the config.
+    Shared(Arc<str>),
+}
+
+impl Name {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Name::Static(name) => name,
+            Name::Shared(name) => name,
+        }
+    }
+}
+
+impl From<&str> for Name {
+    fn from(name: &str) -> Name {
+        Name::Shared(name.into())
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Name {}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for Name {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.as_str().encode(encoder)
+    }
+}
 
 /// Labels of a proxied request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -13,13 +63,33 @@ pub struct RequestLabels {
     /// `inbound` or `outbound`.
     pub direction: &'static str,
     /// `namespace/name` of the called service (`passthrough` for unknown authorities).
-    pub service: String,
+    pub service: Name,
     /// The subset, or empty.
-    pub subset: String,
+    pub subset: Name,
     /// The route rule, or empty.
-    pub rule: String,
+    pub rule: Name,
     /// The response status.
     pub status: u16,
+}
+
+impl RequestLabels {
+    /// The labels of requests for `service`, `subset` and `rule` (empty: none).
+    pub fn new(direction: &'static str, service: &str, subset: &str, rule: &str) -> Self {
+        let name = |text: &str| {
+            if text.is_empty() {
+                Name::Static("")
+            } else {
+                Name::from(text)
+            }
+        };
+        RequestLabels {
+            direction,
+            service: name(service),
+            subset: name(subset),
+            rule: name(rule),
+            status: 0,
+        }
+    }
 }
 
 /// Labels naming a service.

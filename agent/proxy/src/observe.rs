@@ -10,7 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use tower::Service;
 
 use crate::error::ProxyError;
-use crate::metrics::{DirectionLabels, RequestLabels};
+use crate::metrics::{DirectionLabels, Name, RequestLabels};
 use crate::outbound::call::Call;
 use crate::outbound::passthrough::Unrouted;
 use crate::ready_when_inner;
@@ -24,19 +24,9 @@ pub trait Labelled {
 
 impl Labelled for Call {
     fn labels(&self) -> RequestLabels {
-        let decision = self.decision().ok();
-        RequestLabels {
-            direction: "outbound",
-            service: decision.map_or_else(String::new, |d| d.backend.service.clone()),
-            subset: decision
-                .and_then(|d| d.backend.subset.clone())
-                .unwrap_or_default(),
-            rule: decision
-                .and_then(|d| d.rule)
-                .map(|r| r.name.clone())
-                .unwrap_or_default(),
-            status: 0,
-        }
+        self.snapshot
+            .request_labels(self.route)
+            .unwrap_or_else(|| RequestLabels::new("outbound", "", "", ""))
     }
 }
 
@@ -44,9 +34,9 @@ impl Labelled for Unrouted {
     fn labels(&self) -> RequestLabels {
         RequestLabels {
             direction: "outbound",
-            service: "passthrough".into(),
-            subset: String::new(),
-            rule: String::new(),
+            service: Name::Static("passthrough"),
+            subset: Name::Static(""),
+            rule: Name::Static(""),
             status: 0,
         }
     }
@@ -136,11 +126,8 @@ mod tests {
         let count = |status| {
             requests
                 .get_or_create(&RequestLabels {
-                    direction: "outbound",
-                    service: "ns/reviews".into(),
-                    subset: "v1".into(),
-                    rule: "r".into(),
                     status,
+                    ..RequestLabels::new("outbound", "ns/reviews", "v1", "r")
                 })
                 .get()
         };

@@ -9,12 +9,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use mesh_config::Config;
 use mesh_config::schema::Protocol;
+use mesh_config::{Config, RouteKey};
 use tokio::sync::watch;
 
 use crate::discovery::Endpoints;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestLabels};
 use crate::pool::{Pool, Registry};
 use crate::tls::{MtlsClient, Tls};
 
@@ -61,6 +61,11 @@ pub struct Snapshot {
     pub endpoints: Arc<Endpoints>,
     /// The identity outbound mTLS uses (`None`: none loaded, plaintext).
     tls: Option<Arc<Tls>>,
+    /// The metric labels of inbound requests.
+    pub inbound_labels: RequestLabels,
+    /// The metric labels of each outbound service's routing decisions, by service index,
+    /// then rule (0: none matched, `i + 1`: rule `i`), then backend; made on first use.
+    route_labels: Vec<OnceLock<Vec<Vec<RequestLabels>>>>,
     pools: HashMap<String, Arc<ServicePools>>,
     /// Outbound services (indexes into the config's list) by the IPs that reach them.
     by_ip: HashMap<IpAddr, Vec<usize>>,
@@ -133,10 +138,17 @@ impl Snapshot {
             .map(|(service, ip)| (ip.to_canonical(), service.to_string()))
             .collect();
         let unmeshed = endpoints.unmeshed().collect();
+        let inbound_labels =
+            RequestLabels::new("inbound", &config.config.source().workload.service, "", "");
+        let route_labels = (0..config.config.source().outbound.services.len())
+            .map(|_| OnceLock::new())
+            .collect();
         Snapshot {
             config,
             endpoints,
             tls,
+            inbound_labels,
+            route_labels,
             pools,
             by_ip,
             mesh_ips,
@@ -158,6 +170,45 @@ impl Snapshot {
                  or make the mesh permissive while it migrates"
             )),
         }
+    }
+
+    /// The metric labels of requests routed by `key`.
+    pub fn request_labels(&self, key: RouteKey) -> Option<RequestLabels> {
+        let table = self
+            .route_labels
+            .get(key.service)?
+            .get_or_init(|| self.route_label_table(key.service));
+        table
+            .get(key.rule.map_or(0, |r| r + 1))?
+            .get(key.backend)
+            .cloned()
+    }
+
+    fn route_label_table(&self, service: usize) -> Vec<Vec<RequestLabels>> {
+        let config = &self.config.config;
+        let rules = config.outbound(service).map_or(0, |s| s.rules.len());
+        (0..=rules)
+            .map(|i| {
+                let rule = i.checked_sub(1);
+                (0..)
+                    .map_while(|backend| {
+                        config.resolve(RouteKey {
+                            service,
+                            rule,
+                            backend,
+                        })
+                    })
+                    .map(|d| {
+                        RequestLabels::new(
+                            "outbound",
+                            &d.backend.service,
+                            d.backend.subset.as_deref().unwrap_or(""),
+                            d.rule.map_or("", |r| r.name.as_str()),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// The mTLS client for `service`'s endpoints: `None` in plaintext (no identity).

@@ -44,20 +44,7 @@ pub struct Arrived {
 
 impl Labelled for Arrived {
     fn labels(&self) -> RequestLabels {
-        RequestLabels {
-            direction: "inbound",
-            service: self
-                .snapshot
-                .config
-                .config
-                .source()
-                .workload
-                .service
-                .clone(),
-            subset: String::new(),
-            rule: String::new(),
-            status: 0,
-        }
+        self.snapshot.inbound_labels.clone()
     }
 }
 
