@@ -47,7 +47,7 @@ impl<S: Stack<Dispatch>> Service<Call> for Balance<S> {
         };
         call.trying(endpoint.addr);
         let in_flight = endpoint.start();
-        let name = call.service().to_string();
+        let service_ref = call.service_ref();
         let dispatch = Dispatch {
             call,
             addr: endpoint.addr,
@@ -62,6 +62,7 @@ impl<S: Stack<Dispatch>> Service<Call> for Balance<S> {
                 Ok(_) => endpoint.connected(),
                 Err(ProxyError::Connect { error, .. }) => {
                     if endpoint.connect_failed() {
+                        let name = service_ref.name();
                         ejections
                             .get_or_create(&ServiceLabels {
                                 service: name.clone(),

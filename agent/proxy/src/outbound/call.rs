@@ -83,6 +83,14 @@ impl Call {
         self.decision().map_or("", |d| d.service.service.as_str())
     }
 
+    /// The called service, to name later (in an error) without allocating now.
+    pub fn service_ref(&self) -> ServiceRef {
+        ServiceRef {
+            snapshot: Arc::clone(&self.snapshot),
+            route: self.route,
+        }
+    }
+
     /// A copy for another try or a mirror: `None` when the body is streamed or the
     /// request is an upgrade.
     pub fn copy(&self) -> Option<Call> {
@@ -118,6 +126,24 @@ impl Call {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
         }
+    }
+}
+
+/// The service a request was routed to, named on demand.
+#[derive(Clone)]
+pub struct ServiceRef {
+    snapshot: Arc<Snapshot>,
+    route: RouteKey,
+}
+
+impl ServiceRef {
+    /// Its name (`namespace/name`).
+    pub fn name(&self) -> String {
+        self.snapshot
+            .config
+            .config
+            .resolve(self.route)
+            .map_or_else(String::new, |d| d.service.service.clone())
     }
 }
 

@@ -85,7 +85,9 @@ impl Service<Dispatch> for Endpoint {
                 addr,
                 service,
             } = dispatch;
-            let target = format!("{} at {addr}", call.service());
+            // Named only when a try fails: no allocation on the way of a success.
+            let service_ref = call.service_ref();
+            let target = move || format!("{} at {addr}", service_ref.name());
             let Call {
                 mut head,
                 body,
@@ -118,11 +120,17 @@ impl Service<Dispatch> for Endpoint {
                         Response::from_parts(parts, boxed(body))
                     }
                 }),
-                Err(SendError::Connect(error)) => Err(ProxyError::Connect { target, error }),
+                Err(SendError::Connect(error)) => Err(ProxyError::Connect {
+                    target: target(),
+                    error,
+                }),
                 Err(SendError::Reset(error)) if failed.as_ref().is_some_and(|f| f.get()) => {
                     Err(ProxyError::BadRequestBody(error))
                 }
-                Err(SendError::Reset(error)) => Err(ProxyError::Reset { target, error }),
+                Err(SendError::Reset(error)) => Err(ProxyError::Reset {
+                    target: target(),
+                    error,
+                }),
             }
         })
     }

@@ -65,20 +65,30 @@ impl<S: Stack<Call>> Service<Call> for Retry<S> {
 
     fn call(&mut self, call: Call) -> Self::Future {
         let mut inner = take(&mut self.inner);
-        let profile = match (call.decision(), &call.body) {
-            (Ok(decision), CallBody::Buffered(_)) => decision.retry.cloned(),
-            _ => None,
-        };
-        let Some(profile) = profile else {
+        let retried = matches!(call.body, CallBody::Buffered(_))
+            && call.decision().is_ok_and(|d| d.retry.is_some());
+        if !retried {
             return Box::pin(inner.call(call));
-        };
-        let service = call.service().to_string();
-        let budget = self.budgets.get(&service, &profile);
-        let labels = ServiceLabels {
-            service: service.clone(),
-        };
-        let (retries, exhausted) = (self.retries.clone(), self.exhausted.clone());
+        }
+        let snapshot = Arc::clone(&call.snapshot);
+        let (budgets, retries, exhausted) = (
+            Arc::clone(&self.budgets),
+            self.retries.clone(),
+            self.exhausted.clone(),
+        );
         Box::pin(async move {
+            // The profile is read from the snapshot the request holds, not copied.
+            let Some(decision) = snapshot.config.config.resolve(call.route) else {
+                return Err(ProxyError::Internal("route lookup failed"));
+            };
+            let Some(profile) = decision.retry else {
+                return inner.call(call).await;
+            };
+            let service = decision.service.service.as_str();
+            let labels = || ServiceLabels {
+                service: service.to_string(),
+            };
+            let budget = budgets.get(service, profile);
             retry_policy::deposit(budget.as_ref());
             let attempts = profile.attempts.max(1);
             let per_try = profile.per_try_timeout_us.map(Duration::from_micros);
@@ -87,11 +97,11 @@ impl<S: Stack<Call>> Service<Call> for Retry<S> {
             for attempt in 1..=attempts {
                 if attempt > 1 {
                     if !retry_policy::withdraw(budget.as_ref()) {
-                        exhausted.get_or_create(&labels).inc();
+                        exhausted.get_or_create(&labels()).inc();
                         break;
                     }
-                    retries.get_or_create(&labels).inc();
-                    tokio::time::sleep(retry_policy::backoff(&profile, attempt - 1)).await;
+                    retries.get_or_create(&labels()).inc();
+                    tokio::time::sleep(retry_policy::backoff(profile, attempt - 1)).await;
                 }
                 let this_try = match (attempt < attempts, call.as_ref()) {
                     (true, Some(original)) => original.copy(),
@@ -102,13 +112,13 @@ impl<S: Stack<Call>> Service<Call> for Retry<S> {
                 let answer = match per_try {
                     Some(limit) => tokio::time::timeout(limit, sent).await.unwrap_or_else(|_| {
                         Err(ProxyError::PerTryTimeout {
-                            service: service.clone(),
+                            service: service.to_string(),
                         })
                     }),
                     None => sent.await,
                 };
                 let again = attempt < attempts
-                    && outcome(&answer).is_some_and(|o| retry_policy::retries(&profile, o));
+                    && outcome(&answer).is_some_and(|o| retry_policy::retries(profile, o));
                 if !again {
                     return answer;
                 }

@@ -54,7 +54,8 @@ pub fn backoff(retry: &Retry, retry_number: u32) -> Duration {
 /// Retry budgets by service and profile.
 #[derive(Default)]
 pub struct Budgets {
-    budgets: Mutex<HashMap<(String, String), Arc<TpsBudget>>>,
+    /// By service, then profile (looked up by `&str`: no allocation once made).
+    budgets: Mutex<HashMap<String, HashMap<String, Arc<TpsBudget>>>>,
 }
 
 /// Deposits go in for every request; a retry withdraws.
@@ -68,15 +69,20 @@ impl Budgets {
             Ok(b) => b,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let key = (service.to_string(), retry.profile.clone());
-        Some(Arc::clone(budgets.entry(key).or_insert_with(|| {
-            let percent = budget.ratio_milli as f32 / FULL_WEIGHT as f32;
-            Arc::new(TpsBudget::new(
-                Duration::from_secs(10),
-                budget.min_per_second.ceil() as u32,
-                percent,
-            ))
-        })))
+        if let Some(made) = budgets.get(service).and_then(|b| b.get(&retry.profile)) {
+            return Some(Arc::clone(made));
+        }
+        let percent = budget.ratio_milli as f32 / FULL_WEIGHT as f32;
+        let made = Arc::new(TpsBudget::new(
+            Duration::from_secs(10),
+            budget.min_per_second.ceil() as u32,
+            percent,
+        ));
+        budgets
+            .entry(service.to_string())
+            .or_default()
+            .insert(retry.profile.clone(), Arc::clone(&made));
+        Some(made)
     }
 }
 

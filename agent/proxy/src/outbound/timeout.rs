@@ -38,14 +38,19 @@ impl<S: Stack<Call>> Service<Call> for Timeout<S> {
             .and_then(|d| d.timeout_us)
             .map(Duration::from_micros)
             .filter(|_| call.upgrade.is_none());
-        let service = call.service().to_string();
+        let service = call.service_ref();
         let sent = take(&mut self.inner).call(call);
         match timeout {
             None => Box::pin(sent),
             Some(timeout) => Box::pin(async move {
                 tokio::time::timeout(timeout, sent)
                     .await
-                    .unwrap_or(Err(ProxyError::Timeout { service, timeout }))
+                    .unwrap_or_else(|_| {
+                        Err(ProxyError::Timeout {
+                            service: service.name(),
+                            timeout,
+                        })
+                    })
             }),
         }
     }
