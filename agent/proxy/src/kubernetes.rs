@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 
 use crate::discovery::{Discovery, DiscoveryError, Endpoint, Endpoints, ServiceAddresses};
 use crate::metrics::WatchLabels;
-use crate::state::Shared;
+use crate::metrics::Metrics;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -102,7 +102,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 impl KubeDiscovery {
     /// Connects to the cluster (kubeconfig as kubectl finds it, or the in-cluster service
     /// account) and starts watching EndpointSlices, Pods and Services in every namespace.
-    pub async fn start(peer_port: u16, shared: Arc<Shared>) -> Result<KubeDiscovery, String> {
+    pub async fn start(peer_port: u16, metrics: Arc<Metrics>) -> Result<KubeDiscovery, String> {
         let mut config = kube::Config::infer()
             .await
             .map_err(|e| format!("no Kubernetes API configured: {e}"))?;
@@ -111,17 +111,17 @@ impl KubeDiscovery {
         config.default_retry = false;
         let client = Client::try_from(config)
             .map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
-        Ok(KubeDiscovery::with_client(client, peer_port, shared))
+        Ok(KubeDiscovery::with_client(client, peer_port, metrics))
     }
 
     /// Starts watching through `client`.
-    pub fn with_client(client: Client, peer_port: u16, shared: Arc<Shared>) -> KubeDiscovery {
+    pub fn with_client(client: Client, peer_port: u16, metrics: Arc<Metrics>) -> KubeDiscovery {
         let state = Arc::new(Mutex::new(State::default()));
         let changed = Arc::new(Notify::new());
         let watch = Watch {
             state: Arc::clone(&state),
             changed: Arc::clone(&changed),
-            shared,
+            metrics,
         };
         let slices = watch.clone().follow(
             Api::<EndpointSlice>::all(client.clone()),
@@ -287,18 +287,16 @@ fn service_of(service: &Service) -> (String, Option<Vec<IpAddr>>) {
     (key, Some(ips).filter(|ips| !ips.is_empty()))
 }
 
-fn set_up(shared: &Shared, resource: &'static str, up: bool) {
-    shared
-        .metrics
+fn set_up(metrics: &Metrics, resource: &'static str, up: bool) {
+    metrics
         .watch_up
         .get_or_create(&WatchLabels { resource })
         .set(i64::from(up));
 }
 
-fn failed(shared: &Shared, resource: &'static str, error: &watcher::Error) {
-    set_up(shared, resource, false);
-    shared
-        .metrics
+fn failed(metrics: &Metrics, resource: &'static str, error: &watcher::Error) {
+    set_up(metrics, resource, false);
+    metrics
         .watch_errors
         .get_or_create(&WatchLabels { resource })
         .inc();
@@ -310,7 +308,7 @@ fn failed(shared: &Shared, resource: &'static str, error: &watcher::Error) {
 struct Watch {
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
-    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
 }
 
 impl Watch {
@@ -329,14 +327,14 @@ impl Watch {
         Key: Eq + Hash,
         T: PartialEq,
     {
-        set_up(&self.shared, resource, false);
+        set_up(&self.metrics, resource, false);
         let mut stream = watcher(api, config).default_backoff().boxed();
         let mut relist: Option<HashMap<Key, T>> = None;
         while let Some(event) = stream.next().await {
             let event = match event {
                 Ok(event) => event,
                 Err(error) => {
-                    failed(&self.shared, resource, &error);
+                    failed(&self.metrics, resource, &error);
                     continue;
                 }
             };
@@ -354,7 +352,7 @@ impl Watch {
                         *objects = buffer;
                     }
                     *synced = true;
-                    set_up(&self.shared, resource, true);
+                    set_up(&self.metrics, resource, true);
                     self.changed.notify_one();
                 }
                 watcher::Event::Apply(object) => {
@@ -370,7 +368,7 @@ impl Watch {
                     if changed {
                         self.changed.notify_one();
                     }
-                    set_up(&self.shared, resource, true);
+                    set_up(&self.metrics, resource, true);
                 }
                 watcher::Event::Delete(object) => {
                     if objects.remove(&entry(&object).0).is_some() {

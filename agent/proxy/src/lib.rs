@@ -212,7 +212,7 @@ async fn discovery(args: &Args, shared: &Arc<Shared>) -> Result<Box<dyn Discover
         }
         #[cfg(feature = "kubernetes")]
         DiscoveryKind::Kubernetes => {
-            let discovery = kubernetes::KubeDiscovery::start(args.peer_port, Arc::clone(shared))
+            let discovery = kubernetes::KubeDiscovery::start(args.peer_port, Arc::clone(&shared.metrics))
                 .await
                 .map_err(AgentError::Kubernetes)?;
             Ok(Box::new(discovery))

@@ -52,7 +52,7 @@ async fn discovery(api: &FakeApi, shared: &Arc<Shared>) -> KubeDiscovery {
     .await
     .unwrap();
     let client = kube::Client::try_from(config).unwrap();
-    KubeDiscovery::with_client(client, 15006, Arc::clone(shared))
+    KubeDiscovery::with_client(client, 15006, Arc::clone(&shared.metrics))
 }
 
 /// Service `ns/reviews` with `cluster_ips` (`["None"]` for a headless Service).
