@@ -32,8 +32,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::discovery::{Discovery, DiscoveryError, Endpoint, Endpoints, ServiceAddresses};
-use crate::metrics::WatchLabels;
 use crate::metrics::Metrics;
+use crate::metrics::WatchLabels;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";

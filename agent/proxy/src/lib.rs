@@ -212,9 +212,10 @@ async fn discovery(args: &Args, shared: &Arc<Shared>) -> Result<Box<dyn Discover
         }
         #[cfg(feature = "kubernetes")]
         DiscoveryKind::Kubernetes => {
-            let discovery = kubernetes::KubeDiscovery::start(args.peer_port, Arc::clone(&shared.metrics))
-                .await
-                .map_err(AgentError::Kubernetes)?;
+            let discovery =
+                kubernetes::KubeDiscovery::start(args.peer_port, Arc::clone(&shared.metrics))
+                    .await
+                    .map_err(AgentError::Kubernetes)?;
             Ok(Box::new(discovery))
         }
         #[cfg(not(feature = "kubernetes"))]

@@ -70,41 +70,66 @@ impl<S: Stack<Call>, P: Stack<Unrouted>> Service<Outgoing> for Route<S, P> {
         let Some(snapshot) = self.snapshots.borrow().clone() else {
             return Box::pin(async { Err(ProxyError::NotReady) });
         };
-        let Some(authority) = authority(&request)
-            .map(str::to_string)
-            .or_else(|| original_dst.map(|dst| dst.to_string()))
-        else {
-            return Box::pin(async { Err(ProxyError::NoAuthority) });
+        // The authority is read in place (borrowed from the request) to route; it is
+        // copied only for a request the config does not route, or that lacks a Host.
+        let owned_authority = |request: &Request<Body>| {
+            authority(request)
+                .map(str::to_string)
+                .or_else(|| original_dst.map(|dst| dst.to_string()))
         };
         let config = &snapshot.config.config;
-        // A captured connection's destination names its service; the authority is the
-        // app's business (an IP, a name the mesh does not know, a Host of its choosing).
-        let index = original_dst
-            .and_then(|dst| snapshot.service_at(dst))
-            .map(|(index, _)| index)
-            .or_else(|| config.service_for_authority(&authority));
-        let Some(index) = index else {
-            let unrouted = Unrouted {
-                snapshot: Arc::clone(&snapshot),
-                request,
-                authority,
-                original_dst,
+        let decided = {
+            let captured;
+            let authority = match authority(&request) {
+                Some(authority) => authority,
+                None => {
+                    captured = original_dst.map(|dst| dst.to_string());
+                    match captured.as_deref() {
+                        Some(authority) => authority,
+                        None => return Box::pin(async { Err(ProxyError::NoAuthority) }),
+                    }
+                }
             };
-            return Box::pin(take(&mut self.passthrough).call(unrouted));
+            // A captured connection's destination names its service; the authority is
+            // the app's business (an IP, a name the mesh does not know, a Host of its
+            // choosing).
+            let index = original_dst
+                .and_then(|dst| snapshot.service_at(dst))
+                .map(|(index, _)| index)
+                .or_else(|| config.service_for_authority(authority));
+            index.map(|index| {
+                let draw = fastrand::u32(..FULL_WEIGHT);
+                config
+                    .route(index, &View::new(&request, authority, 0), draw)
+                    .map(|decision| decision.key)
+            })
         };
-        let draw = fastrand::u32(..FULL_WEIGHT);
-        let route = match config.route(index, &View::new(&request, &authority, 0), draw) {
-            Some(decision) => decision.key,
-            None => return Box::pin(async { Err(ProxyError::Internal("route lookup failed")) }),
+        let route = match decided {
+            Some(Some(route)) => route,
+            Some(None) => {
+                return Box::pin(async { Err(ProxyError::Internal("route lookup failed")) });
+            }
+            None => {
+                let unrouted = Unrouted {
+                    snapshot: Arc::clone(&snapshot),
+                    authority: owned_authority(&request).unwrap_or_default(),
+                    request,
+                    original_dst,
+                };
+                return Box::pin(take(&mut self.passthrough).call(unrouted));
+            }
         };
         let retried = config
             .resolve(route)
             .and_then(|d| d.retry)
             .is_some_and(|r| r.attempts > 1);
+        let missing_host = (!request.headers().contains_key(header::HOST))
+            .then(|| owned_authority(&request))
+            .flatten();
         let upgrade = upgrade::take(&mut request);
         let (mut head, body) = request.into_parts();
         strip_hop_by_hop(&mut head.headers);
-        if !head.headers.contains_key(header::HOST)
+        if let Some(authority) = missing_host
             && let Ok(host) = HeaderValue::from_str(&authority)
         {
             head.headers.insert(header::HOST, host);
