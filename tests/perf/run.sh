@@ -320,7 +320,7 @@ start_mesh() {
     local out=$WORK/out/bench threads
     # One runtime worker per core the proxies get, as Envoy's --concurrency below.
     threads=$(taskset -c "$SUT_CPUS" nproc)
-    export MESH_AGENT_THREADS=$threads
+    export MESH_AGENT_THREADS=${MESH_AGENT_THREADS:-$threads}
     RUST_LOG=warn start agent-client "$BIN/mesh-agent" --config "$out/client.json" \
         --endpoints "$WORK/endpoints-client.json" --identity-dir "$WORK/id/client" \
         --outbound "127.0.0.1:$AGENT_C_OUT" --inbound "127.0.0.1:$AGENT_C_IN" \
