@@ -157,6 +157,24 @@ impl Mesh {
         self.kill_leftovers();
     }
 
+    /// Kills `meshc up` alone with SIGKILL (no chance to stop its children) and reaps it.
+    pub fn kill_meshc(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The pids of every agent and app `meshc up` recorded.
+    pub fn child_pids(&self) -> Vec<u64> {
+        let Some(workloads) = self.state["workloads"].as_array() else {
+            return Vec::new();
+        };
+        workloads
+            .iter()
+            .flat_map(|w| ["agent_pid", "app_pid"].map(|key| w[key].as_u64()))
+            .flatten()
+            .collect()
+    }
+
     /// `meshc up` did not stop its children itself: kill them by the pids it recorded.
     fn kill_leftovers(&self) {
         let Some(workloads) = self.state["workloads"].as_array() else {
@@ -184,6 +202,17 @@ impl Drop for Mesh {
 /// Whether process `pid` exists.
 pub fn alive(pid: u64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether process `pid` exists and has not exited (a zombie — dead, not yet reaped by
+/// whoever adopted it — is not running).
+pub fn running(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // `pid (comm) STATE ...`: the state follows the last `)`.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    })
 }
 
 /// An HTTP answer.

@@ -1,5 +1,6 @@
 //! `meshc up`'s own behaviour: it refuses to start a mesh with errors (showing the
-//! diagnostics and starting nothing), and a crashed agent is reported and restarted.
+//! diagnostics and starting nothing), a crashed agent is reported and restarted, and no
+//! process outlives a `meshc up` killed with SIGKILL.
 
 #![allow(
     clippy::panic,
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mesh_e2e::{Http, Mesh, alive, meshc};
+use mesh_e2e::{Http, Mesh, alive, meshc, running};
 
 #[test]
 fn a_mesh_with_errors_starts_nothing() {
@@ -87,4 +88,25 @@ async fn a_crashed_agent_is_reported_and_restarted() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     mesh.stop();
+}
+
+#[test]
+fn no_process_outlives_a_killed_meshc_up() {
+    let mut mesh = Mesh::up(Path::new("examples/bookinfo"), &[]);
+    let children = mesh.child_pids();
+    assert!(children.len() >= 8, "agents and apps: {children:?}");
+    assert!(children.iter().all(|&pid| running(pid)), "{children:?}");
+    mesh.kill_meshc();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<u64> = children.iter().copied().filter(|&p| running(p)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after meshc up was killed: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -177,20 +177,20 @@ async fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 /// A command running `program` inside `pod`'s namespace, as [`PROXY_UID`] when
-/// `as_proxy`.
+/// `as_proxy`, killed by the kernel when `meshc up` dies (`ip netns exec` and `setpriv`
+/// exec, so `program` is `meshc up`'s own child; see [`super::processes::Binaries::tied`]).
 pub fn command_in(pod: &Pod, as_proxy: bool, program: &Path) -> Command {
     let mut command = Command::new("ip");
-    command.args(["netns", "exec", &pod.netns]);
+    command.args(["netns", "exec", &pod.netns, "setpriv"]);
+    command.args(super::processes::PDEATHSIG);
     if as_proxy {
         command.args([
-            "setpriv",
             &format!("--reuid={PROXY_UID}"),
             &format!("--regid={PROXY_UID}"),
             "--clear-groups",
-            "--",
         ]);
     }
-    command.arg(program);
+    command.arg("--").arg(program);
     command
 }
 

@@ -1,7 +1,9 @@
 //! The child processes of a local mesh: one `mesh-agent` and one `mesh-demo` app per
 //! workload. Each runs under a supervisor task that restarts it when it dies unexpectedly
 //! (and reports that), and kills it when the mesh stops. Children get their own process
-//! group, so a Ctrl-C at the terminal reaches `meshc up` alone, which then stops them.
+//! group, so a Ctrl-C at the terminal reaches `meshc up` alone, which then stops them; and
+//! they are started through `setpriv --pdeathsig KILL`, so the kernel kills them when
+//! `meshc up` dies without the chance to (SIGKILL, a crash): no process outlives it.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -25,17 +27,41 @@ pub struct Binaries {
     pub agent: PathBuf,
     /// `mesh-demo`.
     pub demo: PathBuf,
+    /// util-linux's `setpriv`, which ties a child's life to `meshc up`'s (none: children
+    /// are still stopped by `meshc up`, but would outlive a SIGKILL of it).
+    pub setpriv: Option<PathBuf>,
 }
 
 impl Binaries {
-    /// Finds `mesh-agent` and `mesh-demo` next to this `meshc`, else on `PATH`.
+    /// Finds `mesh-agent` and `mesh-demo` next to this `meshc`, else on `PATH`, and
+    /// `setpriv` on `PATH`.
     pub fn find() -> Result<Binaries, String> {
         Ok(Binaries {
             agent: find("mesh-agent")?,
             demo: find("mesh-demo")?,
+            setpriv: find("setpriv").ok(),
         })
     }
+
+    /// A command running `program` that the kernel kills with SIGKILL when the thread of
+    /// `meshc up` that started it ends (`PR_SET_PDEATHSIG`, set by `setpriv` before it
+    /// execs `program`; the workspace forbids the `unsafe` a `pre_exec` hook would take).
+    /// Children are started from the runtime's worker threads, which live as long as
+    /// `meshc up` does.
+    pub fn tied(&self, program: &Path) -> Command {
+        match &self.setpriv {
+            Some(setpriv) => {
+                let mut command = Command::new(setpriv);
+                command.args(PDEATHSIG).arg("--").arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
+    }
 }
+
+/// The `setpriv` arguments that make a child die with its parent.
+pub const PDEATHSIG: [&str; 2] = ["--pdeathsig", "KILL"];
 
 fn find(name: &str) -> Result<PathBuf, String> {
     let beside = std::env::current_exe()
@@ -91,7 +117,7 @@ pub fn agent_command(binaries: &Binaries, layout: &Layout, workload: &Workload) 
             SocketAddr::from((Ipv4Addr::LOCALHOST, workload.app_port)),
         ),
         None => (
-            Command::new(&binaries.agent),
+            binaries.tied(&binaries.agent),
             workload.ports.inbound,
             workload.ports.admin,
             workload.ports.app,
@@ -137,7 +163,7 @@ pub fn app_command(binaries: &Binaries, workload: &Workload) -> Command {
             command
         }
         None => {
-            let mut command = Command::new(&binaries.demo);
+            let mut command = binaries.tied(&binaries.demo);
             command
                 .arg("--service")
                 .arg(&workload.service)
