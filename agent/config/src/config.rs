@@ -5,9 +5,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use mesh_vocab::SpiffeId;
 use regex::Regex;
 
-use crate::authz::{CompiledAuthz, parse_spiffe_id};
+use crate::authz::CompiledAuthz;
 use crate::glob::Glob;
 use crate::schema::{
     Attr, Backend, FULL_WEIGHT, Match, OutboundService, Retry, RouteRule, TextOp, VERSION,
@@ -113,8 +114,8 @@ impl Config {
         let own_service = source.workload.service.clone();
         check_service_key(&own_service, "workload.service")?;
         let identity = &source.workload.identity;
-        let (domain, _, _) = check_spiffe_id(identity, "workload.identity")?;
-        if domain != source.mesh.trust_domain {
+        let id = check_spiffe_id(identity, "workload.identity")?;
+        if id.trust_domain() != source.mesh.trust_domain {
             return Err(invalid(
                 "workload.identity",
                 format!(
@@ -347,14 +348,16 @@ fn check_service_key(key: &str, at: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// A SPIFFE id of a workload: `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`.
-fn check_spiffe_id<'i>(id: &'i str, at: &str) -> Result<(&'i str, &'i str, &'i str), ConfigError> {
-    parse_spiffe_id(id).ok_or_else(|| {
+/// A SPIFFE id of a workload, held to the parser the agent reads certificates with
+/// ([`SpiffeId::parse`]): an id it would refuse at the first connection is refused here.
+fn check_spiffe_id(id: &str, at: &str) -> Result<SpiffeId, ConfigError> {
+    SpiffeId::parse(id).map_err(|e| {
         invalid(
             at,
             format!(
                 "`{id}` is not a SPIFFE id of the form \
-                 `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`"
+                 `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`: {}",
+                e.kind()
             ),
         )
     })

@@ -258,6 +258,41 @@ fn the_workload_identity_must_be_a_spiffe_id_of_the_mesh() {
     );
 }
 
+#[test]
+fn identities_are_held_to_the_parser_that_reads_certificates() {
+    // These used to pass validation (the config split ids more loosely than
+    // `mesh-identity` reads them from certificates), so a workload could load a config
+    // naming a peer it could never recognise. Now both use `mesh_vocab::SpiffeId`.
+    for (id, why) in [
+        (
+            "spiffe://Example.org/ns/shop/sa/cart-sa",
+            "the trust domain holds 'E'",
+        ),
+        (
+            "spiffe://example.org:8443/ns/shop/sa/cart-sa",
+            "the trust domain holds ':'",
+        ),
+        ("spiffe://example.org/ns/shop/sa/cart sa", "holds ' '"),
+        ("spiffe://example.org/ns/../sa/cart-sa", "a \"..\" segment"),
+        ("spiffe://example.org/ns/shop/sa/cart%2Dsa", "holds '%'"),
+    ] {
+        assert!(
+            mesh_config::SpiffeId::parse(id).is_err(),
+            "the agent refuses {id}"
+        );
+        assert_refused(
+            &with("/workload/identity", json!(id)),
+            "workload.identity",
+            &[&format!("`{id}`"), "SPIFFE id", why],
+        );
+        assert_refused(
+            &with("/outbound/services/0/identity", json!(id)),
+            "outbound.services[0] (shop/pricing).identity",
+            &[&format!("`{id}`"), why],
+        );
+    }
+}
+
 // --- Outbound services -----------------------------------------------------------------
 
 #[test]
