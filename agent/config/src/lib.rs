@@ -8,7 +8,6 @@
 
 mod authz;
 mod config;
-pub mod glob;
 pub mod request;
 mod route;
 pub mod schema;
@@ -19,6 +18,8 @@ pub use config::{Config, ConfigError};
 /// validation and the semantics parse with; see `mesh-vocab`.
 pub use mesh_vocab as vocab;
 pub use mesh_vocab::SpiffeId;
+/// Globs (`like`, `paths [...]`), as `mesh_config::glob` for existing users.
+pub use mesh_vocab::glob;
 pub use request::{RequestView, SimpleRequest};
 pub use route::RouteDecision;
 

@@ -10,6 +10,7 @@
 //! nothing heavy, so that all of them can share it without pulling in each other's
 //! dependencies (Cedar, rustls).
 
+pub mod glob;
 pub mod spiffe;
 
 pub use spiffe::{SpiffeId, SpiffeIdError, SpiffeIdErrorKind};

@@ -21,7 +21,6 @@ use crate::ir::{self, Effect, Mtls, Origin};
 use crate::load::{FileId, Loaded};
 use crate::resolve::{self, Symbols};
 
-pub use pattern::{glob_matches, validate_glob};
 pub use route::human_micros;
 
 /// The context of checking one file: where findings go and what names mean.
