@@ -136,6 +136,15 @@ impl Config {
             check_spiffe_id(&service.identity, &format!("{at}.identity"))?;
             services.push(compile_service(service, &own_service, &at)?);
             for authority in &service.authorities {
+                if !mesh_vocab::authority::is_host(authority) {
+                    return Err(invalid(
+                        at,
+                        format!(
+                            "authority `{authority}` is not a host name: requests are matched \
+                             by their host alone, without port or user information"
+                        ),
+                    ));
+                }
                 if by_authority
                     .insert(authority.to_ascii_lowercase(), index)
                     .is_some()
@@ -164,14 +173,9 @@ impl Config {
     /// The outbound service an authority (`reviews`, `reviews:9080`,
     /// `reviews.bookinfo.svc.cluster.local`) names, as an index for [`Config::route`].
     pub fn service_for_authority(&self, authority: &str) -> Option<usize> {
-        let host = crate::request::strip_port(authority);
-        if let Some(index) = self.by_authority.get(host) {
-            return Some(*index);
-        }
-        if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            return self.by_authority.get(&host.to_ascii_lowercase()).copied();
-        }
-        None
+        self.by_authority
+            .get(&*mesh_vocab::authority::host(authority))
+            .copied()
     }
 
     /// When `authority` is not an outbound service but names a service in one of the
@@ -181,7 +185,7 @@ impl Config {
         if self.service_for_authority(authority).is_some() {
             return None;
         }
-        let host = crate::request::strip_port(authority).to_ascii_lowercase();
+        let host = mesh_vocab::authority::host(authority);
         if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
             return None;
         }

@@ -344,6 +344,27 @@ fn an_authority_claimed_by_two_services_is_refused_whatever_its_case() {
 }
 
 #[test]
+fn an_authority_must_be_a_bare_host_as_lookups_compare_hosts() {
+    // The agent strips the port (and user information) of every request's authority
+    // before looking it up, so an authority written with one could never match.
+    for authority in ["pricing:8080", "user@pricing", ""] {
+        let mut config = valid();
+        config["outbound"]["services"][0]["authorities"] = json!(["pricing", authority]);
+        assert_refused(
+            &config,
+            SERVICE0,
+            &[&format!("`{authority}`"), "not a host name"],
+        );
+    }
+    let mut config = valid();
+    config["outbound"]["services"][0]["authorities"] = json!(["Pricing.Shop", "[fd00::1]"]);
+    let config = load(&config).unwrap();
+    assert_eq!(config.service_for_authority("pricing.shop:80"), Some(0));
+    assert_eq!(config.service_for_authority("[fd00::1]:8080"), Some(0));
+    assert_eq!(config.service_for_authority("u:p@PRICING.shop:80"), Some(0));
+}
+
+#[test]
 fn a_subset_defined_twice_is_refused() {
     assert_refused(
         &with("/outbound/services/0/subsets/1/name", json!("v1")),

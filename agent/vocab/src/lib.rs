@@ -10,7 +10,9 @@
 //! nothing heavy, so that all of them can share it without pulling in each other's
 //! dependencies (Cedar, rustls).
 
+pub mod authority;
 pub mod glob;
+pub mod query;
 pub mod spiffe;
 
 pub use spiffe::{SpiffeId, SpiffeIdError, SpiffeIdErrorKind};
