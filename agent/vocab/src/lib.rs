@@ -11,6 +11,7 @@
 //! dependencies (Cedar, rustls).
 
 pub mod authority;
+pub mod duration;
 pub mod glob;
 pub mod query;
 pub mod spiffe;
