@@ -224,7 +224,8 @@ fn settings(loaded: &Loaded, symbols: &Symbols<'_>, findings: &mut Vec<Finding>)
         for member in &decl.node.members {
             match &member.node {
                 MeshMember::TrustDomain(s) => {
-                    if s.value.is_empty() || s.value.contains(['/', ' ']) {
+                    // Held to the agent's SPIFFE parser, so every id built on it parses.
+                    if mesh_config::vocab::spiffe::check_trust_domain(&s.value).is_err() {
                         cx.out_of_range(
                             format!("`{}` is not a trust domain", s.value),
                             s.span,
