@@ -369,11 +369,7 @@ fn check_spiffe_id(id: &str, at: &str) -> Result<SpiffeId, ConfigError> {
 
 /// A header name as requests are looked up by: a non-empty lower-case RFC 9110 token.
 pub(crate) fn check_header_name(name: &str, at: &str) -> Result<(), ConfigError> {
-    let valid = !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        });
-    if valid {
+    if mesh_vocab::header::is_lookup_name(name) {
         Ok(())
     } else {
         Err(invalid(
