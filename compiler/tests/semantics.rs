@@ -242,3 +242,26 @@ fn warnings_never_fire_on_errors_left_out_of_the_mesh() {
     );
     assert_eq!(codes(&checked), ["E0005"]);
 }
+
+#[test]
+fn trust_domains_are_held_to_the_agents_spiffe_parser() {
+    // Before, only an empty value, `/` and spaces were refused here, so a mesh could
+    // compile configs whose identities the agent refuses (`Example.org`, a port).
+    for bad in [
+        "",
+        "a/b",
+        "a b",
+        "Example.org",
+        "example.org:8443",
+        "user@example.org",
+    ] {
+        let checked = check(&format!("mesh m {{ trust_domain \"{bad}\" }}"));
+        assert_eq!(codes(&checked), ["E0006"], "{bad}");
+        assert_eq!(checked.mesh.trust_domain, "cluster.local", "{bad}");
+    }
+    for good in ["example.org", "my_org-1.example", "localhost"] {
+        let checked = check(&format!("mesh m {{ trust_domain \"{good}\" }}"));
+        assert_eq!(codes(&checked), Vec::<&str>::new(), "{good}");
+        assert_eq!(checked.mesh.trust_domain, good);
+    }
+}

@@ -630,72 +630,9 @@ impl LiteralKind {
     }
 }
 
-/// The units a duration or rate may be written in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum TimeUnit {
-    /// `us`
-    Micros,
-    /// `ms`
-    Millis,
-    /// `s`
-    Seconds,
-    /// `m`
-    Minutes,
-    /// `h`
-    Hours,
-}
-
-impl TimeUnit {
-    /// The unit as written after a number.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            TimeUnit::Micros => "us",
-            TimeUnit::Millis => "ms",
-            TimeUnit::Seconds => "s",
-            TimeUnit::Minutes => "m",
-            TimeUnit::Hours => "h",
-        }
-    }
-
-    /// Parses a unit suffix.
-    pub fn from_suffix(suffix: &str) -> Option<TimeUnit> {
-        Some(match suffix {
-            "us" => TimeUnit::Micros,
-            "ms" => TimeUnit::Millis,
-            "s" => TimeUnit::Seconds,
-            "m" => TimeUnit::Minutes,
-            "h" => TimeUnit::Hours,
-            _ => return None,
-        })
-    }
-
-    /// How many microseconds one unit is.
-    pub fn micros(self) -> u64 {
-        match self {
-            TimeUnit::Micros => 1,
-            TimeUnit::Millis => 1_000,
-            TimeUnit::Seconds => 1_000_000,
-            TimeUnit::Minutes => 60_000_000,
-            TimeUnit::Hours => 3_600_000_000,
-        }
-    }
-}
-
-/// A duration as written: a whole number of a unit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct Duration {
-    /// The number before the unit.
-    pub value: u64,
-    /// The unit.
-    pub unit: TimeUnit,
-}
-
-impl Duration {
-    /// The duration in microseconds (saturating).
-    pub fn as_micros(self) -> u64 {
-        self.value.saturating_mul(self.unit.micros())
-    }
-}
+/// Durations and their units are the shared vocabulary's (`mesh_vocab::duration`), so the
+/// agent's command line reads durations exactly as `.mesh` files write them.
+pub use mesh_vocab::duration::{Duration, TimeUnit};
 
 /// A percentage with up to three decimals, in thousandths of a percent (`12.5%` = 12500).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

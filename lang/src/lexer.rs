@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 use logos::Logos;
+use mesh_vocab::duration::{self, DurationErrorKind};
 
 use crate::ast::{Comment, CommentKind, Duration, Percent, Rate, Span, TimeUnit};
 
@@ -298,23 +299,19 @@ fn lex_int<'s>(lex: &mut logos::Lexer<'s, Token<'s>>) -> Result<u64, LexErrorKin
         .map_err(|_| LexErrorKind::NumberTooLarge)
 }
 
+/// A duration literal, read by the parser the agent's duration flags use too
+/// (`mesh_vocab::duration`). The token is digits then a letter, so only an unknown unit
+/// or a too large number can be wrong.
 fn lex_duration<'s>(lex: &mut logos::Lexer<'s, Token<'s>>) -> Result<Duration, LexErrorKind> {
-    let text = lex.slice();
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    let Some(unit_kind) = TimeUnit::from_suffix(unit) else {
-        if unit.eq_ignore_ascii_case("xx") {
-            return Err(LexErrorKind::BadStatusClass);
+    duration::parse(lex.slice()).map_err(|error| match error.kind() {
+        DurationErrorKind::UnknownUnit { unit, .. } if unit.eq_ignore_ascii_case("xx") => {
+            LexErrorKind::BadStatusClass
         }
-        return Err(LexErrorKind::UnknownUnit {
-            at: lex.span().start + digits,
-            unit: unit.to_string(),
-        });
-    };
-    let value = number.parse().map_err(|_| LexErrorKind::NumberTooLarge)?;
-    Ok(Duration {
-        value,
-        unit: unit_kind,
+        DurationErrorKind::UnknownUnit { at, unit } => LexErrorKind::UnknownUnit {
+            at: lex.span().start + at,
+            unit: unit.clone(),
+        },
+        _ => LexErrorKind::NumberTooLarge,
     })
 }
 

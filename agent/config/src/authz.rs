@@ -13,6 +13,7 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
     PolicyId, PolicySet, PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression,
 };
+use mesh_vocab::SpiffeId;
 use regex::Regex;
 
 use crate::config::{Config, ConfigError};
@@ -54,27 +55,6 @@ fn uid(type_name: &str, id: &str) -> Option<EntityUid> {
     ))
 }
 
-/// `spiffe://TD/ns/NS/sa/SA` → (`TD`, `NS`, `SA`).
-pub fn parse_spiffe_id(id: &str) -> Option<(&str, &str, &str)> {
-    let rest = id.strip_prefix("spiffe://")?;
-    let (domain, path) = rest.split_once('/')?;
-    let mut parts = path.split('/');
-    match (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) {
-        (Some("ns"), Some(ns), Some("sa"), Some(sa), None)
-            if !ns.is_empty() && !sa.is_empty() && !domain.is_empty() =>
-        {
-            Some((domain, ns, sa))
-        }
-        _ => None,
-    }
-}
-
 impl CompiledAuthz {
     pub(crate) fn new(config: &WorkloadConfig) -> Result<CompiledAuthz, ConfigError> {
         let invalid = |problem: String| ConfigError::Invalid {
@@ -88,12 +68,14 @@ impl CompiledAuthz {
         };
         let parsed = PolicySet::from_str(&cedar.policies)
             .map_err(|e| invalid(format!("Cedar policies do not parse: {e}")))?;
-        let (_, ns, sa) = parse_spiffe_id(&config.workload.identity).ok_or_else(|| {
+        let id = SpiffeId::parse(&config.workload.identity).map_err(|e| {
             invalid(format!(
-                "workload identity `{}` is not a SPIFFE id",
-                config.workload.identity
+                "workload identity `{}` is not a SPIFFE id: {}",
+                config.workload.identity,
+                e.kind()
             ))
         })?;
+        let (ns, sa) = (id.namespace(), id.service_account());
         let resource = uid("Mesh::Service", &format!("{ns}/{sa}"))
             .ok_or_else(|| invalid("bad resource id".into()))?;
         // Policies are known by their `@id` annotation, so decisions name their source.
@@ -204,17 +186,19 @@ impl Peer {
         }
     }
 
-    /// A caller that presented `spiffe_id`. Identities of another trust domain, or not of
-    /// the `ns/NS/sa/SA` form, are anonymous (but keep their id for logs).
+    /// A caller that presented `spiffe_id`. Identities of another trust domain, or that
+    /// [`SpiffeId::parse`] refuses, are anonymous (but keep their id for logs).
     pub fn from_spiffe_id(spiffe_id: &str, trust_domain: &str) -> Peer {
-        let Some((_, ns, sa)) =
-            parse_spiffe_id(spiffe_id).filter(|(domain, _, _)| *domain == trust_domain)
+        let Some(id) = SpiffeId::parse(spiffe_id)
+            .ok()
+            .filter(|id| id.trust_domain() == trust_domain)
         else {
             return Peer {
                 identity: Some(spiffe_id.to_string()),
                 ..Peer::anonymous()
             };
         };
+        let (ns, sa) = (id.namespace(), id.service_account());
         let principal = uid("Mesh::Service", &format!("{ns}/{sa}"));
         let namespace = uid("Mesh::Namespace", ns);
         let (Some(principal), Some(namespace)) = (principal, namespace) else {

@@ -5,9 +5,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use mesh_vocab::SpiffeId;
 use regex::Regex;
 
-use crate::authz::{CompiledAuthz, parse_spiffe_id};
+use crate::authz::CompiledAuthz;
 use crate::glob::Glob;
 use crate::schema::{
     Attr, Backend, FULL_WEIGHT, Match, OutboundService, Retry, RouteRule, TextOp, VERSION,
@@ -113,8 +114,8 @@ impl Config {
         let own_service = source.workload.service.clone();
         check_service_key(&own_service, "workload.service")?;
         let identity = &source.workload.identity;
-        let (domain, _, _) = check_spiffe_id(identity, "workload.identity")?;
-        if domain != source.mesh.trust_domain {
+        let id = check_spiffe_id(identity, "workload.identity")?;
+        if id.trust_domain() != source.mesh.trust_domain {
             return Err(invalid(
                 "workload.identity",
                 format!(
@@ -135,6 +136,15 @@ impl Config {
             check_spiffe_id(&service.identity, &format!("{at}.identity"))?;
             services.push(compile_service(service, &own_service, &at)?);
             for authority in &service.authorities {
+                if !mesh_vocab::authority::is_host(authority) {
+                    return Err(invalid(
+                        at,
+                        format!(
+                            "authority `{authority}` is not a host name: requests are matched \
+                             by their host alone, without port or user information"
+                        ),
+                    ));
+                }
                 if by_authority
                     .insert(authority.to_ascii_lowercase(), index)
                     .is_some()
@@ -163,14 +173,9 @@ impl Config {
     /// The outbound service an authority (`reviews`, `reviews:9080`,
     /// `reviews.bookinfo.svc.cluster.local`) names, as an index for [`Config::route`].
     pub fn service_for_authority(&self, authority: &str) -> Option<usize> {
-        let host = crate::request::strip_port(authority);
-        if let Some(index) = self.by_authority.get(host) {
-            return Some(*index);
-        }
-        if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            return self.by_authority.get(&host.to_ascii_lowercase()).copied();
-        }
-        None
+        self.by_authority
+            .get(&*mesh_vocab::authority::host(authority))
+            .copied()
     }
 
     /// When `authority` is not an outbound service but names a service in one of the
@@ -180,7 +185,7 @@ impl Config {
         if self.service_for_authority(authority).is_some() {
             return None;
         }
-        let host = crate::request::strip_port(authority).to_ascii_lowercase();
+        let host = mesh_vocab::authority::host(authority);
         if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
             return None;
         }
@@ -347,14 +352,16 @@ fn check_service_key(key: &str, at: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// A SPIFFE id of a workload: `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`.
-fn check_spiffe_id<'i>(id: &'i str, at: &str) -> Result<(&'i str, &'i str, &'i str), ConfigError> {
-    parse_spiffe_id(id).ok_or_else(|| {
+/// A SPIFFE id of a workload, held to the parser the agent reads certificates with
+/// ([`SpiffeId::parse`]): an id it would refuse at the first connection is refused here.
+fn check_spiffe_id(id: &str, at: &str) -> Result<SpiffeId, ConfigError> {
+    SpiffeId::parse(id).map_err(|e| {
         invalid(
             at,
             format!(
                 "`{id}` is not a SPIFFE id of the form \
-                 `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`"
+                 `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`: {}",
+                e.kind()
             ),
         )
     })
@@ -362,11 +369,7 @@ fn check_spiffe_id<'i>(id: &'i str, at: &str) -> Result<(&'i str, &'i str, &'i s
 
 /// A header name as requests are looked up by: a non-empty lower-case RFC 9110 token.
 pub(crate) fn check_header_name(name: &str, at: &str) -> Result<(), ConfigError> {
-    let valid = !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        });
-    if valid {
+    if mesh_vocab::header::is_lookup_name(name) {
         Ok(())
     } else {
         Err(invalid(

@@ -8,13 +8,18 @@
 
 mod authz;
 mod config;
-pub mod glob;
 pub mod request;
 mod route;
 pub mod schema;
 
-pub use authz::{AuthzDecision, Peer, TCP_ACTION, Verdict, parse_spiffe_id};
+pub use authz::{AuthzDecision, Peer, TCP_ACTION, Verdict};
 pub use config::{Config, ConfigError};
+/// The shared vocabulary (SPIFFE ids, globs, durations, authorities, query strings) that
+/// validation and the semantics parse with; see `mesh-vocab`.
+pub use mesh_vocab as vocab;
+pub use mesh_vocab::SpiffeId;
+/// Globs (`like`, `paths [...]`), as `mesh_config::glob` for existing users.
+pub use mesh_vocab::glob;
 pub use request::{RequestView, SimpleRequest};
 pub use route::{RouteDecision, RouteKey};
 

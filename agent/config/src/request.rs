@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use mesh_vocab::{authority, query};
+
 /// What the semantics read from a request.
 pub trait RequestView {
     /// The method, upper case.
@@ -47,9 +49,11 @@ impl SimpleRequest {
         SimpleRequest {
             method: method.to_ascii_uppercase(),
             path: path.to_string(),
-            host: strip_port(host).to_ascii_lowercase(),
+            host: authority::host(host).into_owned(),
             headers: Vec::new(),
-            query: parse_query(query),
+            query: query::pairs(query)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
             port: 0,
         }
     }
@@ -100,87 +104,27 @@ impl RequestView for SimpleRequest {
     }
 }
 
-/// `host:port` → `host`; `[::1]:80` → `[::1]`.
-pub fn strip_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority
-            .find(']')
-            .and_then(|end| authority.get(..=end))
-            .unwrap_or(authority);
-    }
-    authority
-        .rsplit_once(':')
-        .map_or(authority, |(host, _)| host)
-}
-
-/// Splits and decodes a query string.
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k).into_owned(), decode(v).into_owned())
-        })
-        .collect()
-}
-
-/// Finds and decodes one parameter of a raw query string.
-pub fn query_param<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(k) == name).then(|| decode(v))
-    })
-}
-
-/// Percent-decoding with `+` as space; invalid escapes are kept as written.
-pub fn decode(text: &str) -> Cow<'_, str> {
-    if !text.contains(['%', '+']) {
-        return Cow::Borrowed(text);
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
+/// The authority and query helpers of `mesh-vocab`, under the names this module gave
+/// them before they moved there.
+pub use mesh_vocab::authority::strip_port;
+pub use mesh_vocab::query::param as query_param;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn queries_and_authorities() {
-        assert_eq!(strip_port("reviews:9080"), "reviews");
-        assert_eq!(strip_port("reviews"), "reviews");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(
-            query_param("a=1&debug=yes%21&b", "debug").as_deref(),
-            Some("yes!")
-        );
-        assert_eq!(query_param("a=1&b", "b").as_deref(), Some(""));
-        assert_eq!(query_param("a=1", "c"), None);
-        assert_eq!(decode("a+b%2Fc%zz"), "a b/c%zz");
-        let r = SimpleRequest::new("get", "/x?q=1", "Cart:80");
+    fn simple_requests_read_hosts_and_queries_as_the_agent_does() {
+        let r = SimpleRequest::new("get", "/x?q=1&e=a+b%21&&flag", "Cart:80");
         assert_eq!((r.method(), r.path(), r.host()), ("GET", "/x", "cart"));
-        assert_eq!(r.query_param("q").as_deref(), Some("1"));
+        for name in ["q", "e", "flag", "", "missing"] {
+            assert_eq!(
+                r.query_param(name),
+                query_param("q=1&e=a+b%21&&flag", name),
+                "{name}"
+            );
+        }
+        assert_eq!(r.query_param("e").as_deref(), Some("a b!"));
+        assert_eq!(SimpleRequest::new("GET", "/", "u:p@Cart:80").host, "cart");
     }
 }

@@ -11,7 +11,7 @@
     reason = "test code: a panic is a failure report"
 )]
 
-use mesh_config::{AuthzDecision, Config, Peer, SimpleRequest, Verdict, parse_spiffe_id};
+use mesh_config::{AuthzDecision, Config, Peer, SimpleRequest, SpiffeId, Verdict};
 use serde_json::{Value, json};
 
 const POLICIES: &str = r#"
@@ -352,20 +352,29 @@ fn policies_without_an_id_are_named_by_position() {
 }
 
 #[test]
-fn spiffe_ids_parse_into_domain_namespace_and_account() {
+fn callers_are_named_by_the_strict_spiffe_parser() {
+    let id = SpiffeId::parse("spiffe://example.org/ns/shop/sa/cart-sa").unwrap();
     assert_eq!(
-        parse_spiffe_id("spiffe://example.org/ns/shop/sa/cart-sa"),
-        Some(("example.org", "shop", "cart-sa"))
+        (id.trust_domain(), id.namespace(), id.service_account()),
+        ("example.org", "shop", "cart-sa")
     );
+    // A caller whose id the agent's certificate parser refuses is anonymous, whatever
+    // its trust domain: the old, looser split made `Example.org`'s `shop/cart` a
+    // principal while the handshake could never have produced that id.
     for bad in [
         "spiffe://example.org/ns/shop/sa",
         "spiffe://example.org/ns//sa/cart",
-        "spiffe:///ns/shop/sa/cart",
-        "spiffe://example.org/sa/cart/ns/shop",
-        "http://example.org/ns/shop/sa/cart",
-        "spiffe://example.org",
+        "spiffe://example.org/ns/shop/sa/cart?x=1",
+        "spiffe://example.org/ns/../sa/cart",
     ] {
-        assert_eq!(parse_spiffe_id(bad), None, "{bad}");
+        let peer = Peer::from_spiffe_id(bad, "example.org");
+        assert_eq!(peer.identity.as_deref(), Some(bad));
+        let d = load(&config_value("enforce")).authorize(&request("GET", "/"), &peer);
+        assert_eq!(
+            d,
+            load(&config_value("enforce")).authorize(&request("GET", "/"), &Peer::anonymous()),
+            "{bad}"
+        );
     }
 }
 

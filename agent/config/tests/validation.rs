@@ -258,6 +258,41 @@ fn the_workload_identity_must_be_a_spiffe_id_of_the_mesh() {
     );
 }
 
+#[test]
+fn identities_are_held_to_the_parser_that_reads_certificates() {
+    // These used to pass validation (the config split ids more loosely than
+    // `mesh-identity` reads them from certificates), so a workload could load a config
+    // naming a peer it could never recognise. Now both use `mesh_vocab::SpiffeId`.
+    for (id, why) in [
+        (
+            "spiffe://Example.org/ns/shop/sa/cart-sa",
+            "the trust domain holds 'E'",
+        ),
+        (
+            "spiffe://example.org:8443/ns/shop/sa/cart-sa",
+            "the trust domain holds ':'",
+        ),
+        ("spiffe://example.org/ns/shop/sa/cart sa", "holds ' '"),
+        ("spiffe://example.org/ns/../sa/cart-sa", "a \"..\" segment"),
+        ("spiffe://example.org/ns/shop/sa/cart%2Dsa", "holds '%'"),
+    ] {
+        assert!(
+            mesh_config::SpiffeId::parse(id).is_err(),
+            "the agent refuses {id}"
+        );
+        assert_refused(
+            &with("/workload/identity", json!(id)),
+            "workload.identity",
+            &[&format!("`{id}`"), "SPIFFE id", why],
+        );
+        assert_refused(
+            &with("/outbound/services/0/identity", json!(id)),
+            "outbound.services[0] (shop/pricing).identity",
+            &[&format!("`{id}`"), why],
+        );
+    }
+}
+
 // --- Outbound services -----------------------------------------------------------------
 
 #[test]
@@ -306,6 +341,27 @@ fn an_authority_claimed_by_two_services_is_refused_whatever_its_case() {
         "outbound.services[1] (shop/tax)",
         &["`PRICING`", "claimed by two services"],
     );
+}
+
+#[test]
+fn an_authority_must_be_a_bare_host_as_lookups_compare_hosts() {
+    // The agent strips the port (and user information) of every request's authority
+    // before looking it up, so an authority written with one could never match.
+    for authority in ["pricing:8080", "user@pricing", ""] {
+        let mut config = valid();
+        config["outbound"]["services"][0]["authorities"] = json!(["pricing", authority]);
+        assert_refused(
+            &config,
+            SERVICE0,
+            &[&format!("`{authority}`"), "not a host name"],
+        );
+    }
+    let mut config = valid();
+    config["outbound"]["services"][0]["authorities"] = json!(["Pricing.Shop", "[fd00::1]"]);
+    let config = load(&config).unwrap();
+    assert_eq!(config.service_for_authority("pricing.shop:80"), Some(0));
+    assert_eq!(config.service_for_authority("[fd00::1]:8080"), Some(0));
+    assert_eq!(config.service_for_authority("u:p@PRICING.shop:80"), Some(0));
 }
 
 #[test]

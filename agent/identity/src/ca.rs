@@ -16,8 +16,8 @@ use time::OffsetDateTime;
 
 use crate::error::IdentityError;
 use crate::files;
-use crate::spiffe::SpiffeId;
 use crate::x509;
+use mesh_vocab::SpiffeId;
 
 /// How far in the past certificates start, so that a peer whose clock is a little behind
 /// accepts a certificate issued a moment ago.

@@ -9,8 +9,8 @@ use rustls::sign::SingleCertAndKey;
 use crate::error::IdentityError;
 use crate::identity::Identity;
 use crate::provider::alpn_protocols;
-use crate::spiffe::SpiffeId;
 use crate::verifier::SpiffeServerVerifier;
+use mesh_vocab::SpiffeId;
 
 /// A TLS 1.3 client config for connecting from `identity` to the workload `expected`: it
 /// presents the workload certificate, offers ALPN `h2` and `http/1.1`, and accepts a server

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::spiffe::SpiffeIdError;
+use mesh_vocab::SpiffeIdError;
 
 /// Something went wrong creating, issuing, reading or using a mesh identity.
 #[derive(Debug, thiserror::Error)]

@@ -20,8 +20,8 @@ use crate::ca::{CA_CERT_FILE, CERT_FILE, KEY_FILE};
 use crate::error::IdentityError;
 use crate::files;
 use crate::provider::crypto_provider;
-use crate::spiffe::SpiffeId;
 use crate::x509;
+use mesh_vocab::SpiffeId;
 
 /// A checked workload identity: a certificate that chains to the CA bundle, is valid now,
 /// and names exactly one SPIFFE id, with its private key.

@@ -37,7 +37,6 @@ mod files;
 mod identity;
 mod provider;
 mod server;
-mod spiffe;
 mod verifier;
 mod x509;
 
@@ -45,9 +44,11 @@ pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY, CERT_FILE, CLOCK_SKEW, Ca, 
 pub use client::client_config;
 pub use error::IdentityError;
 pub use identity::Identity;
+/// SPIFFE ids live in `mesh-vocab`, shared with `mesh-config` and the compiler, so that a
+/// certificate, a config and a policy are held to one parser.
+pub use mesh_vocab::{SpiffeId, SpiffeIdError, SpiffeIdErrorKind};
 pub use provider::{ALPN_PROTOCOLS, crypto_provider};
 pub use server::{ClientAuth, server_config};
-pub use spiffe::{SpiffeId, SpiffeIdError, SpiffeIdErrorKind};
 pub use verifier::{PeerIdMismatch, SpiffeServerVerifier};
 pub use x509::peer_spiffe_id;
 

@@ -15,8 +15,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
-use crate::spiffe::SpiffeId;
 use crate::x509::peer_spiffe_id;
+use mesh_vocab::SpiffeId;
 
 /// A [`ServerCertVerifier`] that accepts exactly the servers holding a certificate from the
 /// mesh CA for one SPIFFE id.

@@ -16,7 +16,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::time::ASN1Time;
 
 use crate::error::IdentityError;
-use crate::spiffe::SpiffeId;
+use mesh_vocab::SpiffeId;
 
 /// The SPIFFE id of the peer of a completed TLS connection, from its certificate chain
 /// (`rustls::CommonState::peer_certificates`): the end-entity certificate's one URI SAN.

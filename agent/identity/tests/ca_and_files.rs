@@ -17,7 +17,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{frontend, reviews};
-use mesh_identity::{Ca, Identity, IdentityError, SpiffeIdErrorKind};
+use mesh_identity::rustls::pki_types::CertificateDer;
+use mesh_identity::{Ca, Identity, IdentityError, SpiffeIdErrorKind, peer_spiffe_id};
 use x509_parser::prelude::*;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -508,4 +509,13 @@ fn ca_load_refuses_a_wrong_key_and_a_non_ca_certificate() {
     fs::write(dir.path().join("ca.pem"), ca.bundle_pem()).unwrap();
     let error = Ca::load(dir.path()).unwrap_err();
     assert!(matches!(error, IdentityError::Missing { .. }), "{error:?}");
+}
+
+#[test]
+fn peer_spiffe_id_is_none_without_a_usable_certificate() {
+    assert_eq!(peer_spiffe_id(&[]), None);
+    assert_eq!(
+        peer_spiffe_id(&[CertificateDer::from(b"not DER".to_vec())]),
+        None
+    );
 }

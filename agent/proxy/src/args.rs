@@ -117,28 +117,12 @@ pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// `250ms`, `5s`, `1m`: the duration syntax of `.mesh` files.
+/// `250ms`, `5s`, `1m`: the duration syntax of `.mesh` files, read by the same parser as
+/// the language's duration literals (`mesh_config::vocab::duration`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}` has no unit (us, ms, s, m, h)"))?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` does not start with a number"))?;
-    let micros = match unit {
-        "us" => 1,
-        "ms" => 1_000,
-        "s" => 1_000_000,
-        "m" => 60_000_000,
-        "h" => 3_600_000_000,
-        _ => {
-            return Err(format!(
-                "unknown unit `{unit}` in `{text}` (us, ms, s, m, h)"
-            ));
-        }
-    };
-    Ok(Duration::from_micros(n.saturating_mul(micros)))
+    mesh_config::vocab::duration::parse(text)
+        .map(|d| d.to_std())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -168,6 +152,40 @@ mod tests {
             let error = parse(&["--threads", bad]).err().map(|e| e.to_string());
             assert!(
                 error.as_deref().is_some_and(|e| e.contains("--threads")),
+                "{bad}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn duration_flags_take_the_language_syntax() {
+        for (flag, text, micros) in [
+            ("--drain-timeout", "500us", 500),
+            ("--resync", "250ms", 250_000),
+            ("--detect-timeout", "2s", 2_000_000),
+            ("--drain-timeout", "1m", 60_000_000),
+            ("--resync", "1h", 3_600_000_000),
+        ] {
+            let args = parse(&[flag, text]).ok();
+            let got = args.map(|a| match flag {
+                "--drain-timeout" => a.drain_timeout,
+                "--resync" => a.resync,
+                _ => a.detect_timeout,
+            });
+            assert_eq!(
+                got,
+                Some(std::time::Duration::from_micros(micros)),
+                "{text}"
+            );
+        }
+        for bad in ["10", "1.5s", "1m30s", "10sec", "s"] {
+            let error = parse(&["--drain-timeout", bad])
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.contains(&format!("`{bad}`"))),
                 "{bad}: {error:?}"
             );
         }

@@ -109,12 +109,7 @@ pub struct View<'r> {
 impl<'r> View<'r> {
     /// A view of `request` sent to `authority` for destination `port` (0: unknown).
     pub fn new<B>(request: &'r Request<B>, authority: &'r str, port: u16) -> View<'r> {
-        let host = mesh_config::request::strip_port(authority);
-        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(host.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(host)
-        };
+        let host = mesh_config::vocab::authority::host(authority);
         View {
             port,
             method: request.method().as_str(),

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use crate::ir::{Effect, Mesh, Micros, Principal, RetryPolicy, RetryUse, Service, ServiceId};
+use crate::ir::{Effect, Mesh, Principal, RetryPolicy, RetryUse, Service, ServiceId};
 
 /// Who may call a service, as the policy names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -163,26 +163,4 @@ pub fn service_name(service: &Service, qualified: bool) -> String {
     } else {
         service.name.clone()
     }
-}
-
-/// `1500ms` → "1.5s"; whole units where possible (as the E0006 messages write them).
-pub fn human_micros(micros: Micros) -> String {
-    const UNITS: [(u64, &str); 5] = [
-        (3_600_000_000, "h"),
-        (60_000_000, "m"),
-        (1_000_000, "s"),
-        (1_000, "ms"),
-        (1, "us"),
-    ];
-    for (size, unit) in UNITS {
-        if micros >= size && micros.is_multiple_of(size) {
-            return format!("{}{unit}", micros / size);
-        }
-    }
-    for (size, unit) in UNITS {
-        if micros >= size {
-            return format!("{}{unit}", micros as f64 / size as f64);
-        }
-    }
-    "0s".into()
 }

@@ -3,7 +3,7 @@
 //! mean "not known", never "does not imply".)
 
 use crate::ir::{Cond, CondKind, TextAttr, TextOp};
-use crate::lower::glob_matches;
+use mesh_config::glob::{Glob, glob_matches};
 
 /// Whether two conditions are written the same way (positions aside).
 pub fn same_cond(a: &Cond, b: &Cond) -> bool {
@@ -131,8 +131,7 @@ fn text_implies(ao: TextOp, av: &str, bo: TextOp, bv: &str) -> bool {
         (TextOp::StartsWith, TextOp::Like) => glob_matches(bv, &format!("{}*", escape_glob(av))),
         (TextOp::Like, TextOp::Like) => glob_matches(bv, av),
         (TextOp::Like, TextOp::StartsWith) => {
-            let literal_prefix: String = literal_prefix(av);
-            literal_prefix.starts_with(bv)
+            Glob::new(av).is_ok_and(|glob| glob.literal_prefix().starts_with(bv))
         }
         _ => false,
     }
@@ -141,18 +140,4 @@ fn text_implies(ao: TextOp, av: &str, bo: TextOp, bv: &str) -> bool {
 /// `text` as a glob matching exactly itself.
 fn escape_glob(text: &str) -> String {
     text.replace('\\', "\\\\").replace('*', "\\*")
-}
-
-/// The text a glob's matches all start with: everything before its first `*`.
-fn literal_prefix(glob: &str) -> String {
-    let mut out = String::new();
-    let mut chars = glob.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' => break,
-            '\\' => out.push(chars.next().unwrap_or('\\')),
-            other => out.push(other),
-        }
-    }
-    out
 }

@@ -6,7 +6,7 @@ use mesh_lang::Diagnostic;
 
 use crate::diag::{Finding, SHADOWED_ALLOW};
 use crate::ir::{AccessRule, Cond, CondKind, Effect, Mesh, Principal, Service, TextAttr, TextOp};
-use crate::lower::glob_matches;
+use mesh_config::glob::glob_matches;
 
 use super::implies::cond_implies;
 

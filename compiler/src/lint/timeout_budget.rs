@@ -12,8 +12,9 @@ use mesh_lang::Diagnostic;
 
 use crate::diag::{Finding, TIMEOUT_BUDGET};
 use crate::ir::{Mesh, Micros, Origin, Service, ServiceId};
+use crate::lower::human_micros;
 
-use super::call_graph::{CallGraph, human_micros, retry_policy, service_name};
+use super::call_graph::{CallGraph, retry_policy, service_name};
 
 /// The longest a caller may spend on one call of a service, retries included.
 #[derive(Clone, Copy, Debug)]

@@ -21,7 +21,6 @@ use crate::ir::{self, Effect, Mtls, Origin};
 use crate::load::{FileId, Loaded};
 use crate::resolve::{self, Symbols};
 
-pub use pattern::{glob_matches, validate_glob};
 pub use route::human_micros;
 
 /// The context of checking one file: where findings go and what names mean.
@@ -225,7 +224,8 @@ fn settings(loaded: &Loaded, symbols: &Symbols<'_>, findings: &mut Vec<Finding>)
         for member in &decl.node.members {
             match &member.node {
                 MeshMember::TrustDomain(s) => {
-                    if s.value.is_empty() || s.value.contains(['/', ' ']) {
+                    // Held to the agent's SPIFFE parser, so every id built on it parses.
+                    if mesh_config::vocab::spiffe::check_trust_domain(&s.value).is_err() {
                         cx.out_of_range(
                             format!("`{}` is not a trust domain", s.value),
                             s.span,

@@ -1,7 +1,9 @@
 //! Patterns in conditions and policies: regexes (`matches`) are compiled at check time
-//! with regex-syntax, globs (`like`, `paths [...]`) are validated, and errors point at
-//! the offending character inside the string when the string is written verbatim.
+//! with regex-syntax, globs (`like`, `paths [...]`) are validated with the agent's own
+//! glob compiler (`mesh_config::glob`), and errors point at the offending character
+//! inside the string when the string is written verbatim.
 
+use mesh_config::glob::{Glob, GlobError};
 use mesh_lang::Diagnostic;
 use mesh_lang::ast::{Span, StrLit};
 
@@ -46,9 +48,9 @@ pub fn check_regex(cx: &mut Cx<'_>, lit: &StrLit) -> bool {
 
 /// Checks the glob in `lit`; `E0007` at the offending escape.
 pub fn check_glob(cx: &mut Cx<'_>, lit: &StrLit) -> bool {
-    match validate_glob(&lit.value) {
-        Ok(()) => true,
-        Err((start, end)) => {
+    match Glob::new(&lit.value) {
+        Ok(_) => true,
+        Err(GlobError { start, end }) => {
             let escape = lit.value.get(start..end).unwrap_or("\\");
             cx.push(
                 Diagnostic::error(
@@ -75,94 +77,5 @@ fn inner_span(lit: &StrLit, start: usize, end: usize) -> Span {
             at + end.max(start + 1).min(lit.value.len().max(start + 1)),
         ),
         None => lit.span,
-    }
-}
-
-/// A glob is text where `*` matches any sequence, `\*` is a star and `\\` a backslash.
-/// Returns the byte range of the first invalid escape.
-pub fn validate_glob(glob: &str) -> Result<(), (usize, usize)> {
-    let mut chars = glob.char_indices();
-    while let Some((i, c)) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some((_, '*' | '\\')) => {}
-                Some((j, other)) => return Err((i, j + other.len_utf8())),
-                None => return Err((i, i + 1)),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether `glob` matches all of `text` (a valid glob; an invalid escape matches itself).
-pub fn glob_matches(glob: &str, text: &str) -> bool {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Piece {
-        Star,
-        Char(char),
-    }
-    let mut pieces = Vec::new();
-    let mut chars = glob.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' => pieces.push(Piece::Star),
-            '\\' => pieces.push(Piece::Char(chars.next().unwrap_or('\\'))),
-            other => pieces.push(Piece::Char(other)),
-        }
-    }
-    let text: Vec<char> = text.chars().collect();
-    // Greedy matching with backtracking to the last star: linear in practice.
-    let (mut p, mut t) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pieces.get(p) {
-            Some(Piece::Star) => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(Piece::Char(c)) if Some(c) == text.get(t) => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pieces
-        .get(p..)
-        .unwrap_or_default()
-        .iter()
-        .all(|piece| *piece == Piece::Star)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn globs_match_like_cedar_like() {
-        assert!(glob_matches("/cart/*", "/cart/items"));
-        assert!(glob_matches("/cart/*", "/cart/"));
-        assert!(!glob_matches("/cart/*", "/cart"));
-        assert!(glob_matches("*", ""));
-        assert!(glob_matches("*.example.org", "api.example.org"));
-        assert!(glob_matches("a*b*c", "aXXbYYc"));
-        assert!(!glob_matches("a*b*c", "aXXbYY"));
-        assert!(glob_matches("\\*", "*"));
-        assert!(!glob_matches("\\*", "x"));
-    }
-
-    #[test]
-    fn glob_escapes_are_validated() {
-        assert_eq!(validate_glob("/a/*"), Ok(()));
-        assert_eq!(validate_glob("\\*\\\\"), Ok(()));
-        assert_eq!(validate_glob("/a\\d"), Err((2, 4)));
-        assert_eq!(validate_glob("/a\\"), Err((2, 3)));
     }
 }

@@ -559,12 +559,7 @@ fn fault(cx: &mut Cx<'_>, members: &[ast::Spanned<FaultMember>]) -> Fault {
 
 /// A header name: an RFC 9110 token, lower-cased.
 pub fn header_name(cx: &mut Cx<'_>, name: &ast::StrLit) -> Option<String> {
-    let valid = !name.value.is_empty()
-        && name
-            .value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if valid {
+    if mesh_config::vocab::header::is_name(&name.value) {
         return Some(name.value.to_ascii_lowercase());
     }
     cx.out_of_range(

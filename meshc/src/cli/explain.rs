@@ -55,14 +55,6 @@ fn find(mesh: &Mesh, name: &str) -> Result<ServiceId, String> {
     }
 }
 
-/// An HTTP field name: one or more token characters (RFC 9110 §5.1).
-fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 pub fn run(q: &Question, style: Style) -> Exit {
     let checked = match mesh_compiler::check_paths(&q.paths) {
         Ok(checked) => checked,
@@ -109,7 +101,7 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
             .split_once(':')
             .ok_or_else(|| format!("header `{header}` is not `Name: value`"))?;
         let name = name.trim();
-        if !is_header_name(name) {
+        if !mesh_config::vocab::header::is_name(name) {
             return Err(format!(
                 "header `{header}` is not `Name: value`: `{name}` is not a header name"
             ));

@@ -8,8 +8,7 @@
     reason = "test code: a panic is a failure report"
 )]
 
-use mesh_identity::rustls::pki_types::CertificateDer;
-use mesh_identity::{SpiffeId, SpiffeIdErrorKind, peer_spiffe_id};
+use mesh_vocab::{SpiffeId, SpiffeIdErrorKind};
 
 #[test]
 fn a_mesh_id_parses_into_its_parts_and_prints_back() {
@@ -154,10 +153,40 @@ fn errors_say_what_is_wrong() {
 }
 
 #[test]
-fn peer_spiffe_id_is_none_without_a_usable_certificate() {
-    assert_eq!(peer_spiffe_id(&[]), None);
+fn the_forms_authorization_refused_are_refused() {
+    // `mesh-config` used to split ids with a looser parser of its own; everything it
+    // refused, this one refuses too.
+    for bad in [
+        "spiffe://example.org/ns/shop/sa",
+        "spiffe://example.org/ns//sa/cart",
+        "spiffe:///ns/shop/sa/cart",
+        "spiffe://example.org/sa/cart/ns/shop",
+        "http://example.org/ns/shop/sa/cart",
+        "spiffe://example.org",
+    ] {
+        assert!(SpiffeId::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_trust_domain_is_checked_alone_as_in_an_id() {
+    use mesh_vocab::spiffe::check_trust_domain;
+    assert_eq!(check_trust_domain("cluster.local"), Ok(()));
+    assert_eq!(check_trust_domain("my_org-1.example"), Ok(()));
     assert_eq!(
-        peer_spiffe_id(&[CertificateDer::from(b"not DER".to_vec())]),
-        None
+        check_trust_domain(""),
+        Err(SpiffeIdErrorKind::EmptyTrustDomain)
+    );
+    assert_eq!(
+        check_trust_domain("Cluster.local"),
+        Err(SpiffeIdErrorKind::TrustDomainCharacter('C'))
+    );
+    assert_eq!(
+        check_trust_domain("a/b"),
+        Err(SpiffeIdErrorKind::TrustDomainCharacter('/'))
+    );
+    assert_eq!(
+        check_trust_domain(&"a".repeat(256)),
+        Err(SpiffeIdErrorKind::TrustDomainTooLong(256))
     );
 }

@@ -1,5 +1,10 @@
 //! Globs as the language and Cedar's `like` write them: `*` matches any text (including
 //! `/`), `\*` a literal star, `\\` a backslash; a glob matches the whole value.
+//!
+//! The compiler validates `like` and `paths [...]` globs with [`Glob::new`] (its `E0007`
+//! points at [`GlobError`]'s range) and reasons about them with [`Glob::matches`] in its
+//! lints; `mesh-config` compiles them with the same function for the agent. Any other
+//! escape is an error, and an invalid glob matches nothing.
 
 /// A compiled glob.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +59,17 @@ impl Glob {
             }
         }
         Ok(Glob { pieces })
+    }
+
+    /// The text every match starts with: the glob up to its first `*`, unescaped.
+    pub fn literal_prefix(&self) -> String {
+        self.pieces
+            .iter()
+            .map_while(|piece| match piece {
+                Piece::Char(c) => Some(*c),
+                Piece::Star => None,
+            })
+            .collect()
     }
 
     /// Whether the glob matches all of `text`.
@@ -119,6 +135,39 @@ mod tests {
         assert!(glob_matches("\\*", "*"));
         assert!(!glob_matches("\\*", "x"));
         assert!(glob_matches("é*", "été"));
+    }
+
+    #[test]
+    fn stars_match_across_slashes_and_nothing_else_is_special() {
+        assert!(glob_matches("/a/*", "/a/b/c"));
+        assert!(glob_matches("*/c", "/a/b/c"));
+        assert!(glob_matches("/a?b", "/a?b"));
+        assert!(!glob_matches("/a?b", "/axb"));
+        assert!(glob_matches("[a]", "[a]"));
+        assert!(glob_matches("\\\\", "\\"));
+        assert!(glob_matches("a\\\\*", "a\\xyz"));
+        assert!(glob_matches("*a*a*a", "aaaaaaaa"));
+        assert!(!glob_matches("*a*a*b", "aaaaaaaa"));
+        assert!(!glob_matches("", "x"));
+        assert!(glob_matches("", ""));
+    }
+
+    #[test]
+    fn invalid_escapes_match_nothing() {
+        // The compiler's lints had a copy that read `\d` as `d` and a trailing `\` as
+        // a backslash, while the agent refused both; now both refuse.
+        assert!(!glob_matches("\\d", "d"));
+        assert!(!glob_matches("\\d", "\\d"));
+        assert!(!glob_matches("a\\", "a\\"));
+    }
+
+    #[test]
+    fn literal_prefixes_stop_at_the_first_star() {
+        let prefix = |g: &str| Glob::new(g).map(|g| g.literal_prefix());
+        assert_eq!(prefix("/cart/*/x"), Ok("/cart/".to_string()));
+        assert_eq!(prefix("/a\\*b*"), Ok("/a*b".to_string()));
+        assert_eq!(prefix("*"), Ok(String::new()));
+        assert_eq!(prefix("/exact"), Ok("/exact".to_string()));
     }
 
     #[test]
