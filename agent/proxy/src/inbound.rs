@@ -129,8 +129,16 @@ impl Inbound {
         match (decision.decision, decision.enforced) {
             (Verdict::Allow, _) => None,
             (Verdict::Deny, false) => {
-                tracing::warn!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), "audit: request would be denied");
+                tracing::warn!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), errors = ?decision.errors, "audit: request would be denied");
                 None
+            }
+            (Verdict::Deny, true) if decision.policy_error => {
+                tracing::warn!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), errors = ?decision.errors, "request denied: a policy failed to evaluate");
+                Some(error_response(
+                    StatusCode::FORBIDDEN,
+                    "policy-error",
+                    &decision.reason(),
+                ))
             }
             (Verdict::Deny, true) => {
                 tracing::info!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), "request denied");
