@@ -15,7 +15,7 @@ use cedar_policy::{
 };
 use regex::Regex;
 
-use crate::authz_slice::{Analysed, Caller, ContextPlan, Memo, Names, Slices};
+use crate::authz_slice::{Analysed, Caller, ContextPlan, Guard, Memo, Names, Slices, bit};
 use crate::config::{Config, ConfigError};
 use crate::request::RequestView;
 use crate::schema::{Attr, Authz, PolicyMode, WorkloadConfig};
@@ -112,7 +112,7 @@ impl CompiledAuthz {
             if !may_apply_to(&policy, &resource) {
                 continue;
             }
-            analysed.push(Analysed::new(&policy));
+            analysed.push(policy.clone());
             full.add(policy)
                 .map_err(|e| invalid(format!("policy `{id}`: {e}")))?;
         }
@@ -157,6 +157,10 @@ impl CompiledAuthz {
             query: cedar.query.clone(),
             patterns: cedar.patterns.iter().map(|p| p.key.clone()).collect(),
         };
+        let analysed = analysed
+            .iter()
+            .map(|policy| Analysed::new(policy, &names))
+            .collect();
         let slices = Slices::new(
             analysed,
             names,
@@ -394,15 +398,20 @@ impl Config {
                 if let Some(decision) = memo_key.as_deref().and_then(|k| state.memo.get(k)) {
                     return decision;
                 }
-                let decision = evaluate(
-                    state,
-                    enforced,
-                    &slice.set,
-                    &slice.plan,
-                    action,
-                    request,
-                    peer,
-                );
+                // Policies whose leading header/query tests fail are left out.
+                let held = slice
+                    .guards
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, guard)| holds(guard, request))
+                    .fold(0, |held, (i, _)| held | bit(i));
+                let pruned = slice.pruned(held);
+                let set = pruned.as_deref().unwrap_or(&slice.set);
+                let decision = if set.is_empty() {
+                    decide(enforced, Vec::new(), Vec::new(), Vec::new(), Vec::new())
+                } else {
+                    evaluate(state, enforced, set, &slice.plan, action, request, peer)
+                };
                 if let Some(memo_key) = memo_key {
                     state.memo.insert(memo_key, &decision);
                 }
@@ -475,6 +484,17 @@ fn evaluate<R: RequestView + ?Sized>(
             .map(ToString::to_string)
             .collect(),
     )
+}
+
+/// Whether `guard` holds for `request`, as Cedar would find it with the context this
+/// module builds (the guard's name is one the config lists).
+fn holds<R: RequestView + ?Sized>(guard: &Guard, request: &R) -> bool {
+    match guard {
+        Guard::Header(name, None) => request.header(name).is_some(),
+        Guard::Header(name, Some(value)) => request.header(name).unwrap_or_default() == value,
+        Guard::Query(name, None) => request.query_param(name).is_some(),
+        Guard::Query(name, Some(value)) => request.query_param(name).unwrap_or_default() == *value,
+    }
 }
 
 /// The id of the policy an evaluation error is about.

@@ -95,12 +95,28 @@ pub(crate) struct Analysed {
     /// The actions the scope admits (actions have no parents, so `in` is equality);
     /// `None` for any action.
     actions: Option<Vec<EntityUid>>,
+    /// Tests of headers and query parameters that follow (first in the `when`, or right
+    /// after its principal test), up to the first conjunct of another kind: when one is
+    /// false, Cedar finds the policy unsatisfied without evaluating anything that can fail.
+    guards: Vec<Guard>,
     reads: Reads,
+}
+
+/// A test of the request at the start of a policy's first `when`, decided without Cedar.
+/// The name is one the config lists, so the context carries it (a key it lacks would be
+/// an error, not a false test).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Guard {
+    /// `context.has_headers.contains("NAME")` (`None`), or `context.headers["NAME"] ==
+    /// "VALUE"` (the context holds `""` for an absent header).
+    Header(String, Option<String>),
+    /// The same for `has_query` and `query`.
+    Query(String, Option<String>),
 }
 
 impl Analysed {
     /// Analyses `policy`, whose resource scope is known to hold for this workload.
-    pub(crate) fn new(policy: &Policy) -> Analysed {
+    pub(crate) fn new(policy: &Policy, names: &Names) -> Analysed {
         let principal = match policy.principal_constraint() {
             PrincipalConstraint::Any => PrincipalScope::Any,
             PrincipalConstraint::Is(t) => PrincipalScope::Is(t),
@@ -118,11 +134,17 @@ impl Analysed {
             .as_ref()
             .and_then(|est| est.get("conditions"))
             .and_then(Value::as_array);
-        let guard = conditions
+        let first_when = conditions
             .and_then(|c| c.first())
             .filter(|c| c.get("kind").and_then(Value::as_str) == Some("when"))
-            .and_then(|c| c.get("body"))
-            .and_then(leftmost_principal_test);
+            .and_then(|c| c.get("body"));
+        let guard = first_when.and_then(leftmost_principal_test);
+        let chain = first_when.map(conjuncts).unwrap_or_default();
+        let guards = chain
+            .iter()
+            .skip(usize::from(guard.is_some()))
+            .map_while(|c| request_guard(c, names))
+            .collect();
         let mut reads = Reads::default();
         match conditions {
             Some(conditions) => {
@@ -148,6 +170,7 @@ impl Analysed {
             principal,
             guard,
             actions,
+            guards,
             reads,
         }
     }
@@ -192,6 +215,58 @@ fn leftmost_principal_test(body: &Value) -> Option<Vec<EntityUid>> {
         Some(and) => leftmost_principal_test(and.get("left")?),
         None => principal_test(body),
     }
+}
+
+/// The conjuncts of `a && b && c` (parsed as `(a && b) && c`), in the order Cedar
+/// evaluates them.
+fn conjuncts(e: &Value) -> Vec<&Value> {
+    let split = e
+        .get("&&")
+        .and_then(|and| Some((and.get("left")?, and.get("right")?)));
+    match split {
+        Some((left, right)) => {
+            let mut list = conjuncts(left);
+            list.push(right);
+            list
+        }
+        None => vec![e],
+    }
+}
+
+/// `context.has_headers.contains("H")`, `context.headers["H"] == "V"` (or `"V" == …`), and
+/// the same for the query, for a listed H.
+fn request_guard(e: &Value, names: &Names) -> Option<Guard> {
+    let guard = |attr: &str, key: &str, value: Option<&str>| {
+        let value = value.map(str::to_string);
+        match attr {
+            "has_headers" | "headers" if names.headers.iter().any(|h| h == key) => {
+                Some(Guard::Header(key.to_string(), value))
+            }
+            "has_query" | "query" if names.query.iter().any(|q| q == key) => {
+                Some(Guard::Query(key.to_string(), value))
+            }
+            _ => None,
+        }
+    };
+    if let Some(contains) = e.get("contains") {
+        let attr = context_attr(contains.get("left")?)?;
+        let key = contains.get("right")?.get("Value")?.as_str()?;
+        return matches!(attr, "has_headers" | "has_query")
+            .then(|| guard(attr, key, None))
+            .flatten();
+    }
+    let eq = e.get("==")?;
+    let (left, right) = (eq.get("left")?, eq.get("right")?);
+    let (read, literal) = match right.get("Value").and_then(Value::as_str) {
+        Some(literal) => (left, literal),
+        None => (right, left.get("Value")?.as_str()?),
+    };
+    let read = read.get(".")?;
+    let attr = context_attr(read.get("left")?)?;
+    let key = read.get("attr")?.as_str()?;
+    matches!(attr, "headers" | "query")
+        .then(|| guard(attr, key, Some(literal)))
+        .flatten()
 }
 
 fn principal_test(e: &Value) -> Option<Vec<EntityUid>> {
@@ -390,6 +465,46 @@ fn plan(reads: &Reads, names: &Names) -> ContextPlan {
 pub(crate) struct Slice {
     pub(crate) set: PolicySet,
     pub(crate) plan: ContextPlan,
+    /// The distinct guards of the slice's policies (at most 64).
+    pub(crate) guards: Vec<Guard>,
+    /// Each policy, with the guards it needs (bit i: `guards[i]`).
+    members: Vec<(Policy, u64)>,
+    /// The policies left by a set of guards that hold, by that set (bounded).
+    pruned: RwLock<HashMap<u64, Arc<PolicySet>>>,
+}
+
+/// How many pruned sets a slice keeps; past it they start over.
+const MAX_PRUNED: usize = 64;
+
+impl Slice {
+    /// The slice's policies whose guards all hold, given the guards that do (`held`, bit
+    /// i for `guards[i]`); `None` when that is all of them (use `set`).
+    pub(crate) fn pruned(&self, held: u64) -> Option<Arc<PolicySet>> {
+        if self.members.iter().all(|(_, needs)| needs & !held == 0) {
+            return None;
+        }
+        if let Some(set) = self
+            .pruned
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&held)
+        {
+            return Some(Arc::clone(set));
+        }
+        let mut set = PolicySet::new();
+        for (policy, needs) in &self.members {
+            if needs & !held == 0 {
+                set.add(policy.clone()).ok()?;
+            }
+        }
+        let set = Arc::new(set);
+        let mut pruned = self.pruned.write().unwrap_or_else(PoisonError::into_inner);
+        if pruned.len() >= MAX_PRUNED {
+            pruned.clear();
+        }
+        pruned.insert(held, Arc::clone(&set));
+        Some(set)
+    }
 }
 
 /// The caller of a request, as the slices see it.
@@ -484,15 +599,42 @@ impl Slices {
     fn build(&self, caller: Caller<'_>, action: &EntityUid) -> Option<Slice> {
         let mut set = PolicySet::new();
         let mut reads = Reads::default();
+        let mut guards: Vec<Guard> = Vec::new();
+        let mut members = Vec::new();
         for policy in &self.policies {
             if policy.admits(&caller, action) {
                 set.add(policy.bare.clone()).ok()?;
                 reads.merge(&policy.reads);
+                let mut needs = 0u64;
+                for guard in &policy.guards {
+                    let index = match guards.iter().position(|g| g == guard) {
+                        Some(index) => index,
+                        None if guards.len() < 64 => {
+                            guards.push(guard.clone());
+                            guards.len() - 1
+                        }
+                        // Beyond 64 guards, the rest are left to Cedar.
+                        None => continue,
+                    };
+                    needs |= bit(index);
+                }
+                members.push((policy.bare.clone(), needs));
             }
         }
         Some(Slice {
             set,
             plan: plan(&reads, &self.names),
+            guards,
+            members,
+            pruned: RwLock::new(HashMap::new()),
         })
     }
+}
+
+/// `1 << index` (0 past 63).
+pub(crate) fn bit(index: usize) -> u64 {
+    u32::try_from(index)
+        .ok()
+        .and_then(|i| 1u64.checked_shl(i))
+        .unwrap_or(0)
 }
