@@ -225,6 +225,7 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
             // knowing which rule let the request through, as much as which refused it.
             Verdict::Allow if d.policies.is_empty() => "allow".to_string(),
             Verdict::Allow => format!("allow by {}", d.policies.join(", ")),
+            Verdict::Deny if d.policy_error => format!("deny ({})", d.reason()),
             Verdict::Deny if d.policies.is_empty() => "deny (no policy allows it)".to_string(),
             Verdict::Deny => format!("deny by {}", d.policies.join(", ")),
         },

@@ -1,8 +1,9 @@
-//! Per-request decision cost: `Config::authorize` with 1, 100 and 1,000 Cedar policies
-//! (target: p50 under 10 µs at 100 policies), and `Config::route` with 10 and 1,000 rules.
+//! Per-request decision cost: `Config::authorize` for bookinfo's `reviews` (the policies
+//! `meshc` generates for it, target p50 ≤ 3 µs) and with 1, 100 and 1,000 Cedar policies
+//! (target: p50 ≤ 5 µs at 100 policies), and `Config::route` with 10 and 1,000 rules.
 //! Configs are built programmatically with policies shaped like `meshc` output: principal,
 //! action and resource constraints plus `when` conditions on `context.path` and headers.
-//! Results and the machine they were measured on are in `agent/config/README.md`.
+//! Results are in `BENCHMARKS.md` (Authorization) and `agent/config/README.md`.
 
 #![allow(
     clippy::panic,
@@ -53,6 +54,40 @@ fn policies(count: usize) -> String {
         };
     }
     text
+}
+
+/// What `meshc compile examples/bookinfo` emits for `reviews` (see
+/// `meshc/tests/snapshots/cli_compile__compile-examples-bookinfo-reviews.json.snap`): an
+/// allow for productpage's GETs and a deny of `x-debug: 1` from anyone.
+const BOOKINFO_REVIEWS: &str = r#"@id("examples/bookinfo/bookinfo.mesh:80 allow from bookinfo/productpage")
+permit (principal, action in [Mesh::Action::"GET"], resource == Mesh::Service::"bookinfo/reviews")
+when { principal == Mesh::Service::"bookinfo/bookinfo-productpage" };
+
+@id("examples/bookinfo/bookinfo.mesh:83 deny from any")
+forbid (principal, action in [Mesh::Action::"GET", Mesh::Action::"HEAD", Mesh::Action::"POST", Mesh::Action::"PUT", Mesh::Action::"DELETE", Mesh::Action::"PATCH", Mesh::Action::"OPTIONS", Mesh::Action::"CONNECT", Mesh::Action::"TRACE"], resource == Mesh::Service::"bookinfo/reviews")
+when { context.headers["x-debug"] == "1" };
+"#;
+
+fn bookinfo_reviews() -> Config {
+    let value = json!({
+        "version": 1,
+        "mesh": { "name": "bookinfo", "trust_domain": "cluster.local" },
+        "workload": {
+            "service": "bookinfo/reviews",
+            "identity": "spiffe://cluster.local/ns/bookinfo/sa/reviews",
+            "ports": [{ "protocol": "http", "number": 9080 }]
+        },
+        "inbound": { "mtls": "strict", "authz": {
+            "kind": "cedar",
+            "mode": "enforce",
+            "policies": BOOKINFO_REVIEWS,
+            "headers": ["x-debug"],
+            "query": [],
+            "patterns": []
+        } },
+        "outbound": { "egress": "allow", "services": [] }
+    });
+    Config::from_json(&serde_json::to_vec(&value).unwrap()).unwrap()
 }
 
 fn base(authz: Value, services: Vec<Value>) -> Config {
@@ -130,6 +165,32 @@ fn route_config(count: usize) -> Config {
 
 fn authorize_benchmark(c: &mut Criterion) {
     let mut group = c.benchmark_group("authorize");
+    let config = bookinfo_reviews();
+    let peer = Peer::from_spiffe_id(
+        "spiffe://cluster.local/ns/bookinfo/sa/bookinfo-productpage",
+        "cluster.local",
+    );
+    let request = SimpleRequest::new("GET", "/reviews/0", "reviews:9080")
+        .header("end-user", "jason")
+        .header("user-agent", "bench")
+        .on_port(9080);
+    let decision = config.authorize(&request, &peer);
+    assert_eq!(decision.decision, Verdict::Allow, "{decision:?}");
+    group.bench_function("bookinfo reviews", |b| {
+        b.iter(|| config.authorize(black_box(&request), black_box(&peer)));
+    });
+    // Requests that differ in what the policies read (`x-debug`), more of them than the
+    // decision memo keeps: every decision is made afresh.
+    let distinct: Vec<SimpleRequest> = (0..DISTINCT)
+        .map(|i| request.clone().header("x-debug", &format!("v{i}")))
+        .collect();
+    uncached(
+        &mut group,
+        "bookinfo reviews, uncached",
+        &config,
+        &distinct,
+        &peer,
+    );
     for count in [1, 100, 1_000] {
         let config = authz_config(count);
         // The caller permitted by the first policy, so every size decides `Allow`
@@ -144,8 +205,43 @@ fn authorize_benchmark(c: &mut Criterion) {
         group.bench_function(format!("{count} policies"), |b| {
             b.iter(|| config.authorize(black_box(&request), black_box(&peer)));
         });
+        let distinct: Vec<SimpleRequest> = (0..DISTINCT)
+            .map(|i| {
+                SimpleRequest::new("GET", &format!("/api/v1/cart/items/{i}"), "cart:8080")
+                    .header("x-tenant", "tenant-0")
+                    .header("user-agent", "bench")
+            })
+            .collect();
+        let name = format!("{count} policies, uncached");
+        uncached(&mut group, &name, &config, &distinct, &peer);
     }
     group.finish();
+}
+
+/// More distinct requests than the decision memo keeps (4,096).
+const DISTINCT: usize = 8_192;
+
+/// `authorize` over `requests` in turn, so no decision is remembered from the last time.
+fn uncached(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    config: &Config,
+    requests: &[SimpleRequest],
+    peer: &Peer,
+) {
+    let want = config.authorize(&requests[0], peer).decision;
+    assert!(
+        requests
+            .iter()
+            .all(|r| config.authorize(r, peer).decision == want)
+    );
+    let mut next = 0;
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            next = (next + 1) % requests.len();
+            config.authorize(black_box(&requests[next]), black_box(peer))
+        });
+    });
 }
 
 fn route_benchmark(c: &mut Criterion) {

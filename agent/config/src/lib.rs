@@ -7,6 +7,7 @@
 //! file checks exactly what production does.
 
 mod authz;
+mod authz_slice;
 mod config;
 pub mod request;
 mod route;

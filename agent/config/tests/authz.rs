@@ -2,7 +2,7 @@
 //! allow, a matching forbid wins over any permit, nothing matching denies; principals by
 //! service and by namespace, anonymous and foreign-domain callers; the request context
 //! (path, headers, query parameters, regex results); audit mode; the `@id`s of the
-//! deciding policies; evaluation errors; and the `allow_all`/`deny_all` shortcuts.
+//! deciding policies; evaluation errors (which deny: fail closed); and the `allow_all`/`deny_all` shortcuts.
 
 #![allow(
     clippy::panic,
@@ -105,6 +105,7 @@ fn allowed_by(decision: &AuthzDecision, ids: &[&str]) {
 fn denied_by(decision: &AuthzDecision, ids: &[&str]) {
     assert_eq!(decision.decision, Verdict::Deny, "{decision:?}");
     assert_eq!(decision.policies, ids, "{decision:?}");
+    assert!(!decision.policy_error, "{decision:?}");
 }
 
 #[test]
@@ -286,15 +287,35 @@ fn policies_for_another_resource_never_apply() {
 }
 
 #[test]
-fn policies_that_fail_to_evaluate_are_reported_and_ignored() {
+fn a_policy_that_fails_to_evaluate_denies_the_request() {
+    // "broken" reads a header the context does not carry: Cedar would skip it and decide
+    // on the others; the mesh fails closed instead, with its own reason.
     let config = enforce();
     let d = config.authorize(&request("GET", "/x"), &peer("shop", "broken"));
-    denied_by(&d, &[]);
+    assert_eq!(d.decision, Verdict::Deny, "{d:?}");
+    assert!(d.policy_error && !d.allowed(), "{d:?}");
+    assert_eq!(d.policies, ["broken"]);
     assert_eq!(d.errors.len(), 1, "{d:?}");
     assert!(d.errors[0].contains("broken"), "{:?}", d.errors);
-    // Other callers do not reach the failing condition.
+    assert!(d.errors[0].contains("x-not-listed"), "{:?}", d.errors);
+    assert_eq!(d.reason(), "policy broken failed to evaluate");
+    // Even where another policy allows ("anyone checks health"), the error wins.
+    let d = config.authorize(&request("GET", "/health"), &peer("shop", "broken"));
+    assert_eq!(d.decision, Verdict::Deny, "{d:?}");
+    assert!(d.policy_error, "{d:?}");
+    assert_eq!(d.policies, ["broken"]);
+    // Other callers do not reach the failing condition, and their decisions are plain.
     let d = config.authorize(&request("GET", "/cart/1"), &peer("shop", "frontend"));
     allowed_by(&d, &["frontend reads and writes the cart"]);
+    assert!(!d.policy_error);
+    let d = config.authorize(&request("GET", "/x"), &peer("shop", "frontend"));
+    denied_by(&d, &[]);
+    assert!(!d.policy_error);
+    // In audit mode the same decision is made, and the request goes through.
+    let audit = load(&config_value("audit"));
+    let d = audit.authorize(&request("GET", "/health"), &peer("shop", "broken"));
+    assert_eq!(d.decision, Verdict::Deny, "{d:?}");
+    assert!(d.policy_error && !d.enforced && d.allowed(), "{d:?}");
 }
 
 #[test]

@@ -84,6 +84,9 @@ pub enum ProxyError {
     /// the request.
     #[error("{0}")]
     Denied(String),
+    /// A policy that applies to the request failed to evaluate: denied (fail closed).
+    #[error("{0}")]
+    PolicyError(String),
     /// The destination is outside the mesh and egress is denied.
     #[error("`{0}` is not a service of the mesh and egress is denied")]
     EgressDenied(String),
@@ -126,6 +129,7 @@ impl ProxyError {
             ProxyError::Connect { .. } => (StatusCode::BAD_GATEWAY, "connect-failed"),
             ProxyError::Reset { .. } => (StatusCode::BAD_GATEWAY, "upstream-reset"),
             ProxyError::Denied(_) => (StatusCode::FORBIDDEN, "denied"),
+            ProxyError::PolicyError(_) => (StatusCode::FORBIDDEN, "policy-error"),
             ProxyError::EgressDenied(_) => (StatusCode::FORBIDDEN, "egress-denied"),
             ProxyError::Loop(_) => (StatusCode::LOOP_DETECTED, "loop"),
             ProxyError::AppUnavailable { .. } => (StatusCode::BAD_GATEWAY, "app-unavailable"),

@@ -132,7 +132,7 @@ pub struct WatchLabels {
 /// Labels of an authorization decision.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthzLabels {
-    /// `allow` or `deny`.
+    /// `allow`, `deny`, or `error` (denied because a policy failed to evaluate).
     pub decision: &'static str,
     /// `enforce`, or `audit` when a deny was only logged.
     pub mode: &'static str,
@@ -384,6 +384,7 @@ impl Metrics {
         let labels = |policy: &str| AuthzLabels {
             decision: match decision.decision {
                 mesh_config::Verdict::Allow => "allow",
+                mesh_config::Verdict::Deny if decision.policy_error => "error",
                 mesh_config::Verdict::Deny => "deny",
             },
             mode: if decision.enforced {

@@ -1,7 +1,8 @@
 //! Authorization: every inbound request is decided by the workload's Cedar policies
 //! (`mesh-config`'s [`Config::authorize`](mesh_config::Config::authorize), the code
-//! `meshc test` runs) before it reaches the app. A deny is a 403 naming the decision; in
-//! audit mode it is logged and counted and the request goes through.
+//! `meshc test` runs) before it reaches the app. A deny is a 403 naming the decision (and
+//! one because a policy failed to evaluate has its own cause, `policy-error`: the agent
+//! fails closed); in audit mode it is logged and counted and the request goes through.
 
 use std::sync::Arc;
 
@@ -55,8 +56,12 @@ impl<S> Authorize<S> {
         match (decision.decision, decision.enforced) {
             (Verdict::Allow, _) => None,
             (Verdict::Deny, false) => {
-                tracing::warn!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), "audit: request would be denied");
+                tracing::warn!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), errors = ?decision.errors, "audit: request would be denied");
                 None
+            }
+            (Verdict::Deny, true) if decision.policy_error => {
+                tracing::warn!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), errors = ?decision.errors, "request denied: a policy failed to evaluate");
+                Some(ProxyError::PolicyError(decision.reason()))
             }
             (Verdict::Deny, true) => {
                 tracing::info!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), "request denied");
