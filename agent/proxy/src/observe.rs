@@ -14,7 +14,7 @@ use crate::metrics::{DirectionLabels, Name, RequestLabels};
 use crate::outbound::call::Call;
 use crate::outbound::passthrough::Unrouted;
 use crate::ready_when_inner;
-use crate::stack::{Answer, BoxFuture, Stack, take};
+use crate::stack::{Answer, BoxFuture, Stack};
 
 /// What a request is counted under.
 pub trait Labelled {
@@ -75,7 +75,7 @@ impl<R: Labelled, S: Stack<R>> Service<R> for Observe<S> {
     fn call(&mut self, request: R) -> Self::Future {
         let started = Instant::now();
         let mut labels = request.labels();
-        let sent = take(&mut self.inner).call(request);
+        let sent = self.inner.call(request);
         let (requests, latency) = (self.requests.clone(), self.latency.clone());
         Box::pin(async move {
             let answer = sent.await;

@@ -36,8 +36,9 @@ impl<R, T> Stack<R> for T where
 {
 }
 
-/// The service to call now, leaving a clone in its place (tower's rule: call the
-/// instance that was polled ready; every stack service is always ready).
+/// The service to call now, leaving a clone in its place, for a layer whose future calls
+/// its inner service later (tower's rule: call the instance that was polled ready; every
+/// stack service is always ready). Layers that call at once use `self.inner` directly.
 pub fn take<S: Clone>(service: &mut S) -> S {
     let clone = service.clone();
     std::mem::replace(service, clone)
@@ -52,6 +53,19 @@ macro_rules! ready_when_inner {
             cx: &mut std::task::Context<'_>,
         ) -> std::task::Poll<Result<(), $crate::error::ProxyError>> {
             self.inner.poll_ready(cx)
+        }
+    };
+}
+
+/// Implements `poll_ready` for the bottom of a stack: always ready.
+#[macro_export]
+macro_rules! always_ready {
+    () => {
+        fn poll_ready(
+            &mut self,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), $crate::error::ProxyError>> {
+            std::task::Poll::Ready(Ok(()))
         }
     };
 }

@@ -35,12 +35,7 @@ impl Service<Arrived> for App {
     type Error = ProxyError;
     type Future = BoxFuture<Answer>;
 
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), ProxyError>> {
-        std::task::Poll::Ready(Ok(()))
-    }
+    crate::always_ready!();
 
     fn call(&mut self, arrived: Arrived) -> Self::Future {
         let (clients, app) = (self.clients.clone(), self.app);

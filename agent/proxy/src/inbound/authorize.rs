@@ -15,7 +15,7 @@ use crate::http::{View, authority};
 use crate::inbound::Arrived;
 use crate::metrics::Metrics;
 use crate::ready_when_inner;
-use crate::stack::{Answer, BoxFuture, Stack, take};
+use crate::stack::{Answer, BoxFuture, Stack};
 
 /// Lets through to `inner` only what the policies allow.
 #[derive(Clone)]
@@ -81,7 +81,7 @@ impl<S: Stack<Arrived>> Service<Arrived> for Authorize<S> {
     fn call(&mut self, arrived: Arrived) -> Self::Future {
         match self.refusal(&arrived) {
             Some(refusal) => Box::pin(async { Err(refusal) }),
-            None => Box::pin(take(&mut self.inner).call(arrived)),
+            None => Box::pin(self.inner.call(arrived)),
         }
     }
 }

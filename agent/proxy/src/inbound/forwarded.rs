@@ -7,7 +7,7 @@ use tower::Service;
 use crate::error::ProxyError;
 use crate::inbound::Arrived;
 use crate::ready_when_inner;
-use crate::stack::{Answer, BoxFuture, Stack, take};
+use crate::stack::{Answer, BoxFuture, Stack};
 
 const XFCC: &str = "x-forwarded-client-cert";
 
@@ -39,7 +39,7 @@ impl<S: Stack<Arrived>> Service<Arrived> for ForwardedClientCert<S> {
         if let Some(value) = value {
             headers.insert(XFCC, value);
         }
-        Box::pin(take(&mut self.inner).call(arrived))
+        Box::pin(self.inner.call(arrived))
     }
 }
 

@@ -16,7 +16,7 @@ use crate::metrics::ServiceLabels;
 use crate::outbound::call::{Call, backend_name};
 use crate::outbound::endpoint::Dispatch;
 use crate::ready_when_inner;
-use crate::stack::{Answer, BoxFuture, Stack, take};
+use crate::stack::{Answer, BoxFuture, Stack};
 
 /// Picks an endpoint for each try, then calls `inner`.
 #[derive(Clone)]
@@ -53,7 +53,7 @@ impl<S: Stack<Dispatch>> Service<Call> for Balance<S> {
             addr: endpoint.addr,
             service,
         };
-        let sent = take(&mut self.inner).call(dispatch);
+        let sent = self.inner.call(dispatch);
         let ejections = self.ejections.clone();
         Box::pin(async move {
             let answer = sent.await;

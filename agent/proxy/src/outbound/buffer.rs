@@ -37,7 +37,6 @@ impl<S: Stack<Call>> Service<Call> for Buffer<S> {
     ready_when_inner!();
 
     fn call(&mut self, mut call: Call) -> Self::Future {
-        let mut inner = take(&mut self.inner);
         let small = match &call.body {
             CallBody::Streaming { body, .. } if call.upgrade.is_none() => {
                 body.is_end_stream()
@@ -49,8 +48,10 @@ impl<S: Stack<Call>> Service<Call> for Buffer<S> {
             _ => false,
         };
         if !small {
-            return Box::pin(inner.call(call));
+            return Box::pin(self.inner.call(call));
         }
+        // The inner call waits for the body: the future owns its service.
+        let mut inner = take(&mut self.inner);
         Box::pin(async move {
             let CallBody::Streaming { body, .. } = call.body else {
                 return Err(ProxyError::Internal("body already buffered"));

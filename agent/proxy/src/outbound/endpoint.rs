@@ -66,12 +66,7 @@ impl Service<Dispatch> for Endpoint {
     type Error = ProxyError;
     type Future = BoxFuture<Answer>;
 
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), ProxyError>> {
-        std::task::Poll::Ready(Ok(()))
-    }
+    crate::always_ready!();
 
     fn call(&mut self, dispatch: Dispatch) -> Self::Future {
         let transport = match Endpoint::transport(&dispatch) {

@@ -33,14 +33,15 @@ impl<S: Stack<Call>> Service<Call> for Fault<S> {
     ready_when_inner!();
 
     fn call(&mut self, call: Call) -> Self::Future {
-        let mut inner = take(&mut self.inner);
         let Some((delay, abort)) = call
             .rule()
             .and_then(|r| r.fault.as_ref())
             .map(|f| (f.delay, f.abort))
         else {
-            return Box::pin(inner.call(call));
+            return Box::pin(self.inner.call(call));
         };
+        // The inner call happens after a delay: the future owns its service.
+        let mut inner = take(&mut self.inner);
         Box::pin(async move {
             if let Some(delay) = delay
                 && fastrand::u32(..FULL_WEIGHT) < delay.percent_milli

@@ -14,7 +14,7 @@ use crate::error::ProxyError;
 use crate::metrics::ServiceLabels;
 use crate::outbound::call::Call;
 use crate::ready_when_inner;
-use crate::stack::{Answer, BoxFuture, Stack, take};
+use crate::stack::{Answer, BoxFuture, Stack};
 
 /// How long a mirrored copy may take before it is abandoned.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,7 +72,7 @@ impl<S: Stack<Call>, M: Stack<Call>> Service<Call> for Mirror<S, M> {
                 }
             });
         }
-        Box::pin(take(&mut self.inner).call(call))
+        Box::pin(self.inner.call(call))
     }
 }
 

@@ -88,12 +88,7 @@ impl Service<Unrouted> for Passthrough {
     type Error = ProxyError;
     type Future = BoxFuture<Answer>;
 
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), ProxyError>> {
-        std::task::Poll::Ready(Ok(()))
-    }
+    crate::always_ready!();
 
     fn call(&mut self, unrouted: Unrouted) -> Self::Future {
         if let Some(refusal) = self.refusal(&unrouted) {

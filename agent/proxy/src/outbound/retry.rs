@@ -64,12 +64,13 @@ impl<S: Stack<Call>> Service<Call> for Retry<S> {
     ready_when_inner!();
 
     fn call(&mut self, call: Call) -> Self::Future {
-        let mut inner = take(&mut self.inner);
         let retried = matches!(call.body, CallBody::Buffered(_))
             && call.decision().is_ok_and(|d| d.retry.is_some());
         if !retried {
-            return Box::pin(inner.call(call));
+            return Box::pin(self.inner.call(call));
         }
+        // Tries are sent later, one after another: the future owns its service.
+        let mut inner = take(&mut self.inner);
         let snapshot = Arc::clone(&call.snapshot);
         let (budgets, retries, exhausted) = (
             Arc::clone(&self.budgets),

@@ -10,7 +10,7 @@ use tower::Service;
 use crate::error::ProxyError;
 use crate::outbound::call::Call;
 use crate::ready_when_inner;
-use crate::stack::{Answer, BoxFuture, Stack, take};
+use crate::stack::{Answer, BoxFuture, Stack};
 
 /// Applies the matched rule's edits before `inner`.
 #[derive(Clone)]
@@ -42,7 +42,7 @@ impl<S: Stack<Call>> Service<Call> for Rewrite<S> {
         if let Some(rule) = rule {
             edit(rule, &mut call.head);
         }
-        Box::pin(take(&mut self.inner).call(call))
+        Box::pin(self.inner.call(call))
     }
 }
 

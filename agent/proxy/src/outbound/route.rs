@@ -18,7 +18,7 @@ use crate::error::ProxyError;
 use crate::http::{Body, View, authority, boxed, strip_hop_by_hop};
 use crate::outbound::call::{Call, CallBody};
 use crate::outbound::passthrough::Unrouted;
-use crate::stack::{Answer, BoxFuture, Stack, take};
+use crate::stack::{Answer, BoxFuture, Stack};
 use crate::state::Snapshots;
 use crate::upgrade;
 
@@ -57,9 +57,11 @@ impl<S: Stack<Call>, P: Stack<Unrouted>> Service<Outgoing> for Route<S, P> {
 
     fn poll_ready(
         &mut self,
-        _cx: &mut std::task::Context<'_>,
+        cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), ProxyError>> {
-        std::task::Poll::Ready(Ok(()))
+        // Either branch may take the request: ready when both are.
+        std::task::ready!(self.routed.poll_ready(cx))?;
+        self.passthrough.poll_ready(cx)
     }
 
     fn call(&mut self, outgoing: Outgoing) -> Self::Future {
@@ -116,7 +118,7 @@ impl<S: Stack<Call>, P: Stack<Unrouted>> Service<Outgoing> for Route<S, P> {
                     request,
                     original_dst,
                 };
-                return Box::pin(take(&mut self.passthrough).call(unrouted));
+                return Box::pin(self.passthrough.call(unrouted));
             }
         };
         let retried = config
@@ -152,7 +154,7 @@ impl<S: Stack<Call>, P: Stack<Unrouted>> Service<Outgoing> for Route<S, P> {
             upgrade,
             tried: retried.then(|| Arc::new(Mutex::new(None))),
         };
-        Box::pin(take(&mut self.routed).call(call))
+        Box::pin(self.routed.call(call))
     }
 }
 

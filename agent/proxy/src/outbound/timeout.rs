@@ -9,7 +9,7 @@ use tower::Service;
 use crate::error::ProxyError;
 use crate::outbound::call::Call;
 use crate::ready_when_inner;
-use crate::stack::{Answer, BoxFuture, Stack, take};
+use crate::stack::{Answer, BoxFuture, Stack};
 
 /// Bounds `inner` by the route's timeout.
 #[derive(Clone)]
@@ -39,7 +39,7 @@ impl<S: Stack<Call>> Service<Call> for Timeout<S> {
             .map(Duration::from_micros)
             .filter(|_| call.upgrade.is_none());
         let service = call.service_ref();
-        let sent = take(&mut self.inner).call(call);
+        let sent = self.inner.call(call);
         match timeout {
             None => Box::pin(sent),
             Some(timeout) => Box::pin(async move {
