@@ -194,23 +194,7 @@ async fn admin_reports_readiness_metrics_and_config() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_in_flight_requests_then_exits() {
-    let slow = Upstream::with("slow", |_| Reply {
-        status: 200,
-        delay: Duration::from_millis(700),
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "config.json",
-        &config(vec![service("slow", &[], vec![])]),
-    );
-    write(
-        dir.path(),
-        "endpoints.json",
-        &endpoints(&[("slow", None, slow.addr)]),
-    );
-    let mut agent = Agent::start(dir.path(), "127.0.0.1:9".parse().unwrap());
+    let (slow, _dir, mut agent) = slow_upstream_behind_agent(Duration::from_millis(700)).await;
     let http = Http::default();
     let out = agent.outbound;
     let in_flight = tokio::spawn(async move { http.get(out, "slow", "/").await });
@@ -245,23 +229,7 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_under_load_loses_no_in_flight_request() {
     const IN_FLIGHT: usize = 64;
-    let slow = Upstream::with("slow", |_| Reply {
-        status: 200,
-        delay: Duration::from_millis(600),
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "config.json",
-        &config(vec![service("slow", &[], vec![])]),
-    );
-    write(
-        dir.path(),
-        "endpoints.json",
-        &endpoints(&[("slow", None, slow.addr)]),
-    );
-    let mut agent = Agent::start(dir.path(), "127.0.0.1:9".parse().unwrap());
+    let (slow, _dir, mut agent) = slow_upstream_behind_agent(Duration::from_millis(600)).await;
     let out = agent.outbound;
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..IN_FLIGHT {
@@ -303,4 +271,22 @@ async fn sigterm_under_load_loses_no_in_flight_request() {
         "drained in {drained:?}: it should end with the last answer (~0.6 s), not the 5 s timeout"
     );
     eprintln!("drained {IN_FLIGHT} in-flight requests in {drained:?}");
+}
+
+/// An upstream `slow` that answers after `delay`, and an agent routing to it.
+async fn slow_upstream_behind_agent(delay: Duration) -> (Upstream, tempfile::TempDir, Agent) {
+    let slow = Upstream::with("slow", move |_| Reply { status: 200, delay }).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "config.json",
+        &config(vec![service("slow", &[], vec![])]),
+    );
+    write(
+        dir.path(),
+        "endpoints.json",
+        &endpoints(&[("slow", None, slow.addr)]),
+    );
+    let agent = Agent::start(dir.path(), "127.0.0.1:9".parse().unwrap());
+    (slow, dir, agent)
 }
