@@ -210,6 +210,7 @@ impl<'m> Emitter<'m> {
                     ir::Mtls::Permissive => cfg::Mtls::Permissive,
                 },
                 authz,
+                rate_limits: Vec::new(),
             },
             outbound: Outbound {
                 egress: Egress::Allow,
@@ -234,6 +235,7 @@ impl<'m> Emitter<'m> {
             inbound: Inbound {
                 mtls: cfg::Mtls::Strict,
                 authz: Authz::DenyAll,
+                rate_limits: Vec::new(),
             },
             outbound: Outbound {
                 egress: Egress::Allow,
@@ -336,6 +338,8 @@ fn outbound_service(mesh: &Mesh, caller: &Service, target: &Service) -> Outbound
             .unwrap_or_default(),
         connect_timeout_us: route.and_then(|r| r.connect_timeout),
         idle_timeout_us: route.and_then(|r| r.idle_timeout),
+        limits: None,
+        outlier: None,
     }
 }
 

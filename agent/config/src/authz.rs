@@ -187,6 +187,9 @@ pub struct Peer {
     memo_key: Box<str>,
     /// The verified SPIFFE id, when there is one.
     pub identity: Option<String>,
+    /// The caller's service key (`namespace/name`, from the identity's namespace and
+    /// service account) when its identity is in the mesh's trust domain.
+    pub service: Option<Box<str>>,
 }
 
 impl Peer {
@@ -199,6 +202,7 @@ impl Peer {
             namespace: None,
             entities: Entities::empty(),
             identity: None,
+            service: None,
         }
     }
 
@@ -215,7 +219,8 @@ impl Peer {
             };
         };
         let (ns, sa) = (id.namespace(), id.service_account());
-        let principal = uid("Mesh::Service", &format!("{ns}/{sa}"));
+        let service = format!("{ns}/{sa}");
+        let principal = uid("Mesh::Service", &service);
         let namespace = uid("Mesh::Namespace", ns);
         let (Some(principal), Some(namespace)) = (principal, namespace) else {
             return Peer::anonymous();
@@ -229,6 +234,7 @@ impl Peer {
             namespace: Some(namespace),
             entities,
             identity: Some(spiffe_id.to_string()),
+            service: Some(service.into()),
         }
     }
 }
@@ -747,6 +753,7 @@ mod tests {
                     query: Vec::new(),
                     patterns: Vec::new(),
                 }),
+                rate_limits: Vec::new(),
             },
             outbound: Outbound {
                 egress: Egress::Allow,

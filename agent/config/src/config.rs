@@ -10,6 +10,7 @@ use regex::Regex;
 
 use crate::authz::CompiledAuthz;
 use crate::glob::Glob;
+use crate::rate_limit::{check_limits, check_outlier, compile_rate_limits};
 use crate::schema::{
     Attr, Backend, FULL_WEIGHT, Match, OutboundService, Retry, RouteRule, TextOp, VERSION,
     WeightedBackend, WorkloadConfig,
@@ -37,7 +38,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(at: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(at: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         at: at.into(),
         problem: problem.into(),
@@ -51,6 +52,8 @@ pub struct Config {
     services: Vec<CompiledService>,
     by_authority: HashMap<String, usize>,
     pub(crate) authz: CompiledAuthz,
+    /// The conditions of `inbound.rate_limits`, in order.
+    pub(crate) rate_limit_matchers: Vec<Option<Matcher>>,
 }
 
 #[derive(Debug)]
@@ -81,6 +84,21 @@ pub(crate) enum Matcher {
     },
     Exists(Attr),
     Const(bool),
+    /// The caller is (not) one of these services: `source` in a condition the callee
+    /// evaluates (rate limits), where the caller varies per request.
+    Caller {
+        services: Vec<String>,
+        negated: bool,
+    },
+}
+
+/// Who `source` in a condition is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Source<'a> {
+    /// This workload (routing: the caller is always the workload itself).
+    Own(&'a str),
+    /// The caller of an inbound request, known only per request.
+    Caller,
 }
 
 #[derive(Debug)]
@@ -157,11 +175,13 @@ impl Config {
             }
         }
         let authz = CompiledAuthz::new(&source)?;
+        let rate_limit_matchers = compile_rate_limits(&source.inbound.rate_limits)?;
         Ok(Config {
             source,
             services,
             by_authority,
             authz,
+            rate_limit_matchers,
         })
     }
 
@@ -246,6 +266,8 @@ fn compile_service(
         }
     }
     check_retry(service.retry.as_ref(), &format!("{at}.retry"))?;
+    check_limits(service.limits.as_ref(), at)?;
+    check_outlier(service.outlier.as_ref(), at)?;
     let mut rules = Vec::with_capacity(service.rules.len());
     for (i, rule) in service.rules.iter().enumerate() {
         let at = format!("{at}.rules[{i}] ({})", rule.name);
@@ -253,7 +275,7 @@ fn compile_service(
         rules.push(
             rule.when
                 .as_ref()
-                .map(|m| compile_match(m, own, &at))
+                .map(|m| compile_match(m, Source::Own(own), &at))
                 .transpose()?,
         );
     }
@@ -402,9 +424,9 @@ fn check_retry(retry: Option<&Retry>, at: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Compiles a condition; `own` is this workload's service key (`source` conditions are
-/// about the caller, which on the outbound side is this workload: they fold to constants).
-pub(crate) fn compile_match(m: &Match, own: &str, at: &str) -> Result<Matcher, ConfigError> {
+/// Compiles a condition. On the outbound side `source` is this workload (`Source::Own`
+/// with its service key): those conditions fold to constants.
+pub(crate) fn compile_match(m: &Match, own: Source<'_>, at: &str) -> Result<Matcher, ConfigError> {
     Ok(match m {
         Match::All(items) => Matcher::All(
             items
@@ -472,9 +494,13 @@ pub(crate) fn compile_match(m: &Match, own: &str, at: &str) -> Result<Matcher, C
                 ));
             }
         },
-        Match::Source { services, negated } => {
-            Matcher::Const(services.iter().any(|s| s == own) != *negated)
-        }
+        Match::Source { services, negated } => match own {
+            Source::Own(own) => Matcher::Const(services.iter().any(|s| s == own) != *negated),
+            Source::Caller => Matcher::Caller {
+                services: services.clone(),
+                negated: *negated,
+            },
+        },
     })
 }
 

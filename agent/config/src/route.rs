@@ -184,15 +184,25 @@ impl Matcher {
             Matcher::Method { .. }
             | Matcher::Text { .. }
             | Matcher::TextIn { .. }
-            | Matcher::Exists(_) => None,
+            | Matcher::Exists(_)
+            | Matcher::Caller { .. } => None,
         }
     }
 
     pub(crate) fn eval<R: RequestView + ?Sized>(&self, request: &R) -> bool {
+        self.eval_for(request, None)
+    }
+
+    /// Evaluates with `caller` (a service key; `None`: anonymous) as `source`.
+    pub(crate) fn eval_for<R: RequestView + ?Sized>(
+        &self,
+        request: &R,
+        caller: Option<&str>,
+    ) -> bool {
         match self {
-            Matcher::All(items) => items.iter().all(|m| m.eval(request)),
-            Matcher::Any(items) => items.iter().any(|m| m.eval(request)),
-            Matcher::Not(inner) => !inner.eval(request),
+            Matcher::All(items) => items.iter().all(|m| m.eval_for(request, caller)),
+            Matcher::Any(items) => items.iter().any(|m| m.eval_for(request, caller)),
+            Matcher::Not(inner) => !inner.eval_for(request, caller),
             Matcher::Method { mask, other } => {
                 match METHODS.iter().position(|m| *m == request.method()) {
                     Some(bit) => mask & (1 << bit) != 0,
@@ -219,6 +229,9 @@ impl Matcher {
                 Attr::Path | Attr::Host => true,
             },
             Matcher::Const(value) => *value,
+            Matcher::Caller { services, negated } => {
+                caller.is_some_and(|c| services.iter().any(|s| s == c)) != *negated
+            }
         }
     }
 }

@@ -93,6 +93,31 @@ pub struct Inbound {
     pub mtls: Mtls,
     /// Who may call.
     pub authz: Authz,
+    /// Rate limits on the requests `authz` allows, in source order. A request takes a
+    /// token from every limit whose condition holds; when one of them has none left the
+    /// request is refused (`429`). Absent in older configs: no limits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RateLimit>,
+}
+
+/// A token bucket over inbound requests (`rate_limit` in a policy).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Its name, unique in the config: what metrics, `mesh-error` texts and `meshc test`'s
+    /// `expect rate_limit NAME` call it.
+    pub name: String,
+    /// Tokens added per `period_us` (at least 1).
+    pub requests: u32,
+    /// The refill period: 1 s for `N/s`, 60 s for `N/m`.
+    pub period_us: u64,
+    /// The bucket's size: requests allowed at once after a quiet spell (at least 1).
+    pub burst: u32,
+    /// One bucket per calling identity (anonymous callers share one), instead of one for
+    /// all callers together.
+    pub per_caller: bool,
+    /// Which requests count against it; absent: all. `source` here is the caller.
+    pub when: Option<Match>,
 }
 
 /// mTLS modes.
@@ -207,6 +232,43 @@ pub struct OutboundService {
     /// Opaque TCP connections are closed after this long with no bytes either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_us: Option<u64>,
+    /// Circuit breaking: how much of this service one caller agent may use at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    /// Outlier ejection: endpoints that keep failing are taken out of balancing for a while.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier: Option<Outlier>,
+}
+
+/// Connection and request limits one caller agent keeps towards a service (all its
+/// endpoints together), as Envoy's circuit-breaker thresholds. Over a limit a request
+/// fails at once with `503` and `mesh-error: overloaded`. Absent fields: no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Open connections to the service's endpoints.
+    pub max_connections: Option<u32>,
+    /// Requests waiting for a connection or a request slot.
+    pub max_pending: Option<u32>,
+    /// Requests in flight at once (retries included).
+    pub max_requests: Option<u32>,
+}
+
+/// Outlier ejection of a service's endpoints, decided by each caller agent from the
+/// answers it gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Outlier {
+    /// This many 5xx answers (or failed connections) in a row from one endpoint eject it.
+    pub consecutive_5xx: u32,
+    /// Failures further apart than this do not count as in a row.
+    pub interval_us: u64,
+    /// The first ejection's length; each further ejection of the endpoint lasts one
+    /// more multiple of it.
+    pub base_ejection_us: u64,
+    /// At most this share of the service's endpoints is ejected at once (thousandths of a
+    /// percent).
+    pub max_ejected_milli: u32,
 }
 
 /// A subset and its labels.
