@@ -246,6 +246,57 @@ impl Ca {
     }
 }
 
+/// A certificate for a server reached by DNS name (an admission webhook behind its
+/// Kubernetes Service): not a workload identity, so no SPIFFE id.
+#[derive(Clone, Debug)]
+pub struct ServingCert {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// Its private key, PEM (PKCS#8).
+    pub key_pem: String,
+}
+
+impl Ca {
+    /// Issues a server certificate for `dns_names` valid from [`CLOCK_SKEW`] ago until
+    /// `ttl` from now: a fresh P-256 key, the names as DNS subject alternative names (the
+    /// first also as common name), `CA:FALSE`, extended key usage serverAuth only.
+    pub fn issue_serving(
+        &self,
+        dns_names: &[String],
+        ttl: Duration,
+    ) -> Result<ServingCert, IdentityError> {
+        let what = dns_names.first().cloned().unwrap_or_default();
+        let generate = |part: &str| {
+            let what = format!("{part} for {what}");
+            move |source| IdentityError::Generate { what, source }
+        };
+        let now = SystemTime::now();
+        let not_before = now.checked_sub(CLOCK_SKEW).unwrap_or(now);
+        let not_after = now.checked_add(ttl).ok_or(IdentityError::TimeOutOfRange)?;
+        let key =
+            KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generate("the server key"))?;
+        let mut params =
+            CertificateParams::new(dns_names.to_vec()).map_err(generate("the DNS names"))?;
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, what.clone());
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = offset_date_time(not_before)?;
+        params.not_after = offset_date_time(not_after)?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(generate("the server certificate"))?;
+        Ok(ServingCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
 impl Issued {
     /// Writes `dir/cert.pem`, `dir/key.pem` (mode 0600) and `dir/ca.pem` (the bundle),
     /// creating `dir` if needed: what [`crate::Identity::load`] reads.

@@ -40,7 +40,10 @@ mod server;
 mod verifier;
 mod x509;
 
-pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY, CERT_FILE, CLOCK_SKEW, Ca, Issued, KEY_FILE};
+pub use ca::{
+    CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY, CERT_FILE, CLOCK_SKEW, Ca, Issued, KEY_FILE,
+    ServingCert,
+};
 pub use client::client_config;
 pub use error::IdentityError;
 pub use identity::Identity;

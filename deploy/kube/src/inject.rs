@@ -173,6 +173,16 @@ where
     serde_json::to_value(&object).map_err(|e| shape(e.to_string()))
 }
 
+/// Injects one Pod (a JSON object, as the API server holds it): what the admission
+/// webhook does to a pod being created. Errors as [`inject`]'s, for document 1.
+pub fn inject_pod_object(
+    pod_object: serde_json::Value,
+    mesh: &MeshInput,
+    options: &Options,
+) -> Result<serde_json::Value, KubeError> {
+    pod(pod_object, 1, mesh, options)
+}
+
 fn pod(
     document: serde_json::Value,
     index: usize,
@@ -209,6 +219,7 @@ fn kind_and_name(document: &serde_json::Value) -> (String, String) {
         document["kind"].as_str().unwrap_or("object").to_string(),
         document["metadata"]["name"]
             .as_str()
+            .or_else(|| document["metadata"]["generateName"].as_str())
             .unwrap_or("?")
             .to_string(),
     )

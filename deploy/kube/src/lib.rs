@@ -11,6 +11,7 @@
 //! - [`apply`]: server-side apply of those objects through the `kube` client, with dry
 //!   runs, conflict reporting and pruning of what the mesh no longer produces.
 //! - [`inject`]: adding the `mesh-agent` sidecar to workload manifests.
+//! - [`webhook`]: the same injection as a mutating admission webhook decides it.
 
 pub mod apply;
 pub mod certs;
@@ -20,6 +21,7 @@ pub mod input;
 pub mod labels;
 pub mod manifests;
 pub mod object;
+pub mod webhook;
 pub mod yaml;
 
 pub use error::KubeError;

@@ -159,6 +159,32 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = InjectMode::Capture)]
         mode: InjectMode,
     },
+    /// Serve sidecar injection as a Kubernetes mutating admission webhook (HTTPS, POST
+    /// /inject): pods created in namespaces labelled mesh/inject=enabled get what `meshc
+    /// inject` adds.
+    Webhook {
+        /// The mesh: files or directories (searched recursively for *.mesh).
+        #[arg(long, required = true)]
+        mesh: Vec<PathBuf>,
+        /// The mesh-agent image.
+        #[arg(long)]
+        image: String,
+        /// Seconds the sidecar pauses in preStop before it drains.
+        #[arg(long, default_value_t = 5)]
+        pre_stop_seconds: i64,
+        /// How the app's traffic reaches the agent (as `meshc inject --mode`).
+        #[arg(long, value_enum, default_value_t = InjectMode::Capture)]
+        mode: InjectMode,
+        /// Where to listen.
+        #[arg(long, default_value = "0.0.0.0:8443")]
+        listen: std::net::SocketAddr,
+        /// The serving certificate chain (PEM), read again when it changes.
+        #[arg(long)]
+        tls_cert: PathBuf,
+        /// The serving certificate's private key (PEM).
+        #[arg(long)]
+        tls_key: PathBuf,
+    },
     /// Run the language server on stdin/stdout (the server of `mesh-lsp`, linked in).
     Lsp {
         /// Arguments as `mesh-lsp` takes them (`--stdio` is accepted, `--version` prints
@@ -175,6 +201,15 @@ pub enum InjectMode {
     Capture,
     /// `HTTP_PROXY` in the app containers' environment; nothing is redirected.
     ProxyEnv,
+}
+
+impl From<InjectMode> for mesh_kube::inject::Mode {
+    fn from(mode: InjectMode) -> Self {
+        match mode {
+            InjectMode::Capture => mesh_kube::inject::Mode::Capture,
+            InjectMode::ProxyEnv => mesh_kube::inject::Mode::ProxyEnv,
+        }
+    }
 }
 
 /// Dry-run modes of `meshc apply`.

@@ -14,13 +14,14 @@ mod manifests;
 mod mesh_input;
 mod test;
 mod up;
+mod webhook;
 
 use std::io::IsTerminal;
 
 use clap::Parser;
 use mesh_compiler::report::Style;
 
-use args::{Cli, Command, IdentityCommand, InjectMode};
+use args::{Cli, Command, IdentityCommand};
 pub use args::{DryRunArg, ExplainFormat, Format};
 
 /// Exit codes shared by every subcommand.
@@ -115,10 +116,29 @@ pub fn run() -> std::process::ExitCode {
             &mesh_kube::inject::Options {
                 image,
                 pre_stop_seconds,
-                mode: match mode {
-                    InjectMode::Capture => mesh_kube::inject::Mode::Capture,
-                    InjectMode::ProxyEnv => mesh_kube::inject::Mode::ProxyEnv,
+                mode: mode.into(),
+            },
+            style,
+        ),
+        Command::Webhook {
+            mesh,
+            image,
+            pre_stop_seconds,
+            mode,
+            listen,
+            tls_cert,
+            tls_key,
+        } => webhook::run(
+            webhook::Serve {
+                mesh,
+                options: mesh_kube::inject::Options {
+                    image,
+                    pre_stop_seconds,
+                    mode: mode.into(),
                 },
+                listen,
+                cert: tls_cert,
+                key: tls_key,
             },
             style,
         ),
