@@ -104,6 +104,14 @@ pub enum ProxyError {
     /// The local app's connection or stream failed.
     #[error("the local app failed: {0}")]
     AppReset(String),
+    /// A rate limit of the callee had no token for the request.
+    #[error("rate limit {limit} exceeded: retry after {retry_after}s")]
+    RateLimited {
+        /// The limit's name.
+        limit: String,
+        /// Whole seconds until it has a token (at least 1).
+        retry_after: u64,
+    },
     /// A bug: state that should be consistent was not.
     #[error("{0}")]
     Internal(&'static str),
@@ -134,6 +142,7 @@ impl ProxyError {
             ProxyError::Loop(_) => (StatusCode::LOOP_DETECTED, "loop"),
             ProxyError::AppUnavailable { .. } => (StatusCode::BAD_GATEWAY, "app-unavailable"),
             ProxyError::AppReset(_) => (StatusCode::BAD_GATEWAY, "app-reset"),
+            ProxyError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
             ProxyError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -151,7 +160,13 @@ impl ProxyError {
                 .inc();
         }
         let (status, cause) = self.status_and_cause();
-        error_response(status, cause, &self.to_string())
+        let mut response = error_response(status, cause, &self.to_string());
+        if let ProxyError::RateLimited { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, (*retry_after).into());
+        }
+        response
     }
 }
 

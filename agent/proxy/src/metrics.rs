@@ -171,6 +171,16 @@ pub struct LimitLabels {
     pub limit: &'static str,
 }
 
+/// Labels of an inbound rate limit's decision ([`crate::inbound::rate_limit`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    /// The limit's name.
+    pub limit: Name,
+    /// `allowed`, `limited` (refused: `429`) or `audit` (over the limit, let through
+    /// under `mode audit`).
+    pub result: &'static str,
+}
+
 /// Labels of spare mTLS connections for opaque TCP ([`crate::spare`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SpareLabels {
@@ -232,6 +242,8 @@ pub struct Metrics {
     pub tcp_spares: Family<SpareLabels, Counter>,
     /// Limits that fired, by listener.
     pub limits: Family<LimitLabels, Counter>,
+    /// Inbound rate limit decisions, by limit.
+    pub rate_limits: Family<RateLimitLabels, Counter>,
 }
 
 /// Labels of a protocol detection.
@@ -345,7 +357,14 @@ impl Default for Metrics {
             "Times a listener's limit fired (connections cut off, requests refused, accepting paused)",
             limits.clone(),
         );
+        let rate_limits = Family::<RateLimitLabels, Counter>::default();
+        registry.register(
+            "rate_limit",
+            "Inbound rate limit decisions by limit: allowed, limited (429) or audit (over the limit, let through)",
+            rate_limits.clone(),
+        );
         Metrics {
+            rate_limits,
             limits,
             tcp_spares,
             tcp_connections,

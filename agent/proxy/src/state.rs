@@ -74,6 +74,9 @@ pub struct Snapshot {
     mesh_ips: HashMap<IpAddr, String>,
     /// Endpoints with no agent beside them (reached in plaintext, at the app).
     unmeshed: std::collections::HashSet<SocketAddr>,
+    /// The state of `inbound.rate_limits`, in order: resolved from the agent's limiters
+    /// by the first request that needs them (kept across reloads by name and parameters).
+    pub rate_limiters: OnceLock<Vec<Arc<crate::inbound::rate_limit::Limiter>>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -153,6 +156,7 @@ impl Snapshot {
             by_ip,
             mesh_ips,
             unmeshed,
+            rate_limiters: OnceLock::new(),
         }
     }
 
@@ -280,17 +284,23 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Retry budgets by `service retry-profile`, kept across reloads.
     pub budgets: Arc<crate::outbound::retry_policy::Budgets>,
+    /// Inbound rate limits' buckets by limit, kept across reloads.
+    pub rate_limits: Arc<crate::inbound::rate_limit::Limiters>,
 }
 
 impl Shared {
     /// Empty state; `identity_required` when the agent was given an identity directory.
     pub fn new(identity_required: bool) -> Shared {
+        let metrics: Arc<Metrics> = Arc::default();
         Shared {
+            rate_limits: Arc::new(crate::inbound::rate_limit::Limiters::new(
+                metrics.rate_limits.clone(),
+            )),
             snapshot: watch::Sender::new(None),
             tls: watch::Sender::new(None),
             identity_required,
             registry: Registry::default(),
-            metrics: Arc::default(),
+            metrics,
             budgets: Arc::default(),
         }
     }
