@@ -112,6 +112,15 @@ pub enum ProxyError {
         /// Whole seconds until it has a token (at least 1).
         retry_after: u64,
     },
+    /// A circuit breaker of the called service refused the try: too many requests in
+    /// flight or waiting, or too many connections open.
+    #[error("{service} is overloaded: {limit} reached")]
+    Overloaded {
+        /// The called service.
+        service: String,
+        /// `max_requests`, `max_pending` or `max_connections`.
+        limit: &'static str,
+    },
     /// A bug: state that should be consistent was not.
     #[error("{0}")]
     Internal(&'static str),
@@ -143,6 +152,7 @@ impl ProxyError {
             ProxyError::AppUnavailable { .. } => (StatusCode::BAD_GATEWAY, "app-unavailable"),
             ProxyError::AppReset(_) => (StatusCode::BAD_GATEWAY, "app-reset"),
             ProxyError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
+            ProxyError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ProxyError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -115,9 +115,29 @@ pub async fn outbound(
         tls: if tls.is_some() { "mtls" } else { "plaintext" },
         result: "no-endpoints",
     };
-    let Some((pool, _)) = snapshot.pool(&backend.service, backend.subset.as_deref()) else {
+    let Some((pool, pools)) = snapshot.pool(&backend.service, backend.subset.as_deref()) else {
         shared.metrics.tcp(labels);
         return;
+    };
+    // The service's `max_connections`: one upstream connection per app connection,
+    // refused (closed at once) at the limit.
+    let limits = pools.limits.filter(|l| l.max_connections.is_some());
+    let _connection = match limits {
+        Some(limits) => {
+            let gate = pools
+                .gate
+                .get_or_init(|| shared.gates.resolve(&backend.service, &limits));
+            match gate.connect() {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(service = %backend.service, "opaque TCP refused: max_connections open");
+                    labels.result = "overloaded";
+                    shared.metrics.tcp(labels);
+                    return;
+                }
+            }
+        }
+        None => None,
     };
     let connect_timeout = service
         .connect_timeout_us
@@ -157,7 +177,19 @@ pub async fn outbound(
             Ok(upstream) => upstream,
             Err(OpenError::Connect(error)) => {
                 tracing::debug!(endpoint = %endpoint.addr, %error, "opaque TCP: connect failed");
-                if endpoint.connect_failed() {
+                if let Some(outlier) = &pools.outlier {
+                    // Outlier detection replaces the connect back-off for this service.
+                    if endpoint.outlier_failed(outlier) && pools.eject(&endpoint, outlier) {
+                        shared
+                            .metrics
+                            .outlier_ejections
+                            .get_or_create(&ServiceLabels {
+                                service: backend.service.clone(),
+                            })
+                            .inc();
+                        tracing::warn!(endpoint = %endpoint.addr, service = %backend.service, "endpoint ejected by outlier detection");
+                    }
+                } else if endpoint.connect_failed() {
                     shared
                         .metrics
                         .ejections
@@ -176,7 +208,11 @@ pub async fn outbound(
                 break;
             }
         };
-        endpoint.connected();
+        if pools.outlier.is_some() {
+            endpoint.outlier_succeeded();
+        } else {
+            endpoint.connected();
+        }
         if !through_agent {
             labels.tls = "plaintext";
         }
