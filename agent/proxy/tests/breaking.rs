@@ -3,7 +3,8 @@
 //! `503 overloaded` at once while requests within it are served; a request that needs a
 //! connection beyond `max_connections` too, and the open one serves the next; of two endpoints the
 //! one answering 500 is ejected after `consecutive_5xx` failures, gets no traffic until
-//! its ejection ends and is used again after; `max_ejected` keeps the last endpoint of
+//! its ejection ends and is used again after, and with a retry profile every request
+//! still succeeds (each failed try retried on the other endpoint); `max_ejected` keeps the last endpoint of
 //! two in balancing however it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -191,6 +192,28 @@ async fn a_failing_endpoint_is_ejected_until_its_ejection_ends() {
         after >= Duration::from_millis(1_500),
         "back after {after:?}, before the ejection ended"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_go_to_the_other_endpoint_and_never_to_an_ejected_one() {
+    let bad_fails = Arc::new(AtomicBool::new(true));
+    let good = Upstream::start("good").await;
+    let bad = failing("bad", &bad_fails).await;
+    let extra = json!({
+        "retry": retry(3, None, None),
+        "outlier": {"consecutive_5xx": 3, "interval_us": 10_000_000,
+            "base_ejection_us": 30_000_000, "max_ejected_milli": 50_000}
+    });
+    let (agent, _dir) = agent(&[&good, &bad], extra).await;
+    let http = Http::default();
+    for _ in 0..20 {
+        let got = http.get(agent.outbound, "reviews", "/").await;
+        assert_eq!((got.status, got.name()), (200, "good".into()), "{got:?}");
+    }
+    // Each 500 was retried on `good` (never twice on `bad`); after the third, `bad` is
+    // ejected and no try goes to it.
+    assert_eq!(bad.hits(), 3);
+    assert_eq!(good.hits(), 20);
 }
 
 #[tokio::test(flavor = "multi_thread")]
