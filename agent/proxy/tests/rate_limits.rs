@@ -3,7 +3,7 @@
 //! agent over mTLS (caller `ns/client`) and by plaintext clients (anonymous). A request
 //! over a limit gets `429` with `retry-after` and `mesh-error: rate-limited` and never
 //! reaches the app; with `per_caller` one caller's exhausted bucket leaves another's
-//! alone; and driven at three times the limit for ten seconds the agent admits the
+//! alone; a reload keeps a limit's bucket unless its parameters change; and driven at three times the limit for ten seconds the agent admits the
 //! limit's rate times the time, plus the burst, within 5%.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -165,6 +165,49 @@ async fn over_a_per_caller_limit_a_caller_gets_429_and_other_callers_are_served(
         (Some(4), Some(2)),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_survives_a_reload_until_its_limit_changes() {
+    let mesh = mesh(json!([limit("all", 2, 60, 2, false)]), false).await;
+    let http = Http::default();
+    for _ in 0..2 {
+        assert_eq!(
+            http.get(mesh.reviews.inbound, "reviews", "/").await.status,
+            200
+        );
+    }
+    assert_eq!(
+        http.get(mesh.reviews.inbound, "reviews", "/").await.status,
+        429
+    );
+
+    // A reload that adds another limit keeps the exhausted bucket.
+    let reload = async |limits: Value| {
+        let path = mesh.reviews.dir.join("config.json");
+        let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        config["inbound"]["rate_limits"] = limits.clone();
+        write(&mesh.reviews.dir, "config.json", &config);
+        let loaded = eventually(Duration::from_secs(10), async || {
+            let body = http.get(mesh.reviews.admin, "admin", "/config").await.body;
+            let active: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            active["config"]["inbound"]["rate_limits"] == limits
+        })
+        .await;
+        assert!(loaded, "the agent never loaded rate limits {limits}");
+    };
+    let other = json!({"name": "other", "requests": 1, "period_us": 1_000_000, "burst": 1,
+        "per_caller": false,
+        "when": {"text": {"attr": "path", "op": "starts_with", "value": "/elsewhere"}}});
+    reload(json!([limit("all", 2, 60, 2, false), other])).await;
+    let got = http.get(mesh.reviews.inbound, "reviews", "/").await;
+    assert_eq!(got.status, 429, "same limit, same bucket: {got:?}");
+
+    // Changing the limit's parameters starts it afresh.
+    reload(json!([limit("all", 3, 60, 3, false)])).await;
+    let got = http.get(mesh.reviews.inbound, "reviews", "/").await;
+    assert_eq!(got.status, 200, "new parameters, a new bucket: {got:?}");
+    assert_eq!(mesh.app.hits(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
