@@ -4,7 +4,8 @@
 //! over a limit gets `429` with `retry-after` and `mesh-error: rate-limited` and never
 //! reaches the app; with `per_caller` one caller's exhausted bucket leaves another's
 //! alone; a reload keeps a limit's bucket unless its parameters change; and driven at three times the limit for ten seconds the agent admits the
-//! limit's rate times the time, plus the burst, within 5%.
+//! limit's rate times the time, plus the burst, within 5%. The same two-agent mesh
+//! also shows the caller's circuit breaker over mTLS (HTTP/2 between the agents).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -37,8 +38,14 @@ struct Mesh {
 }
 
 async fn mesh(rate_limits: Value, client: bool) -> Mesh {
+    mesh_with(rate_limits, client, json!(null), Duration::ZERO).await
+}
+
+/// As [`mesh`], the client's `limits` toward `reviews` set to `limits`, and the app
+/// answering after `delay`.
+async fn mesh_with(rate_limits: Value, client: bool, limits: Value, delay: Duration) -> Mesh {
     let ca = Ca::generate("test mesh CA").unwrap();
-    let app = Upstream::start("reviews-app").await;
+    let app = Upstream::with("reviews-app", move |_| Reply { status: 200, delay }).await;
     let reviews_dir = tempfile::tempdir().unwrap();
     let reviews_id = reviews_dir.path().join("identity");
     ca.issue(&SpiffeId::parse(REVIEWS).unwrap(), DAY)
@@ -68,6 +75,9 @@ async fn mesh(rate_limits: Value, client: bool) -> Mesh {
             .unwrap();
         let mut config = support::config(vec![service("reviews", &[], vec![])]);
         config["outbound"]["services"][0]["identity"] = json!(REVIEWS);
+        if !limits.is_null() {
+            config["outbound"]["services"][0]["limits"] = limits;
+        }
         write(dir.path(), "config.json", &config);
         write(
             dir.path(),
@@ -278,4 +288,52 @@ async fn at_three_times_the_limit_the_admitted_rate_is_the_limit() {
         admitted,
         "only admitted requests reach the app"
     );
+}
+
+/// Circuit breaking over mTLS (it lives in the caller's agent; tested here for the mesh
+/// of two agents): the caller's gated mTLS client multiplexes its tries on one HTTP/2
+/// connection, so `max_connections 1` refuses nothing while `max_requests` refuses the
+/// tries beyond it.
+#[tokio::test(flavor = "multi_thread")]
+async fn over_mtls_max_requests_refuses_and_one_http2_connection_carries_the_rest() {
+    let limits = json!({"max_connections": 1, "max_pending": null, "max_requests": 3});
+    let mesh = mesh_with(json!([]), true, limits, Duration::from_millis(600)).await;
+    let client = mesh.client.as_ref().unwrap();
+    // The first request opens the connection (HTTP/2, negotiated by ALPN).
+    assert_eq!(
+        Http::default()
+            .get(client.outbound, "reviews", "/")
+            .await
+            .status,
+        200
+    );
+    let mut requests = JoinSet::new();
+    for _ in 0..5 {
+        let outbound = client.outbound;
+        requests.spawn(async move { Http::default().get(outbound, "reviews", "/").await });
+    }
+    let mut statuses = Vec::new();
+    while let Some(got) = requests.join_next().await {
+        let got = got.unwrap();
+        if got.status == 503 {
+            assert_eq!(got.headers["mesh-error"], "overloaded", "{got:?}");
+            assert!(got.body.contains("max_requests"), "{got:?}");
+        }
+        statuses.push(got.status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 200, 503, 503]);
+    assert_eq!(mesh.app.hits(), 4);
+    let text = Http::default()
+        .get(client.admin, "admin", "/metrics")
+        .await
+        .body;
+    let count = |limit| {
+        metric(
+            &text,
+            &format!(r#"mesh_overloaded_total{{service="ns/reviews",limit="{limit}"}} "#),
+        )
+    };
+    assert_eq!(count("max_requests"), Some(2), "{text}");
+    assert_eq!(count("max_connections"), Some(0), "{text}");
 }
