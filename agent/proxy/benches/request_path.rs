@@ -3,7 +3,8 @@
 //! endpoint of the chosen backend. Measured for 10 rules with the match on the last one
 //! (the worst case for first-match routing) and for each balancing algorithm. And the
 //! inbound decision: the caller's principal (per connection) and the Cedar authorization
-//! of a request against a bookinfo-sized policy set.
+//! of a request against a bookinfo-sized policy set. And the rate limit decision: which
+//! of two limits a request counts against and a token from each (shared and per caller).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark setup")]
 
 use std::hint::black_box;
@@ -11,6 +12,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mesh_agent::caller::Caller;
 use mesh_agent::http::View;
+use mesh_agent::inbound::rate_limit::{Limiters, admit};
 use mesh_agent::pool::{Pool, Registry};
 use mesh_config::Config;
 use mesh_config::schema::Balance;
@@ -170,5 +172,38 @@ fn inbound_authorize(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, request_path, inbound_authorize);
+fn inbound_rate_limit(c: &mut Criterion) {
+    let mut value = serde_json::to_value(inbound_config().source()).unwrap();
+    // Rates no iteration can exhaust: the decision and the take are measured, never a
+    // refusal.
+    value["inbound"]["rate_limits"] = json!([
+        {"name": "all", "requests": 4_000_000_000u32, "period_us": 1_000_000,
+         "burst": 1_000_000, "per_caller": false, "when": null},
+        {"name": "reviews", "requests": 4_000_000_000u32, "period_us": 1_000_000,
+         "burst": 1_000_000, "per_caller": true,
+         "when": {"text": {"attr": "path", "op": "starts_with", "value": "/reviews"}}}
+    ]);
+    let config = Config::from_json(value.to_string().as_bytes()).unwrap();
+    let limiters = Limiters::new(prometheus_client::metrics::family::Family::default());
+    let resolved = limiters.resolve(&config.source().inbound.rate_limits);
+    let request = http::Request::builder()
+        .uri("/reviews/1")
+        .header("host", "reviews:9080")
+        .body(())
+        .unwrap();
+    let mut group = c.benchmark_group("inbound");
+    group.bench_function("rate_limit_two_limits", |b| {
+        let mut now_ns = 0u64;
+        b.iter(|| {
+            now_ns += 1_000;
+            let view = View::new(&request, black_box("reviews:9080"), 9080);
+            let caller = black_box("bookinfo/productpage");
+            let applying = || config.rate_limits(&view, Some(caller)).map(|(i, _)| i);
+            assert!(admit(&resolved, applying, caller, now_ns).is_ok());
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, request_path, inbound_authorize, inbound_rate_limit);
 criterion_main!(benches);

@@ -1,6 +1,7 @@
 //! Upstream connections: hyper-util's pooled clients, one speaking HTTP/1.1 and one
 //! HTTP/2 with prior knowledge (h2c, for `http2` and `grpc` ports). Connections are kept
-//! alive and reused per endpoint.
+//! alive and reused per endpoint. A service with `max_connections` gets clients of its
+//! own whose connections count against its gate ([`crate::counted`]).
 
 use std::time::Duration;
 
@@ -10,17 +11,19 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::counted::{Counted, is_connection_limit};
 use crate::http::{Body, boxed, strip_hop_by_hop};
+use crate::outbound::breaker::Gate;
 use crate::upgrade;
 
 /// How long a connection attempt may take before the endpoint counts as failing.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The pooled upstream clients.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Clients {
-    http1: Client<HttpConnector, Body>,
-    http2: Client<HttpConnector, Body>,
+    http1: Client<Counted<HttpConnector>, Body>,
+    http2: Client<Counted<HttpConnector>, Body>,
 }
 
 /// Why a try got no response.
@@ -30,20 +33,33 @@ pub enum SendError {
     Connect(String),
     /// The connection or stream failed after it was made.
     Reset(String),
+    /// No connection was made: the service's `max_connections` are open.
+    Overloaded,
 }
 
 impl Default for Clients {
     fn default() -> Clients {
+        Clients::counted(None)
+    }
+}
+
+impl Clients {
+    /// Clients whose connections count against `gate`.
+    pub fn gated(gate: &std::sync::Arc<Gate>) -> Clients {
+        Clients::counted(Some(std::sync::Arc::downgrade(gate)))
+    }
+
+    fn counted(gate: Option<std::sync::Weak<Gate>>) -> Clients {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
         let http1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector.clone());
+            .build(Counted::new(connector.clone(), gate.clone()));
         let http2 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .http2_only(true)
-            .build(connector);
+            .build(Counted::new(connector, gate));
         Clients { http1, http2 }
     }
 }
@@ -99,7 +115,9 @@ where
 {
     client.request(request).await.map_err(|error| {
         let text = error_chain(&error);
-        if error.is_connect() {
+        if is_connection_limit(&error) {
+            SendError::Overloaded
+        } else if error.is_connect() {
             SendError::Connect(text)
         } else {
             SendError::Reset(text)

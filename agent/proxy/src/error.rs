@@ -104,6 +104,23 @@ pub enum ProxyError {
     /// The local app's connection or stream failed.
     #[error("the local app failed: {0}")]
     AppReset(String),
+    /// A rate limit of the callee had no token for the request.
+    #[error("rate limit {limit} exceeded: retry after {retry_after}s")]
+    RateLimited {
+        /// The limit's name.
+        limit: String,
+        /// Whole seconds until it has a token (at least 1).
+        retry_after: u64,
+    },
+    /// A circuit breaker of the called service refused the try: too many requests in
+    /// flight or waiting, or too many connections open.
+    #[error("{service} is overloaded: {limit} reached")]
+    Overloaded {
+        /// The called service.
+        service: String,
+        /// `max_requests`, `max_pending` or `max_connections`.
+        limit: &'static str,
+    },
     /// A bug: state that should be consistent was not.
     #[error("{0}")]
     Internal(&'static str),
@@ -134,6 +151,8 @@ impl ProxyError {
             ProxyError::Loop(_) => (StatusCode::LOOP_DETECTED, "loop"),
             ProxyError::AppUnavailable { .. } => (StatusCode::BAD_GATEWAY, "app-unavailable"),
             ProxyError::AppReset(_) => (StatusCode::BAD_GATEWAY, "app-reset"),
+            ProxyError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
+            ProxyError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ProxyError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -151,7 +170,13 @@ impl ProxyError {
                 .inc();
         }
         let (status, cause) = self.status_and_cause();
-        error_response(status, cause, &self.to_string())
+        let mut response = error_response(status, cause, &self.to_string());
+        if let ProxyError::RateLimited { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, (*retry_after).into());
+        }
+        response
     }
 }
 

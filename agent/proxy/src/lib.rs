@@ -14,6 +14,7 @@ pub mod caller;
 pub mod capture;
 pub mod client;
 pub mod client_body;
+pub mod counted;
 pub mod detect;
 pub mod discovery;
 pub mod error;

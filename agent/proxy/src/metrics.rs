@@ -156,7 +156,7 @@ pub struct TcpLabels {
     /// What happened: `allow`, `deny`, `audit` (denied, let through), `refused`
     /// (plaintext under strict mTLS), `no-endpoints`, `connect-failed`, `app-unavailable`,
     /// `egress-denied`, `opened`, `not-meshed` (an endpoint without an agent under strict
-    /// mTLS).
+    /// mTLS), `overloaded` (the service's `max_connections` were open).
     pub result: &'static str,
 }
 
@@ -168,6 +168,26 @@ pub struct LimitLabels {
     /// `max_connections` (accepting paused), `header_read_timeout`, `idle_timeout`,
     /// `header_size` (431), `malformed_request` (400), `h2_abuse` (GOAWAY
     /// ENHANCE_YOUR_CALM: rapid reset, CONTINUATION flood, too many error resets).
+    pub limit: &'static str,
+}
+
+/// Labels of an inbound rate limit's decision ([`crate::inbound::rate_limit`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    /// The limit's name.
+    pub limit: Name,
+    /// `allowed`, `limited` (refused: `429`) or `audit` (over the limit, let through
+    /// under `mode audit`).
+    pub result: &'static str,
+}
+
+/// Labels of a request refused by an outbound circuit breaker
+/// ([`crate::outbound::breaker`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OverloadLabels {
+    /// The called service.
+    pub service: Name,
+    /// `max_requests`, `max_pending` or `max_connections`.
     pub limit: &'static str,
 }
 
@@ -232,6 +252,12 @@ pub struct Metrics {
     pub tcp_spares: Family<SpareLabels, Counter>,
     /// Limits that fired, by listener.
     pub limits: Family<LimitLabels, Counter>,
+    /// Inbound rate limit decisions, by limit.
+    pub rate_limits: Family<RateLimitLabels, Counter>,
+    /// Outbound requests and connections refused by a service's circuit breaker.
+    pub overloaded: Family<OverloadLabels, Counter>,
+    /// Endpoints ejected by outlier detection.
+    pub outlier_ejections: Family<ServiceLabels, Counter>,
 }
 
 /// Labels of a protocol detection.
@@ -345,7 +371,28 @@ impl Default for Metrics {
             "Times a listener's limit fired (connections cut off, requests refused, accepting paused)",
             limits.clone(),
         );
+        let rate_limits = Family::<RateLimitLabels, Counter>::default();
+        registry.register(
+            "rate_limit",
+            "Inbound rate limit decisions by limit: allowed, limited (429) or audit (over the limit, let through)",
+            rate_limits.clone(),
+        );
+        let overloaded = Family::<OverloadLabels, Counter>::default();
+        registry.register(
+            "overloaded",
+            "Outbound tries and connections refused at once (503 overloaded) by a service's circuit breaker, by limit",
+            overloaded.clone(),
+        );
+        let outlier_ejections = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "outlier_ejections",
+            "Endpoints ejected by outlier detection after consecutive 5xx answers or failed connections",
+            outlier_ejections.clone(),
+        );
         Metrics {
+            overloaded,
+            outlier_ejections,
+            rate_limits,
             limits,
             tcp_spares,
             tcp_connections,

@@ -3,6 +3,13 @@
 //! When every endpoint is ejected, all are used (a panic threshold, as Envoy does), so a
 //! backend that is wholly down is still tried rather than refused blindly.
 //!
+//! A service with an `outlier` block replaces that back-off with outlier detection: its
+//! `consecutive_5xx` 5xx answers (or failed connections, or resets) in a row, each within
+//! `interval` of the previous, eject the endpoint for `base_ejection × k` (its `k`th
+//! ejection), as long as no more than `max_ejected` of the service's endpoints are
+//! ejected at once (the check is [`crate::state::ServicePools::eject`]); any other
+//! answer resets the count.
+//!
 //! Algorithms: round robin; uniform random; `least_request` — the less loaded of two
 //! random picks (p2c) by in-flight requests; `ewma` — p2c by peak-EWMA latency weighted by
 //! in-flight requests. State lives per endpoint address and survives config and endpoint
@@ -14,7 +21,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mesh_config::schema::Balance;
+use mesh_config::schema::{Balance, Outlier};
 
 /// Live state of one endpoint.
 #[derive(Debug)]
@@ -29,6 +36,12 @@ pub struct EndpointState {
     /// Ejected until this many milliseconds after `epoch`; 0 when not ejected.
     ejected_until_ms: AtomicU64,
     epoch: Instant,
+    /// Outlier detection: failed answers in a row.
+    consecutive: AtomicU32,
+    /// When the last of them came, one more than milliseconds after `epoch` (0: none).
+    last_failure: AtomicU64,
+    /// Times outlier detection ejected it.
+    outlier_ejections: AtomicU32,
 }
 
 const EWMA_DECAY: f64 = 0.3;
@@ -43,6 +56,9 @@ impl EndpointState {
             failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             epoch,
+            consecutive: AtomicU32::new(0),
+            last_failure: AtomicU64::new(0),
+            outlier_ejections: AtomicU32::new(0),
         }
     }
 
@@ -81,6 +97,48 @@ impl EndpointState {
             self.failures.store(0, Ordering::Relaxed);
             self.ejected_until_ms.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// Outlier detection: records a failed answer (a 5xx, a failed connection, a reset);
+    /// true when it makes `outlier.consecutive_5xx` in a row and the endpoint is not
+    /// ejected already: it should be ejected now.
+    pub fn outlier_failed(&self, outlier: &Outlier) -> bool {
+        self.outlier_failed_at(self.now_ms(), outlier)
+    }
+
+    fn outlier_failed_at(&self, now_ms: u64, outlier: &Outlier) -> bool {
+        let interval_ms = outlier.interval_us.div_ceil(1_000);
+        let last = self.last_failure.swap(now_ms + 1, Ordering::Relaxed);
+        let in_row = if last != 0 && now_ms + 1 - last.min(now_ms + 1) <= interval_ms {
+            self.consecutive.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.consecutive.store(1, Ordering::Relaxed);
+            1
+        };
+        in_row >= outlier.consecutive_5xx && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    /// Outlier detection: an answer that was not a failure ends the run.
+    pub fn outlier_succeeded(&self) {
+        if self.consecutive.load(Ordering::Relaxed) != 0 {
+            self.consecutive.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Outlier detection: ejects it for `base_ejection × k`, `k` counting its ejections.
+    pub fn outlier_eject(&self, outlier: &Outlier) {
+        self.outlier_eject_at(self.now_ms(), outlier);
+    }
+
+    fn outlier_eject_at(&self, now_ms: u64, outlier: &Outlier) {
+        let k = self.outlier_ejections.fetch_add(1, Ordering::Relaxed) + 1;
+        let length = outlier
+            .base_ejection_us
+            .div_ceil(1_000)
+            .saturating_mul(u64::from(k));
+        self.ejected_until_ms
+            .store(now_ms.saturating_add(length), Ordering::Relaxed);
+        self.consecutive.store(0, Ordering::Relaxed);
     }
 
     fn load(&self, balance: Balance) -> u64 {
@@ -247,6 +305,51 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(pool.pick(None).map(|e| e.addr.port()), Some(2));
         }
+    }
+
+    fn outlier() -> Outlier {
+        Outlier {
+            consecutive_5xx: 3,
+            interval_us: 1_000_000,
+            base_ejection_us: 10_000_000,
+            max_ejected_milli: 50_000,
+        }
+    }
+
+    #[test]
+    fn failures_in_a_row_within_the_interval_call_for_an_ejection_that_grows() {
+        let endpoint = EndpointState::new(SocketAddr::from(([127, 0, 0, 1], 1)), Instant::now());
+        let outlier = outlier();
+        assert!(!endpoint.outlier_failed_at(1_000, &outlier));
+        assert!(!endpoint.outlier_failed_at(1_500, &outlier));
+        // Too long after the previous one: the run starts again.
+        assert!(!endpoint.outlier_failed_at(3_000, &outlier));
+        assert!(!endpoint.outlier_failed_at(3_100, &outlier));
+        assert!(endpoint.outlier_failed_at(3_200, &outlier));
+        endpoint.outlier_eject_at(3_200, &outlier);
+        assert_eq!(endpoint.ejected_until_ms.load(Ordering::Relaxed), 13_200);
+        // Failures while ejected do not eject it again.
+        for t in [4_000, 4_100, 4_200] {
+            assert!(!endpoint.outlier_failed_at(t, &outlier));
+        }
+        // After the ejection, three more: twice as long.
+        assert!(!endpoint.outlier_failed_at(14_000, &outlier));
+        assert!(!endpoint.outlier_failed_at(14_100, &outlier));
+        assert!(endpoint.outlier_failed_at(14_200, &outlier));
+        endpoint.outlier_eject_at(14_200, &outlier);
+        assert_eq!(endpoint.ejected_until_ms.load(Ordering::Relaxed), 34_200);
+    }
+
+    #[test]
+    fn a_success_ends_the_run() {
+        let endpoint = EndpointState::new(SocketAddr::from(([127, 0, 0, 1], 1)), Instant::now());
+        let outlier = outlier();
+        assert!(!endpoint.outlier_failed_at(1_000, &outlier));
+        assert!(!endpoint.outlier_failed_at(1_001, &outlier));
+        endpoint.outlier_succeeded();
+        assert!(!endpoint.outlier_failed_at(1_002, &outlier));
+        assert!(!endpoint.outlier_failed_at(1_003, &outlier));
+        assert!(endpoint.outlier_failed_at(1_004, &outlier));
     }
 
     #[test]

@@ -6,16 +6,17 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
-use mesh_config::schema::Protocol;
+use mesh_config::schema::{FULL_WEIGHT, Limits, Outlier, Protocol};
 use mesh_config::{Config, RouteKey};
 use tokio::sync::watch;
 
 use crate::discovery::Endpoints;
 use crate::metrics::{Metrics, RequestLabels};
-use crate::pool::{Pool, Registry};
+use crate::outbound::breaker::{Gate, Gates};
+use crate::pool::{EndpointState, Pool, Registry};
 use crate::tls::{MtlsClient, Tls};
 
 /// A loaded config with what `/config` reports.
@@ -41,6 +42,40 @@ pub struct ServicePools {
     /// The pooled mTLS client for it under the snapshot's identity, made on first use
     /// (then read without a lock); the error says why it cannot be made.
     mtls: OnceLock<Result<Arc<MtlsClient>, String>>,
+    /// Circuit-breaker limits (`limits`), if any.
+    pub limits: Option<Limits>,
+    /// Outlier detection (`outlier`), if any.
+    pub outlier: Option<Outlier>,
+    /// The service's circuit-breaker counters (kept across reloads), resolved by the
+    /// first try that needs them.
+    pub gate: OnceLock<Arc<Gate>>,
+    /// Held while an outlier ejection is decided, so `max_ejected` holds.
+    ejecting: Mutex<()>,
+}
+
+impl ServicePools {
+    /// Outlier detection: ejects `endpoint` unless that would put more than
+    /// `max_ejected` of the service's endpoints out at once (one may always be, when
+    /// `max_ejected` is above 0, as Envoy does). True when it was ejected.
+    pub fn eject(&self, endpoint: &EndpointState, outlier: &Outlier) -> bool {
+        let _deciding = self.ejecting.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((_, whole)) = self.pools.first() else {
+            return false;
+        };
+        let total = whole.endpoints.len() as u64;
+        let ejected = whole.endpoints.iter().filter(|e| e.ejected()).count() as u64;
+        let share = total * u64::from(outlier.max_ejected_milli) / u64::from(FULL_WEIGHT);
+        let allowed = if outlier.max_ejected_milli > 0 {
+            share.max(1)
+        } else {
+            0
+        };
+        if ejected >= allowed {
+            return false;
+        }
+        endpoint.outlier_eject(outlier);
+        true
+    }
 }
 
 impl std::fmt::Debug for ServicePools {
@@ -74,6 +109,9 @@ pub struct Snapshot {
     mesh_ips: HashMap<IpAddr, String>,
     /// Endpoints with no agent beside them (reached in plaintext, at the app).
     unmeshed: std::collections::HashSet<SocketAddr>,
+    /// The state of `inbound.rate_limits`, in order: resolved from the agent's limiters
+    /// by the first request that needs them (kept across reloads by name and parameters).
+    pub rate_limiters: OnceLock<Vec<Arc<crate::inbound::rate_limit::Limiter>>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -111,6 +149,10 @@ impl Snapshot {
                     .is_some_and(|p| matches!(p.protocol, Protocol::Http2 | Protocol::Grpc)),
                 identity: service.identity.clone(),
                 mtls: OnceLock::new(),
+                limits: service.limits,
+                outlier: service.outlier,
+                gate: OnceLock::new(),
+                ejecting: Mutex::new(()),
             };
             let whole = endpoints
                 .select(&service.service, &service.labels)
@@ -153,6 +195,7 @@ impl Snapshot {
             by_ip,
             mesh_ips,
             unmeshed,
+            rate_limiters: OnceLock::new(),
         }
     }
 
@@ -217,7 +260,7 @@ impl Snapshot {
         Some(
             service
                 .mtls
-                .get_or_init(|| tls.client(&service.identity))
+                .get_or_init(|| tls.client(&service.identity, service.gate.get()))
                 .clone(),
         )
     }
@@ -280,17 +323,26 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Retry budgets by `service retry-profile`, kept across reloads.
     pub budgets: Arc<crate::outbound::retry_policy::Budgets>,
+    /// Inbound rate limits' buckets by limit, kept across reloads.
+    pub rate_limits: Arc<crate::inbound::rate_limit::Limiters>,
+    /// Outbound circuit breakers' counters by service, kept across reloads.
+    pub gates: Arc<Gates>,
 }
 
 impl Shared {
     /// Empty state; `identity_required` when the agent was given an identity directory.
     pub fn new(identity_required: bool) -> Shared {
+        let metrics: Arc<Metrics> = Arc::default();
         Shared {
+            rate_limits: Arc::new(crate::inbound::rate_limit::Limiters::new(
+                metrics.rate_limits.clone(),
+            )),
+            gates: Arc::new(Gates::new(metrics.overloaded.clone())),
             snapshot: watch::Sender::new(None),
             tls: watch::Sender::new(None),
             identity_required,
             registry: Registry::default(),
-            metrics: Arc::default(),
+            metrics,
             budgets: Arc::default(),
         }
     }

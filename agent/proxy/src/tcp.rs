@@ -115,9 +115,29 @@ pub async fn outbound(
         tls: if tls.is_some() { "mtls" } else { "plaintext" },
         result: "no-endpoints",
     };
-    let Some((pool, _)) = snapshot.pool(&backend.service, backend.subset.as_deref()) else {
+    let Some((pool, pools)) = snapshot.pool(&backend.service, backend.subset.as_deref()) else {
         shared.metrics.tcp(labels);
         return;
+    };
+    // The service's `max_connections`: one upstream connection per app connection,
+    // refused (closed at once) at the limit.
+    let limits = pools.limits.filter(|l| l.max_connections.is_some());
+    let _connection = match limits {
+        Some(limits) => {
+            let gate = pools
+                .gate
+                .get_or_init(|| shared.gates.resolve(&backend.service, &limits));
+            match gate.connect() {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(service = %backend.service, "opaque TCP refused: max_connections open");
+                    labels.result = "overloaded";
+                    shared.metrics.tcp(labels);
+                    return;
+                }
+            }
+        }
+        None => None,
     };
     let connect_timeout = service
         .connect_timeout_us
@@ -157,7 +177,19 @@ pub async fn outbound(
             Ok(upstream) => upstream,
             Err(OpenError::Connect(error)) => {
                 tracing::debug!(endpoint = %endpoint.addr, %error, "opaque TCP: connect failed");
-                if endpoint.connect_failed() {
+                if let Some(outlier) = &pools.outlier {
+                    // Outlier detection replaces the connect back-off for this service.
+                    if endpoint.outlier_failed(outlier) && pools.eject(&endpoint, outlier) {
+                        shared
+                            .metrics
+                            .outlier_ejections
+                            .get_or_create(&ServiceLabels {
+                                service: backend.service.clone(),
+                            })
+                            .inc();
+                        tracing::warn!(endpoint = %endpoint.addr, service = %backend.service, "endpoint ejected by outlier detection");
+                    }
+                } else if endpoint.connect_failed() {
                     shared
                         .metrics
                         .ejections
@@ -176,7 +208,11 @@ pub async fn outbound(
                 break;
             }
         };
-        endpoint.connected();
+        if pools.outlier.is_some() {
+            endpoint.outlier_succeeded();
+        } else {
+            endpoint.connected();
+        }
         if !through_agent {
             labels.tls = "plaintext";
         }
@@ -408,6 +444,103 @@ mod tests {
             let mut bad = bad;
             assert!(read_preamble(&mut bad).await.is_err());
         }
+    }
+
+    /// A snapshot calling `ns/db` (`port tcp 5432`, `limits { max_connections 1 }`) whose
+    /// one endpoint, without an agent, is at `addr`.
+    fn limited_db(addr: SocketAddr) -> Snapshot {
+        let config = serde_json::json!({
+            "version": 1,
+            "mesh": {"name": "test", "trust_domain": "cluster.local"},
+            "workload": {"service": "ns/app", "identity": "spiffe://cluster.local/ns/ns/sa/app",
+                "ports": [{"protocol": "http", "number": 8080}]},
+            "inbound": {"mtls": "permissive", "authz": {"kind": "allow_all"}},
+            "outbound": {"egress": "allow", "services": [{
+                "service": "ns/db", "authorities": ["db"],
+                "ports": [{"protocol": "tcp", "number": 5432}],
+                "identity": "spiffe://cluster.local/ns/ns/sa/db",
+                "labels": {"app": "db"}, "subsets": [], "balance": "round_robin",
+                "timeout_us": null, "retry": null, "rules": [],
+                "limits": {"max_connections": 1, "max_pending": null, "max_requests": null}
+            }]}
+        });
+        let loaded = crate::state::LoadedConfig {
+            config: mesh_config::Config::from_json(config.to_string().as_bytes())
+                .expect("a valid config"),
+            hash: String::new(),
+            loaded_at: std::time::SystemTime::now(),
+        };
+        let endpoint = crate::discovery::Endpoint {
+            service: "ns/db".into(),
+            address: addr,
+            labels: [("app".to_string(), "db".to_string())].into(),
+            meshed: false,
+        };
+        let endpoints = crate::discovery::Endpoints::from_list(vec![endpoint]);
+        Snapshot::new(
+            Arc::new(loaded),
+            Arc::new(endpoints),
+            None,
+            &crate::pool::Registry::default(),
+        )
+    }
+
+    /// An app connection: the client's end and the end the agent relays.
+    async fn app_connection() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("an address");
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (client.expect("connect"), accepted.expect("accept").0)
+    }
+
+    #[tokio::test]
+    async fn beyond_max_connections_an_app_connection_is_closed_at_once() {
+        let limit = Duration::from_secs(5);
+        let db = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let shared = Arc::new(Shared::new(false));
+        let snapshot = Arc::new(limited_db(db.local_addr().expect("an address")));
+        let (mut first, relayed) = app_connection().await;
+        let relaying = {
+            let (shared, snapshot) = (Arc::clone(&shared), Arc::clone(&snapshot));
+            tokio::spawn(async move { outbound(&shared, &snapshot, relayed, 0, 5432).await })
+        };
+        let (mut upstream, _) = tokio::time::timeout(limit, db.accept())
+            .await
+            .expect("the first connection reaches the endpoint")
+            .expect("accept");
+        first.write_all(b"ping").await.expect("write");
+        let mut got = [0u8; 4];
+        tokio::time::timeout(limit, upstream.read_exact(&mut got))
+            .await
+            .expect("relayed in time")
+            .expect("read");
+        assert_eq!(&got, b"ping");
+
+        // The second is refused: the agent closes the app's connection without a try.
+        let (mut second, refused) = app_connection().await;
+        tokio::time::timeout(limit, outbound(&shared, &snapshot, refused, 0, 5432))
+            .await
+            .expect("refused at once");
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(limit, second.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0))), "closed: {read:?}");
+        let text = shared.metrics.encode();
+        let line = r#"mesh_overloaded_total{service="ns/db",limit="max_connections"} 1"#;
+        assert!(text.contains(line), "{text}");
+        assert!(text.contains(r#"result="overloaded"} 1"#), "{text}");
+
+        // Closing the first frees its place.
+        drop((first, upstream));
+        tokio::time::timeout(limit, relaying)
+            .await
+            .expect("the relay ends")
+            .expect("joined");
+        let (_, pools) = snapshot.pool("ns/db", None).expect("the service");
+        assert_eq!(pools.gate.get().map(|g| g.connections()), Some(0));
     }
 
     #[test]

@@ -12,6 +12,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
+
+use crate::counted::Counted;
+use crate::outbound::breaker::Gate;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -32,7 +35,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// An mTLS client for one expected callee identity.
-pub type MtlsClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub type MtlsClient = Client<HttpsConnector<Counted<HttpConnector>>, Body>;
 
 /// A loaded identity and everything built from it.
 pub struct Tls {
@@ -99,10 +102,19 @@ impl Tls {
         Ok(connector)
     }
 
-    /// The pooled client for connections to workloads that must present `expected`.
-    pub fn client(&self, expected: &str) -> Result<Arc<MtlsClient>, String> {
+    /// The pooled client for connections to workloads that must present `expected`; with
+    /// `gate`, one of the gate's service, whose connections count against it.
+    pub fn client(
+        &self,
+        expected: &str,
+        gate: Option<&Arc<Gate>>,
+    ) -> Result<Arc<MtlsClient>, String> {
+        let key = match gate {
+            Some(gate) => format!("{expected} {}", gate.service()),
+            None => expected.to_string(),
+        };
         let mut clients = lock(&self.clients);
-        if let Some(client) = clients.get(expected) {
+        if let Some(client) = clients.get(&key) {
             return Ok(Arc::clone(client));
         }
         let id = SpiffeId::parse(expected).map_err(|e| e.to_string())?;
@@ -119,13 +131,13 @@ impl Tls {
             .with_tls_config(config)
             .https_only()
             .enable_all_versions()
-            .wrap_connector(http);
+            .wrap_connector(Counted::new(http, gate.map(Arc::downgrade)));
         let client = Arc::new(
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build(connector),
         );
-        clients.insert(expected.to_string(), Arc::clone(&client));
+        clients.insert(key, Arc::clone(&client));
         Ok(client)
     }
 }

@@ -68,6 +68,10 @@ impl Service<Arrived> for App {
                     SendError::Reset(e) if body_failed.get() => ProxyError::BadRequestBody(e),
                     SendError::Connect(error) => ProxyError::AppUnavailable { app, error },
                     SendError::Reset(e) => ProxyError::AppReset(e),
+                    SendError::Overloaded => ProxyError::AppUnavailable {
+                        app,
+                        error: "connection limit reached".into(),
+                    },
                 })
         })
     }

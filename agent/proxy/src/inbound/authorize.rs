@@ -17,6 +17,26 @@ use crate::metrics::Metrics;
 use crate::ready_when_inner;
 use crate::stack::{Answer, BoxFuture, Stack};
 
+/// The port a request arrived for: the one the caller connected to when captured, else
+/// the workload's first HTTP port.
+pub fn request_port(arrived: &Arrived) -> u16 {
+    arrived.caller.original_dst().map_or_else(
+        || {
+            arrived
+                .snapshot
+                .config
+                .config
+                .source()
+                .workload
+                .ports
+                .iter()
+                .find(|p| p.protocol != Protocol::Tcp)
+                .map_or(0, |p| p.number)
+        },
+        |dst| dst.port(),
+    )
+}
+
 /// Lets through to `inner` only what the policies allow.
 #[derive(Clone)]
 pub struct Authorize<S> {
@@ -34,22 +54,12 @@ impl<S> Authorize<S> {
     fn refusal(&self, arrived: &Arrived) -> Option<ProxyError> {
         let config = &arrived.snapshot.config.config;
         let request = &arrived.request;
-        let original_dst = arrived.caller.original_dst();
         let caller = arrived.caller.peer(&config.source().mesh.trust_domain);
-        // The port the caller connected to when captured, else the workload's HTTP port.
-        let port = original_dst.map_or_else(
-            || {
-                config
-                    .source()
-                    .workload
-                    .ports
-                    .iter()
-                    .find(|p| p.protocol != Protocol::Tcp)
-                    .map_or(0, |p| p.number)
-            },
-            |dst| dst.port(),
+        let view = View::new(
+            request,
+            authority(request).unwrap_or(""),
+            request_port(arrived),
         );
-        let view = View::new(request, authority(request).unwrap_or(""), port);
         let decision = config.authorize(&view, &caller);
         self.metrics.authz(&decision);
         let who = caller.identity.as_deref().unwrap_or("anonymous");

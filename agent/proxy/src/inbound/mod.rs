@@ -2,16 +2,19 @@
 //!
 //! ```text
 //! (TLS accept → caller, per connection: crate::accept, crate::caller)
-//! observe → authorize → forwarded client cert → app
+//! observe → authorize → rate_limit → forwarded client cert → app
 //! ```
 //!
 //! The caller's identity comes from the connection's mTLS handshake (none for plaintext
 //! under permissive mTLS); each request is authorized with the workload's Cedar policies
-//! through `mesh-config` and only then forwarded to the local app.
+//! through `mesh-config`, counted against the workload's rate limits, and only then
+//! forwarded to the local app.
 
 pub mod app;
 pub mod authorize;
+pub mod buckets;
 pub mod forwarded;
+pub mod rate_limit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use crate::state::{Shared, Snapshot, Snapshots};
 use self::app::App;
 use self::authorize::Authorize;
 use self::forwarded::ForwardedClientCert;
+use self::rate_limit::RateLimit;
 
 /// A request for this workload, with who sent it and the snapshot it is handled on.
 pub struct Arrived {
@@ -52,7 +56,7 @@ impl Labelled for Arrived {
 #[derive(Clone)]
 pub struct Inbound {
     snapshots: Snapshots,
-    stack: Observe<Authorize<ForwardedClientCert<App>>>,
+    stack: Observe<Authorize<RateLimit<ForwardedClientCert<App>>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -61,7 +65,11 @@ impl Inbound {
     pub fn new(shared: &Shared, clients: Clients, app: SocketAddr) -> Inbound {
         let metrics = Arc::clone(&shared.metrics);
         let app = App::new(clients, app);
-        let authorize = Authorize::new(ForwardedClientCert::new(app), Arc::clone(&metrics));
+        let limited = RateLimit::new(
+            ForwardedClientCert::new(app),
+            Arc::clone(&shared.rate_limits),
+        );
+        let authorize = Authorize::new(limited, Arc::clone(&metrics));
         Inbound {
             snapshots: shared.snapshots(),
             stack: Observe::new(authorize, metrics.requests.clone(), metrics.latency.clone()),

@@ -2,7 +2,10 @@
 //! service's algorithm ([`Pool::pick`](crate::pool::Pool::pick): round robin, random,
 //! least request, peak EWMA), away from the endpoint of the previous try when there is
 //! another. The try's in-flight count and latency feed the algorithm; a refused
-//! connection feeds passive health (ejection, counted).
+//! connection feeds passive health (ejection, counted) — or, for a service with an
+//! `outlier` block, every answer feeds outlier detection ([`crate::pool`]): 5xx answers,
+//! failed connections and resets in a row eject the endpoint (counted in
+//! `mesh_outlier_ejections_total`), anything else resets the run.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,21 +18,53 @@ use crate::error::ProxyError;
 use crate::metrics::ServiceLabels;
 use crate::outbound::call::{Call, backend_name};
 use crate::outbound::endpoint::Dispatch;
+use crate::pool::EndpointState;
 use crate::ready_when_inner;
 use crate::stack::{Answer, BoxFuture, Stack};
+use crate::state::ServicePools;
+use mesh_config::schema::Outlier;
 
 /// Picks an endpoint for each try, then calls `inner`.
 #[derive(Clone)]
 pub struct Balance<S> {
     inner: S,
     ejections: Family<ServiceLabels, Counter>,
+    outlier_ejections: Family<ServiceLabels, Counter>,
 }
 
 impl<S> Balance<S> {
-    /// The layer over `inner`, counting ejections in `ejections`.
-    pub fn new(inner: S, ejections: Family<ServiceLabels, Counter>) -> Balance<S> {
-        Balance { inner, ejections }
+    /// The layer over `inner`, counting passive-health ejections in `ejections` and
+    /// outlier ejections in `outlier_ejections`.
+    pub fn new(
+        inner: S,
+        ejections: Family<ServiceLabels, Counter>,
+        outlier_ejections: Family<ServiceLabels, Counter>,
+    ) -> Balance<S> {
+        Balance {
+            inner,
+            ejections,
+            outlier_ejections,
+        }
     }
+}
+
+/// Outlier detection: records `answer` from `endpoint`; true when it ejected it.
+fn outlier_health(
+    answer: &Answer,
+    endpoint: &EndpointState,
+    service: &ServicePools,
+    outlier: &Outlier,
+) -> bool {
+    let failed = match answer {
+        Ok(response) => response.status().is_server_error(),
+        Err(ProxyError::Connect { .. } | ProxyError::Reset { .. }) => true,
+        Err(_) => return false,
+    };
+    if !failed {
+        endpoint.outlier_succeeded();
+        return false;
+    }
+    endpoint.outlier_failed(outlier) && service.eject(endpoint, outlier)
 }
 
 impl<S: Stack<Dispatch>> Service<Call> for Balance<S> {
@@ -46,6 +81,7 @@ impl<S: Stack<Dispatch>> Service<Call> for Balance<S> {
             Err(error) => return Box::pin(async { Err(error) }),
         };
         call.trying(endpoint.addr);
+        let outlier = service.outlier.map(|o| (o, Arc::clone(&service)));
         let in_flight = endpoint.start();
         let service_ref = call.service_ref();
         let dispatch = Dispatch {
@@ -55,9 +91,22 @@ impl<S: Stack<Dispatch>> Service<Call> for Balance<S> {
         };
         let sent = self.inner.call(dispatch);
         let ejections = self.ejections.clone();
+        let outlier_ejections = self.outlier_ejections.clone();
         Box::pin(async move {
             let answer = sent.await;
             drop(in_flight);
+            if let Some((outlier, service)) = outlier {
+                if outlier_health(&answer, &endpoint, &service, &outlier) {
+                    let name = service_ref.name();
+                    outlier_ejections
+                        .get_or_create(&ServiceLabels {
+                            service: name.clone(),
+                        })
+                        .inc();
+                    tracing::warn!(endpoint = %endpoint.addr, service = %name, "endpoint ejected by outlier detection");
+                }
+                return answer;
+            }
             match &answer {
                 Ok(_) => endpoint.connected(),
                 Err(ProxyError::Connect { error, .. }) => {
@@ -131,7 +180,7 @@ mod tests {
     #[tokio::test]
     async fn the_next_try_avoids_the_last_endpoint() {
         let snapshot = testing::snapshot(split());
-        let balance = Balance::new(endpoints(None), Family::default());
+        let balance = Balance::new(endpoints(None), Family::default(), Family::default());
         let call = testing::call(&snapshot, http::Request::new(""));
         let retry = call.copy().unwrap();
         let first = balance
@@ -149,7 +198,7 @@ mod tests {
     async fn a_refused_connection_ejects_the_endpoint_and_is_counted() {
         let snapshot = testing::snapshot(split());
         let ejections = Family::<ServiceLabels, Counter>::default();
-        let balance = Balance::new(endpoints(Some(1)), ejections.clone());
+        let balance = Balance::new(endpoints(Some(1)), ejections.clone(), Family::default());
         let mut statuses = Vec::new();
         for _ in 0..6 {
             let mut call = testing::call(&snapshot, http::Request::new(""));
@@ -179,7 +228,7 @@ mod tests {
         let mut config_without = config.clone();
         config_without["outbound"]["services"][0]["labels"] = json!({"app": "nobody"});
         let snapshot = testing::snapshot(config_without);
-        let error = Balance::new(endpoints(None), Family::default())
+        let error = Balance::new(endpoints(None), Family::default(), Family::default())
             .oneshot(testing::call(&snapshot, http::Request::new("")))
             .await
             .unwrap_err();

@@ -73,7 +73,12 @@ impl Service<Dispatch> for Endpoint {
             Ok(transport) => transport,
             Err(error) => return Box::pin(async { Err(error) }),
         };
-        let clients = self.clients.clone();
+        // A service with `limits` has plaintext clients of its own, whose connections
+        // count against its `max_connections`.
+        let clients = match dispatch.service.gate.get() {
+            Some(gate) => gate.plain_clients().clone(),
+            None => self.clients.clone(),
+        };
         Box::pin(async move {
             let Dispatch {
                 call,
@@ -82,7 +87,11 @@ impl Service<Dispatch> for Endpoint {
             } = dispatch;
             // Named only when a try fails: no allocation on the way of a success.
             let service_ref = call.service_ref();
-            let target = move || format!("{} at {addr}", service_ref.name());
+            let overloaded = || ProxyError::Overloaded {
+                service: service_ref.name(),
+                limit: "max_connections",
+            };
+            let target = || format!("{} at {addr}", service_ref.name());
             let Call {
                 mut head,
                 body,
@@ -115,6 +124,7 @@ impl Service<Dispatch> for Endpoint {
                         Response::from_parts(parts, boxed(body))
                     }
                 }),
+                Err(SendError::Overloaded) => Err(overloaded()),
                 Err(SendError::Connect(error)) => Err(ProxyError::Connect {
                     target: target(),
                     error,

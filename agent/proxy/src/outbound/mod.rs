@@ -2,7 +2,7 @@
 //! one per concern, in the order a request meets them:
 //!
 //! ```text
-//! route ─┬─ observe → fault → rewrite → buffer → mirror → timeout → retry → balance → endpoint
+//! route ─┬─ observe → fault → rewrite → buffer → mirror → timeout → retry → breaker → balance → endpoint
 //!        └─ observe → passthrough            (destinations the config does not route)
 //! ```
 //!
@@ -13,6 +13,7 @@
 //! response in one place ([`Outbound::handle`]).
 
 pub mod balance;
+pub mod breaker;
 pub mod buffer;
 pub mod call;
 pub mod endpoint;
@@ -41,6 +42,7 @@ use crate::observe::Observe;
 use crate::state::Shared;
 
 use self::balance::Balance;
+use self::breaker::Breaker;
 use self::buffer::Buffer;
 use self::endpoint::Endpoint;
 use self::fault::Fault;
@@ -54,8 +56,9 @@ use self::timeout::Timeout;
 /// The layers from the router down, for routed requests.
 type Routed = Observe<Fault<Rewrite<Buffer<Mirror<Timeout<Retry<Tries>>, Tries>>>>>;
 
-/// One try: an endpoint picked, the request sent to it.
-type Tries = Balance<Endpoint>;
+/// One try: admitted by the service's circuit breaker, an endpoint picked, the request
+/// sent to it.
+type Tries = Breaker<Balance<Endpoint>>;
 
 /// The outbound stack.
 #[derive(Clone)]
@@ -68,7 +71,12 @@ impl Outbound {
     /// The stack over the agent's state; `listening` is the outbound listener's address.
     pub fn new(shared: &Shared, clients: Clients, listening: SocketAddr) -> Outbound {
         let metrics = Arc::clone(&shared.metrics);
-        let tries = Balance::new(Endpoint::new(clients.clone()), metrics.ejections.clone());
+        let balance = Balance::new(
+            Endpoint::new(clients.clone()),
+            metrics.ejections.clone(),
+            metrics.outlier_ejections.clone(),
+        );
+        let tries = Breaker::new(balance, Arc::clone(&shared.gates));
         let retry = Retry::new(
             tries.clone(),
             Arc::clone(&shared.budgets),

@@ -118,6 +118,10 @@ impl Service<Unrouted> for Passthrough {
                         target: authority,
                         error,
                     },
+                    SendError::Overloaded => ProxyError::Connect {
+                        target: authority,
+                        error: "connection limit reached".into(),
+                    },
                     SendError::Reset(error) => ProxyError::Reset {
                         target: authority,
                         error,
