@@ -217,7 +217,10 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
         Probe::Request { .. } => match request(mesh, case) {
             Some(request) => {
                 let authz = authorized(&|callee, peer| callee.authorize(&request, peer));
-                limits = rate_limits(configs, &request);
+                // Rate limits apply only to requests the policy allows.
+                if authz.as_ref().is_some_and(|d| d.decision == Verdict::Allow) {
+                    limits = rate_limits(configs, &request);
+                }
                 (
                     authz,
                     caller.zip(index).and_then(|(c, i)| c.route(i, &request, 0)),
@@ -367,8 +370,8 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
 }
 
 /// The names of the callee's rate limits `request` counts against, in order, asked as the
-/// agent asks (`Config::rate_limits` with the caller's `namespace/name`). Only requests
-/// the policy allows are limited; the expectations check that separately.
+/// agent asks (`Config::rate_limits` with the caller's `namespace/name`), for a request
+/// the policy allows.
 fn rate_limits(configs: &Configs, request: &SimpleRequest) -> Vec<String> {
     let Some(callee) = configs.callee else {
         return Vec::new();
