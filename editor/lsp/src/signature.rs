@@ -220,6 +220,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_rate_limit_hover_says_what_it_counts() {
+        let src = "policy p { allow from a rate_limit 10/s per caller when path == \"/x\" }";
+        let parsed = mesh_lang::parse(src);
+        let ast::ItemKind::Policy(policy) = &parsed.file.items[0].kind else {
+            unreachable!("a policy")
+        };
+        let PolicyMember::RateLimit(limit) = &policy.members[1].node else {
+            unreachable!("a rate limit")
+        };
+        assert_eq!(
+            rate_limit(limit, 1, src),
+            "rate limit `1`: 10 requests per second, bursts of up to its rate per second (the default); one bucket per calling identity; counts requests where `path == \"/x\"`. Enforced by this service's agent: a request over the limit gets `429` with `retry-after` and `mesh-error: rate-limited`. Tests name it `expect rate_limit 1`."
+        );
+    }
+
+    #[test]
     fn literals_name_their_type_and_value() {
         let lit = |src: &str| {
             let parsed = mesh_lang::parse(&format!("retry r {{ per_try_timeout {src} }}"));
