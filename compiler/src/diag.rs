@@ -46,6 +46,8 @@ pub const ALLOW_ANY_STRICT: &str = "W0006";
 pub const CROSS_SERVICE_ROUTE: &str = "W0007";
 /// `idle_timeout` on a route of a service without a tcp port.
 pub const IDLE_TIMEOUT_WITHOUT_TCP: &str = "W0008";
+/// A rate limit of a service without an HTTP port.
+pub const RATE_LIMIT_WITHOUT_HTTP: &str = "W0009";
 
 /// Every code with its title (the heading in `DIAGNOSTICS.md`) and how to fix it: the
 /// rules of the SARIF output.
@@ -149,6 +151,11 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         IDLE_TIMEOUT_WITHOUT_TCP,
         "`idle_timeout` on a service without a tcp port",
         "Remove `idle_timeout`, or declare the service's opaque port as `port tcp N`.",
+    ),
+    (
+        RATE_LIMIT_WITHOUT_HTTP,
+        "rate limit on a service without an HTTP port",
+        "Remove the `rate_limit`, or give the service an http port: rate limits count HTTP requests, not opaque TCP connections.",
     ),
 ];
 

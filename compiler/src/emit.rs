@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use mesh_config::schema::{
     self as cfg, AbortFault, Attr, Authz, Backend, Backoff, Balance, Budget, CedarAuthz,
-    DelayFault, Egress, FaultDef, HeaderValue, Inbound, Match, MeshInfo, MirrorDef, Outbound,
-    OutboundService, Pattern, Port, Protocol, Retry, Rewrite, RouteRule, SubsetDef, TextOp,
-    WeightedBackend, Workload, WorkloadConfig,
+    DelayFault, Egress, FULL_WEIGHT, FaultDef, HeaderValue, Inbound, Limits, Match, MeshInfo,
+    MirrorDef, Outbound, OutboundService, Outlier, Pattern, Port, Protocol, RateLimit, Retry,
+    Rewrite, RouteRule, SubsetDef, TextOp, WeightedBackend, Workload, WorkloadConfig,
 };
 
 use crate::cedar::CedarOutput;
@@ -210,7 +210,11 @@ impl<'m> Emitter<'m> {
                     ir::Mtls::Permissive => cfg::Mtls::Permissive,
                 },
                 authz,
-                rate_limits: Vec::new(),
+                rate_limits: service
+                    .policy
+                    .as_ref()
+                    .map(|p| p.rate_limits.iter().map(|l| rate_limit(mesh, l)).collect())
+                    .unwrap_or_default(),
             },
             outbound: Outbound {
                 egress: Egress::Allow,
@@ -338,8 +342,29 @@ fn outbound_service(mesh: &Mesh, caller: &Service, target: &Service) -> Outbound
             .unwrap_or_default(),
         connect_timeout_us: route.and_then(|r| r.connect_timeout),
         idle_timeout_us: route.and_then(|r| r.idle_timeout),
-        limits: None,
-        outlier: None,
+        limits: target.limits.map(|l| Limits {
+            max_connections: l.max_connections,
+            max_pending: l.max_pending,
+            max_requests: l.max_requests,
+        }),
+        outlier: target.outlier.map(|o| Outlier {
+            consecutive_5xx: o.consecutive_5xx,
+            interval_us: o.interval,
+            base_ejection_us: o.base_ejection,
+            max_ejected_milli: u32::try_from(o.max_ejected.milli).unwrap_or(FULL_WEIGHT),
+        }),
+    }
+}
+
+/// A policy's `rate_limit` as the callee's agent keeps it.
+fn rate_limit(mesh: &Mesh, limit: &ir::RateLimit) -> RateLimit {
+    RateLimit {
+        name: limit.name.clone(),
+        requests: limit.requests,
+        period_us: limit.period,
+        burst: limit.burst,
+        per_caller: limit.per_caller,
+        when: limit.when.as_ref().map(|c| condition(mesh, c)),
     }
 }
 

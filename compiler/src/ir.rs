@@ -104,6 +104,46 @@ pub struct Service {
     pub route: Option<Route>,
     /// Who may call it, if protected by a policy.
     pub policy: Option<Policy>,
+    /// `limits { ... }`: what one caller agent may use of it at once.
+    pub limits: Option<Limits>,
+    /// `outlier { ... }`: when callers eject a failing endpoint.
+    pub outlier: Option<Outlier>,
+}
+
+/// `limits { max_connections N  max_pending N  max_requests N }`; absent members: no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections to the service's endpoints.
+    pub max_connections: Option<u32>,
+    /// Requests waiting for a connection or a request slot.
+    pub max_pending: Option<u32>,
+    /// Requests in flight at once.
+    pub max_requests: Option<u32>,
+}
+
+/// `outlier { ... }` with Envoy's defaults for absent members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outlier {
+    /// This many 5xx in a row eject an endpoint.
+    pub consecutive_5xx: u32,
+    /// Failures further apart than this are not in a row.
+    pub interval: Micros,
+    /// The first ejection's length.
+    pub base_ejection: Micros,
+    /// At most this share of endpoints is ejected at once.
+    pub max_ejected: Percent,
+}
+
+impl Default for Outlier {
+    /// Envoy's defaults: 5 in a row, 10 s, 30 s, 10%.
+    fn default() -> Self {
+        Outlier {
+            consecutive_5xx: 5,
+            interval: 10_000_000,
+            base_ejection: 30_000_000,
+            max_ejected: Percent { milli: 10_000 },
+        }
+    }
 }
 
 impl Service {
@@ -513,6 +553,27 @@ pub struct Policy {
     pub rules: Vec<AccessRule>,
     /// Inline Cedar policies.
     pub cedar: Vec<CedarBlock>,
+    /// `rate_limit ...` members, in source order.
+    pub rate_limits: Vec<RateLimit>,
+}
+
+/// `rate_limit [NAME] RATE [burst N] [per caller] [when COND]`.
+#[derive(Clone, Debug)]
+pub struct RateLimit {
+    /// Its name: as written, or its 1-based position among the policy's limits.
+    pub name: String,
+    /// The member.
+    pub origin: Origin,
+    /// Requests admitted per `period`.
+    pub requests: u32,
+    /// The refill period: 1 s for `N/s`, 60 s for `N/m`.
+    pub period: Micros,
+    /// The bucket's size.
+    pub burst: u32,
+    /// One bucket per calling identity.
+    pub per_caller: bool,
+    /// Which requests count against it; `source` is the caller.
+    pub when: Option<Cond>,
 }
 
 /// `mode enforce | audit`.
@@ -652,4 +713,6 @@ pub enum Expect {
     Timeout(Micros),
     /// The effective number of tries.
     Retries(u32),
+    /// The request is allowed and counts against the callee's rate limit of this name.
+    RateLimit(String),
 }

@@ -2,6 +2,8 @@
 //! the compiled workload configs through `mesh-config` — the routing and authorization code
 //! the agent runs — and compared with its expectations. A `request` goes to the callee's
 //! first HTTP port; a `connect` case is routed and authorized as an opaque TCP connection.
+//! `rate_limit NAME` holds when the request is allowed and counts against that limit of
+//! the callee (`Config::rate_limits`, as the agent decides it).
 
 use mesh_config::schema::{Authz, FULL_WEIGHT, WorkloadConfig};
 use mesh_config::{AuthzDecision, Config, Peer, RouteDecision, SimpleRequest, Verdict};
@@ -204,6 +206,7 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
             .zip(configs.peer.as_ref())
             .map(|(callee, peer)| authorize(callee, peer))
     };
+    let mut limits: Vec<String> = Vec::new();
     let (authz, route): (Option<AuthzDecision>, Option<RouteDecision<'_>>) = match &case.probe {
         Probe::Connect { port } => (
             authorized(&|callee, peer| callee.authorize_connection(*port, peer)),
@@ -212,10 +215,17 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
                 .and_then(|(c, i)| c.route_connection(i, 0)),
         ),
         Probe::Request { .. } => match request(mesh, case) {
-            Some(request) => (
-                authorized(&|callee, peer| callee.authorize(&request, peer)),
-                caller.zip(index).and_then(|(c, i)| c.route(i, &request, 0)),
-            ),
+            Some(request) => {
+                let authz = authorized(&|callee, peer| callee.authorize(&request, peer));
+                // Rate limits apply only to requests the policy allows.
+                if authz.as_ref().is_some_and(|d| d.decision == Verdict::Allow) {
+                    limits = rate_limits(configs, &request);
+                }
+                (
+                    authz,
+                    caller.zip(index).and_then(|(c, i)| c.route(i, &request, 0)),
+                )
+            }
             None => (None, None),
         },
     };
@@ -260,7 +270,19 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
                 .join(", ")
         })
         .unwrap_or_default();
-    let actual = format!("{decision_text}, {rule_text}, backend {backends_text}");
+    let limits_text = if limits.is_empty() {
+        "no rate limit".to_string()
+    } else {
+        format!("counts against rate limits {}", limits.join(", "))
+    };
+    let mut actual = format!("{decision_text}, {rule_text}, backend {backends_text}");
+    let callee_limits = configs
+        .callee
+        .is_some_and(|c| !c.source().inbound.rate_limits.is_empty());
+    if callee_limits {
+        actual.push_str(", ");
+        actual.push_str(&limits_text);
+    }
     let mut failures = Vec::new();
     for (expect, origin) in &case.expect {
         let (holds, expected, got) = match expect {
@@ -323,6 +345,18 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
                     .map_or(0, |r| r.attempts.saturating_sub(1));
                 (got == *n, format!("retries {n}"), format!("retries {got}"))
             }
+            Expect::RateLimit(name) => {
+                let allowed = authz.as_ref().is_some_and(|d| d.decision == Verdict::Allow);
+                (
+                    allowed && limits.contains(name),
+                    format!("rate_limit {name}"),
+                    if allowed {
+                        limits_text.clone()
+                    } else {
+                        format!("{decision_text}: not rate limited")
+                    },
+                )
+            }
         };
         if !holds {
             failures.push(Failure {
@@ -333,6 +367,20 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
         }
     }
     CaseResult { failures, actual }
+}
+
+/// The names of the callee's rate limits `request` counts against, in order, asked as the
+/// agent asks (`Config::rate_limits` with the caller's `namespace/name`), for a request
+/// the policy allows.
+fn rate_limits(configs: &Configs, request: &SimpleRequest) -> Vec<String> {
+    let Some(callee) = configs.callee else {
+        return Vec::new();
+    };
+    let caller = configs.peer.as_ref().and_then(|p| p.service.as_deref());
+    callee
+        .rate_limits(request, caller)
+        .map(|(_, limit)| limit.name.clone())
+        .collect()
 }
 
 /// `reviews.v2` when in the callee's namespace, `ns/reviews.v2` otherwise.

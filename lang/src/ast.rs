@@ -204,6 +204,38 @@ pub enum ServiceMember {
     Subset(Subset),
     /// `balance round_robin|least_request|ewma|random`
     Balance(Ident),
+    /// `limits { max_connections N  max_pending N  max_requests N }`: circuit breaking.
+    Limits(Vec<Spanned<LimitsMember>>),
+    /// `outlier { consecutive_5xx N  interval D  base_ejection D  max_ejected P }`
+    Outlier(Vec<Spanned<OutlierMember>>),
+    /// A member that did not parse.
+    Error,
+}
+
+/// A member of `limits { ... }` (LANGUAGE.md §10, circuit breaking).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum LimitsMember {
+    /// `max_connections N`
+    MaxConnections(Literal),
+    /// `max_pending N`
+    MaxPending(Literal),
+    /// `max_requests N`
+    MaxRequests(Literal),
+    /// A member that did not parse.
+    Error,
+}
+
+/// A member of `outlier { ... }` (LANGUAGE.md §10, outlier ejection).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum OutlierMember {
+    /// `consecutive_5xx N`
+    Consecutive5xx(Literal),
+    /// `interval D`
+    Interval(Literal),
+    /// `base_ejection D`
+    BaseEjection(Literal),
+    /// `max_ejected P`
+    MaxEjected(Literal),
     /// A member that did not parse.
     Error,
 }
@@ -408,8 +440,26 @@ pub enum PolicyMember {
     Deny(AccessRule),
     /// `cedar r#"..."#`
     Cedar(StrLit),
+    /// `rate_limit [NAME] RATE [burst N] [per caller] [when COND]`
+    RateLimit(RateLimit),
     /// A member that did not parse.
     Error,
+}
+
+/// `rate_limit [NAME] RATE [burst N] [per caller] [when COND]` (LANGUAGE.md §10).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RateLimit {
+    /// Its name; unnamed limits are named by their 1-based position among the policy's
+    /// limits.
+    pub name: Option<Ident>,
+    /// `N/s` or `N/m`.
+    pub rate: Literal,
+    /// `burst N`: the bucket's size.
+    pub burst: Option<Literal>,
+    /// `per caller`, when written: one bucket per calling identity.
+    pub per_caller: Option<Span>,
+    /// Which requests count against it; `source` is the caller.
+    pub when: Option<Expr>,
 }
 
 /// The body shared by `allow` and `deny`.
@@ -556,6 +606,9 @@ pub enum Expectation {
     Timeout(Literal),
     /// `retries N`
     Retries(Literal),
+    /// `rate_limit NAME`: allowed, and counted against that limit (a name, or the
+    /// limit's 1-based position among its policy's limits).
+    RateLimit(Ident),
 }
 
 /// A reference: `svc`, `svc.subset`, `ns/svc`, `ns/svc.subset`.

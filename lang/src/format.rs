@@ -258,8 +258,14 @@ impl<'a> Printer<'a> {
                 let header = format!("service {}", service.name.name);
                 self.block(item.span, &header, service.name.span.end, |p| {
                     for member in &service.members {
-                        let text = p.service_member(&member.node, member.span);
-                        p.leaf(member.span, &text);
+                        match &member.node {
+                            ServiceMember::Limits(members) => p.limits(members, member.span),
+                            ServiceMember::Outlier(members) => p.outlier(members, member.span),
+                            node => {
+                                let text = p.service_member(node, member.span);
+                                p.leaf(member.span, &text);
+                            }
+                        }
                     }
                 });
             }
@@ -316,8 +322,49 @@ impl<'a> Printer<'a> {
                 )
             }
             ServiceMember::Balance(b) => format!("balance {}", b.name),
-            ServiceMember::Error => self.text(span).to_string(),
+            ServiceMember::Limits(_) | ServiceMember::Outlier(_) | ServiceMember::Error => {
+                self.text(span).to_string()
+            }
         }
+    }
+
+    fn limits(&mut self, members: &[Spanned<LimitsMember>], span: Span) {
+        self.block(span, "limits", span.start, |p| {
+            for member in members {
+                let (keyword, value) = match &member.node {
+                    LimitsMember::MaxConnections(n) => ("max_connections", n),
+                    LimitsMember::MaxPending(n) => ("max_pending", n),
+                    LimitsMember::MaxRequests(n) => ("max_requests", n),
+                    LimitsMember::Error => {
+                        let text = p.text(member.span).to_string();
+                        p.leaf(member.span, &text);
+                        continue;
+                    }
+                };
+                let text = format!("{keyword} {}", p.text(value.span));
+                p.leaf(member.span, &text);
+            }
+        });
+    }
+
+    fn outlier(&mut self, members: &[Spanned<OutlierMember>], span: Span) {
+        self.block(span, "outlier", span.start, |p| {
+            for member in members {
+                let (keyword, value) = match &member.node {
+                    OutlierMember::Consecutive5xx(n) => ("consecutive_5xx", n),
+                    OutlierMember::Interval(d) => ("interval", d),
+                    OutlierMember::BaseEjection(d) => ("base_ejection", d),
+                    OutlierMember::MaxEjected(share) => ("max_ejected", share),
+                    OutlierMember::Error => {
+                        let text = p.text(member.span).to_string();
+                        p.leaf(member.span, &text);
+                        continue;
+                    }
+                };
+                let text = format!("{keyword} {}", p.text(value.span));
+                p.leaf(member.span, &text);
+            }
+        });
     }
 
     fn labels(&self, labels: &[Label]) -> String {
@@ -474,6 +521,11 @@ impl<'a> Printer<'a> {
                 self.leaf(member.span, &text);
                 return;
             }
+            PolicyMember::RateLimit(limit) => {
+                let text = self.rate_limit(limit);
+                self.leaf(member.span, &text);
+                return;
+            }
             PolicyMember::Error => {
                 let text = self.text(member.span).to_string();
                 self.leaf(member.span, &text);
@@ -514,6 +566,27 @@ impl<'a> Printer<'a> {
                 p.leaf(constraint.span, &text);
             }
         });
+    }
+
+    fn rate_limit(&self, limit: &RateLimit) -> String {
+        let mut text = String::from("rate_limit ");
+        if let Some(name) = &limit.name {
+            text.push_str(&name.name);
+            text.push(' ');
+        }
+        text.push_str(self.text(limit.rate.span));
+        if let Some(burst) = &limit.burst {
+            text.push_str(" burst ");
+            text.push_str(self.text(burst.span));
+        }
+        if limit.per_caller.is_some() {
+            text.push_str(" per caller");
+        }
+        if let Some(when) = &limit.when {
+            text.push_str(" when ");
+            text.push_str(&self.expr(when));
+        }
+        text
     }
 
     fn test_case(&mut self, case: &Spanned<TestCase>) {
@@ -571,6 +644,7 @@ impl<'a> Printer<'a> {
                 }
                 Expectation::Timeout(d) => format!("timeout {}", self.text(d.span)),
                 Expectation::Retries(n) => format!("retries {}", self.text(n.span)),
+                Expectation::RateLimit(name) => format!("rate_limit {}", name.name),
             })
             .collect();
         let text = format!("expect {}", expectations.join(", "));

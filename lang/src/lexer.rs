@@ -246,6 +246,32 @@ pub enum Token<'s> {
     KwPorts,
     #[token("connect")]
     KwConnect,
+    #[token("rate_limit")]
+    KwRateLimit,
+    #[token("burst")]
+    KwBurst,
+    #[token("per")]
+    KwPer,
+    #[token("caller")]
+    KwCaller,
+    #[token("limits")]
+    KwLimits,
+    #[token("max_connections")]
+    KwMaxConnections,
+    #[token("max_pending")]
+    KwMaxPending,
+    #[token("max_requests")]
+    KwMaxRequests,
+    #[token("outlier")]
+    KwOutlier,
+    #[token("consecutive_5xx")]
+    KwConsecutive5xx,
+    #[token("interval")]
+    KwInterval,
+    #[token("base_ejection")]
+    KwBaseEjection,
+    #[token("max_ejected")]
+    KwMaxEjected,
 
     // Punctuation.
     #[token("{")]

@@ -332,7 +332,11 @@ fn short_found(found: &str) -> &str {
 }
 
 fn is_keyword(name: &str) -> bool {
-    !CLASSES.contains(&name) && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+    !CLASSES.contains(&name)
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// "`{`", "a name", "one of `port`, `identity` or `}`": tokens first, then the classes.

@@ -6,6 +6,8 @@
 mod cond;
 mod pattern;
 mod policy;
+mod rate_limit;
+mod resilience;
 mod retry;
 mod route;
 mod service;

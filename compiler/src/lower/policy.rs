@@ -1,7 +1,7 @@
-//! Authorization policies (LANGUAGE.md §7, §10): callers, conditions, methods, path globs
-//! and ports; L7 members and conditions on a service with only tcp ports are `E0011`.
-//! Inline Cedar is kept as text here and validated against the mesh schema by the Cedar
-//! stage.
+//! Authorization policies (LANGUAGE.md §7, §10): callers, conditions, methods, path globs,
+//! ports and rate limits (`rate_limit.rs`); L7 members and conditions on a service with
+//! only tcp ports are `E0011`. Inline Cedar is kept as text here and validated against
+//! the mesh schema by the Cedar stage.
 
 use mesh_lang::Diagnostic;
 use mesh_lang::ast::{self, AccessRule as AstRule, Constraint, PolicyMember, Source, Span, Value};
@@ -11,7 +11,7 @@ use crate::ir::{AccessRule, CedarBlock, Effect, Mesh, Policy, PolicyMode, Princi
 use crate::resolve::Decl;
 
 use super::values::Type;
-use super::{Cx, cond, pattern, tcp};
+use super::{Cx, cond, pattern, rate_limit, tcp};
 
 pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Policy>, mesh: &mut Mesh) {
     let node = decl.node;
@@ -56,7 +56,9 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Policy>, mesh: &mut Mesh) {
         mode: PolicyMode::Enforce,
         rules: Vec::new(),
         cedar: Vec::new(),
+        rate_limits: Vec::new(),
     };
+    let mut rate_limit_position = 0;
     let Some(service) = mesh.service(target.service) else {
         return;
     };
@@ -97,6 +99,19 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Policy>, mesh: &mut Mesh) {
                 origin: cx.origin(text.span),
                 verbatim_at: text.verbatim_at,
             }),
+            PolicyMember::RateLimit(limit) => {
+                rate_limit_position += 1;
+                if let Some(limit) = rate_limit::lower(
+                    cx,
+                    limit,
+                    member.span,
+                    rate_limit_position,
+                    service,
+                    &policy.rate_limits,
+                ) {
+                    policy.rate_limits.push(limit);
+                }
+            }
             PolicyMember::Error => {}
         }
     }

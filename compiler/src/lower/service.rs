@@ -1,4 +1,5 @@
-//! Services (LANGUAGE.md §4): ports, identity, labels, subsets, balancer.
+//! Services (LANGUAGE.md §4, §10): ports, identity, labels, subsets, balancer, circuit
+//! breaking and outlier ejection.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,7 @@ use crate::diag::DUPLICATE;
 use crate::ir::{Balance, Port, Protocol, Service, Subset};
 use crate::resolve::Decl;
 
-use super::Cx;
+use super::{Cx, resilience};
 
 pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Service>) -> Service {
     let node = decl.node;
@@ -26,7 +27,11 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Service>) -> Service {
         balance: Balance::RoundRobin,
         route: None,
         policy: None,
+        limits: None,
+        outlier: None,
     };
+    let mut limits_span: Option<Span> = None;
+    let mut outlier_span: Option<Span> = None;
     let mut port_spans: Vec<(u16, Span)> = Vec::new();
     let mut subset_spans: Vec<(String, Span, BTreeMap<String, String>)> = Vec::new();
     let mut seen_labels = false;
@@ -148,10 +153,43 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Service>) -> Service {
                     service.balance = balance;
                 }
             }
+            ServiceMember::Limits(members) => {
+                if once(cx, "limits", member.span, &mut limits_span) {
+                    service.limits = Some(resilience::limits(cx, members));
+                }
+            }
+            ServiceMember::Outlier(members) => {
+                if once(cx, "outlier", member.span, &mut outlier_span) {
+                    service.outlier = Some(resilience::outlier(cx, members));
+                }
+            }
             ServiceMember::Error => {}
         }
     }
     service
+}
+
+/// Whether the block `name` at `span` is the service's first; `E0003` at both otherwise.
+fn once(cx: &mut Cx<'_>, name: &str, span: Span, first: &mut Option<Span>) -> bool {
+    if let Some(first) = *first {
+        let header = Span::new(span.start, span.start + name.len());
+        cx.push(
+            Diagnostic::error(
+                DUPLICATE,
+                format!("`{name}` is declared twice"),
+                header,
+                format!("second `{name}`"),
+            )
+            .with_label(
+                Span::new(first.start, first.start + name.len()),
+                format!("first `{name}`"),
+            )
+            .with_help(format!("put every member in one `{name} {{ ... }}` block")),
+        );
+        return false;
+    }
+    *first = Some(span);
+    true
 }
 
 /// A label map; a key given twice is `E0003`.

@@ -1,7 +1,8 @@
 //! Tests (LANGUAGE.md §8, §10): requests, connections and expectations are checked like
 //! the rest of the mesh — unknown services, subsets, rules and ports are errors here, not
 //! at `meshc test` time. A `connect` case goes to a tcp port of its service and expects
-//! only `allow`, `deny` and `backend`.
+//! only `allow`, `deny` and `backend`; `rate_limit NAME` names a limit of the callee's
+//! policy, by name or by position.
 
 use mesh_lang::Diagnostic;
 use mesh_lang::ast::{self, Expectation, ParamKind, TestCase};
@@ -167,6 +168,56 @@ fn lower_connect(
     })
 }
 
+/// The rate limit of `to` that `rate_limit NAME` names: by name, or by its 1-based
+/// position among the policy's limits. `E0002` with a suggestion otherwise.
+fn rate_limit_name(
+    cx: &mut Cx<'_>,
+    name: &ast::Ident,
+    to: ServiceId,
+    mesh: &Mesh,
+) -> Option<String> {
+    let service = mesh.service(to)?;
+    let limits: Vec<&str> = service
+        .policy
+        .as_ref()
+        .map(|p| p.rate_limits.iter().map(|l| l.name.as_str()).collect())
+        .unwrap_or_default();
+    if limits.contains(&name.name.as_str()) {
+        return Some(name.name.clone());
+    }
+    let by_position = name
+        .name
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|i| limits.get(i));
+    if let Some(found) = by_position {
+        return Some((*found).to_string());
+    }
+    let mut d = Diagnostic::error(
+        UNKNOWN_REF,
+        format!(
+            "the policy of `{}` has no rate limit `{}`",
+            service.name, name.name
+        ),
+        name.span,
+        "unknown rate limit",
+    );
+    d = match did_you_mean(&name.name, limits.iter().copied()) {
+        Some(close) => d.with_help(format!("did you mean `{close}`?")),
+        None if limits.is_empty() => d.with_help(format!(
+            "`{}` has no rate limits: add `rate_limit RATE` to its policy",
+            service.name
+        )),
+        None => d.with_help(format!(
+            "its rate limits are {} (unnamed limits go by their position)",
+            quoted_list(&limits)
+        )),
+    };
+    cx.push(d);
+    None
+}
+
 /// The expectations of a case to `to`; a connection (`connect`) may expect only `allow`,
 /// `deny` and `backend`. Returns them, and whether all were fine.
 fn expectations(
@@ -183,6 +234,7 @@ fn expectations(
             Expectation::Rule(_) => Some("rule"),
             Expectation::Timeout(_) => Some("timeout"),
             Expectation::Retries(_) => Some("retries"),
+            Expectation::RateLimit(_) => Some("rate_limit"),
             Expectation::Allow | Expectation::Deny | Expectation::Backend { .. } => None,
         };
         if let Some(keyword) = keyword.filter(|_| connect) {
@@ -193,7 +245,11 @@ fn expectations(
                     e.span,
                     "not for `connect`",
                 )
-                .with_help("a `connect` case expects `allow`, `deny` or `backend REF [only]`"),
+                .with_help(if keyword == "rate_limit" {
+                    "rate limits count HTTP requests, not connections; a `connect` case expects `allow`, `deny` or `backend REF [only]`"
+                } else {
+                    "a `connect` case expects `allow`, `deny` or `backend REF [only]`"
+                }),
             );
             ok = false;
             continue;
@@ -242,6 +298,9 @@ fn expectations(
             Expectation::Retries(n) => cx
                 .int_in(n, 0, 9, "retries")
                 .map(|n| Expect::Retries(n as u32)),
+            Expectation::RateLimit(name) => {
+                rate_limit_name(cx, name, to, mesh).map(Expect::RateLimit)
+            }
         };
         match lowered {
             Some(l) => expectations.push((l, cx.origin(e.span))),

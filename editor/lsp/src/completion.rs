@@ -2,7 +2,8 @@
 //! half-typed code): the keywords of the enclosing block, service and subset names after
 //! `to`, `from`, `mirror`, `backend` and inside `split`, retry profiles after `retry`,
 //! condition attributes after `when`/`&&`/`||`, methods, status classes and retry
-//! conditions in their lists, and the words of small vocabularies (`balance`, `mtls`, …).
+//! conditions in their lists, the optional parts of a `rate_limit` (`burst`, `per caller`,
+//! `when`), and the words of small vocabularies (`balance`, `mtls`, …).
 
 use mesh_compiler::load::FileId;
 use mesh_compiler::resolve::DEFAULT_NAMESPACE;
@@ -43,7 +44,16 @@ fn block_keywords(block: Block) -> &'static [&'static str] {
         ],
         Block::Namespace => &["service", "retry", "route", "policy", "test"],
         Block::Mesh => &["trust_domain", "mtls", "default_policy"],
-        Block::Service => &["port", "identity", "labels", "subset", "balance"],
+        Block::Service => &[
+            "port", "identity", "labels", "subset", "balance", "limits", "outlier",
+        ],
+        Block::Limits => &["max_connections", "max_pending", "max_requests"],
+        Block::Outlier => &[
+            "consecutive_5xx",
+            "interval",
+            "base_ejection",
+            "max_ejected",
+        ],
         Block::Retry => &["attempts", "per_try_timeout", "on", "backoff", "budget"],
         Block::Route => &[
             "timeout",
@@ -66,7 +76,7 @@ fn block_keywords(block: Block) -> &'static [&'static str] {
             "rewrite_prefix",
         ],
         Block::Fault => &["delay", "abort"],
-        Block::Policy => &["mode", "allow", "deny", "cedar"],
+        Block::Policy => &["mode", "allow", "deny", "cedar", "rate_limit"],
         Block::Access => &["methods", "paths", "ports"],
         Block::Test => &["request", "connect", "expect"],
         Block::Split | Block::Labels | Block::Other => &[],
@@ -84,6 +94,8 @@ enum Block {
     Route,
     Rule,
     Fault,
+    Limits,
+    Outlier,
     Policy,
     Access,
     Test,
@@ -101,6 +113,8 @@ fn opener(token: &Token<'_>) -> Option<Block> {
         Token::KwRoute => Block::Route,
         Token::KwRule => Block::Rule,
         Token::KwFault => Block::Fault,
+        Token::KwLimits => Block::Limits,
+        Token::KwOutlier => Block::Outlier,
         Token::KwPolicy => Block::Policy,
         Token::KwAllow | Token::KwDeny => Block::Access,
         Token::KwTest => Block::Test,
@@ -412,6 +426,13 @@ pub fn complete(analysis: &Analysis, file: FileId, offset: usize) -> Vec<Complet
             CompletionItemKind::ENUM_MEMBER,
             "protocol",
         ),
+        Some(Token::KwPer) if block == Block::Policy => keyword(&["caller"]),
+        // After a rate limit's rate or burst: its optional parts, or the next member.
+        Some(Token::Rate(_) | Token::Int(_)) if block == Block::Policy && in_rate_limit(&cx) => {
+            let mut out = keyword(&["burst", "per", "when"]);
+            out.extend(keyword(block_keywords(block)));
+            out
+        }
         Some(Token::KwAbort) => words(STATUS_CLASSES, CompletionItemKind::CONSTANT, "status class"),
         Some(Token::KwExpect) => keyword(expectations(&cx.before)),
         Some(Token::Comma)
@@ -447,8 +468,37 @@ fn expectations(before: &[Tok<'_>]) -> &'static [&'static str] {
     if connect {
         &["allow", "deny", "backend"]
     } else {
-        &["allow", "deny", "rule", "backend", "timeout", "retries"]
+        &[
+            "allow",
+            "deny",
+            "rule",
+            "backend",
+            "timeout",
+            "retries",
+            "rate_limit",
+        ]
     }
+}
+
+/// Whether the cursor is in a `rate_limit` member: no other member keyword of the policy
+/// since the last `rate_limit`.
+fn in_rate_limit(cx: &Context<'_>) -> bool {
+    cx.before
+        .iter()
+        .rev()
+        .find(|t| {
+            matches!(
+                t.token,
+                Token::KwRateLimit
+                    | Token::KwAllow
+                    | Token::KwDeny
+                    | Token::KwMode
+                    | Token::KwCedar
+                    | Token::LBrace
+                    | Token::RBrace
+            )
+        })
+        .is_some_and(|t| matches!(t.token, Token::KwRateLimit))
 }
 
 /// The bundled files an import may name.
@@ -521,6 +571,42 @@ mod tests {
         assert!(got.contains(&"rule".to_string()));
         let got = labels(&format!("{MESH}  route cart {{ to | }}\n}}"));
         assert!(got.contains(&"cart.v1".to_string()));
+    }
+
+    #[test]
+    fn rate_limit_and_circuit_breaker_keywords_complete_in_their_blocks() {
+        let got = labels(&format!("{MESH}  service x {{ | }}\n}}"));
+        assert!(got.contains(&"limits".to_string()) && got.contains(&"outlier".to_string()));
+        let got = labels(&format!("{MESH}  service x {{ limits {{ | }} }}\n}}"));
+        assert_eq!(got, ["max_connections", "max_pending", "max_requests"]);
+        let got = labels(&format!("{MESH}  service x {{ outlier {{ | }} }}\n}}"));
+        assert_eq!(
+            got,
+            [
+                "consecutive_5xx",
+                "interval",
+                "base_ejection",
+                "max_ejected"
+            ]
+        );
+        let got = labels(&format!("{MESH}  policy cart {{ | }}\n}}"));
+        assert!(got.contains(&"rate_limit".to_string()), "{got:?}");
+        let got = labels(&format!("{MESH}  policy cart {{ rate_limit 10/s | }}\n}}"));
+        for word in ["burst", "per", "when", "allow"] {
+            assert!(got.contains(&word.to_string()), "{word} missing: {got:?}");
+        }
+        let got = labels(&format!(
+            "{MESH}  policy cart {{ rate_limit 10/s burst 5 per | }}\n}}"
+        ));
+        assert_eq!(got, ["caller"]);
+        let got = labels(&format!(
+            "{MESH}  test \"t\" {{ request GET \"/\" from web to cart expect allow, | }}\n}}"
+        ));
+        assert!(got.contains(&"rate_limit".to_string()));
+        let got = labels(&format!(
+            "{MESH}  test \"t\" {{ connect \"80\" from web to cart expect | }}\n}}"
+        ));
+        assert!(!got.contains(&"rate_limit".to_string()));
     }
 
     #[test]

@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use mesh_compiler::load::{FileId, Loaded};
 use mesh_compiler::resolve::{self, DEFAULT_NAMESPACE, Symbols};
 use mesh_lang::ast::{
-    self, AccessRule, Expectation, Expr, ExprKind, Item, ItemKind, Literal, Operand, OperandKind,
-    PolicyMember, Ref, RetrySpec, RouteMember, RuleMember, ServiceMember, Source, Span, TestCase,
+    self, AccessRule, Expectation, Expr, ExprKind, Item, ItemKind, LimitsMember, Literal, Operand,
+    OperandKind, OutlierMember, PolicyMember, Ref, RetrySpec, RouteMember, RuleMember,
+    ServiceMember, Source, Span, TestCase,
 };
 
 use crate::signature;
@@ -259,6 +260,29 @@ impl<'a> Walker<'a> {
                             );
                         }
                         ServiceMember::Port { number, .. } => self.literal(number),
+                        ServiceMember::Limits(members) => {
+                            self.keyword_site(member.span, "limits", signature::LIMITS_DOC);
+                            for m in members {
+                                if let LimitsMember::MaxConnections(lit)
+                                | LimitsMember::MaxPending(lit)
+                                | LimitsMember::MaxRequests(lit) = &m.node
+                                {
+                                    self.literal(lit);
+                                }
+                            }
+                        }
+                        ServiceMember::Outlier(members) => {
+                            self.keyword_site(member.span, "outlier", signature::OUTLIER_DOC);
+                            for m in members {
+                                if let OutlierMember::Consecutive5xx(lit)
+                                | OutlierMember::Interval(lit)
+                                | OutlierMember::BaseEjection(lit)
+                                | OutlierMember::MaxEjected(lit) = &m.node
+                                {
+                                    self.literal(lit);
+                                }
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -325,10 +349,23 @@ impl<'a> Walker<'a> {
                     Span::new(item.span.start, policy.service.span.end),
                     hover_block(&summary, item.doc.as_deref()),
                 );
+                let mut rate_limits = 0;
                 for member in &policy.members {
                     match &member.node {
                         PolicyMember::Allow(rule) | PolicyMember::Deny(rule) => {
                             self.access_rule(ns, rule);
+                        }
+                        PolicyMember::RateLimit(limit) => {
+                            rate_limits += 1;
+                            let doc = signature::rate_limit(limit, rate_limits, self.text);
+                            self.keyword_site(member.span, "rate_limit", &doc);
+                            self.literal(&limit.rate);
+                            if let Some(burst) = &limit.burst {
+                                self.literal(burst);
+                            }
+                            if let Some(when) = &limit.when {
+                                self.expr(ns, when);
+                            }
                         }
                         PolicyMember::Cedar(lit) => self.site(
                             lit.span,
@@ -367,6 +404,13 @@ impl<'a> Walker<'a> {
                             Expectation::Timeout(lit) | Expectation::Retries(lit) => {
                                 self.literal(lit);
                             }
+                            Expectation::RateLimit(name) => self.site(
+                                name.span,
+                                format!(
+                                    "`rate_limit {}`: the request is allowed and counts against this rate limit of the callee's policy (a name, or the limit's position among the policy's limits)",
+                                    name.name
+                                ),
+                            ),
                             Expectation::Allow | Expectation::Deny => {}
                         }
                     }
@@ -645,6 +689,12 @@ impl<'a> Walker<'a> {
             None => text,
         };
         self.site(operand.span, text);
+    }
+
+    /// A hover on the keyword that starts the member at `span`.
+    fn keyword_site(&mut self, span: Span, keyword: &str, doc: &str) {
+        let end = (span.start + keyword.len()).min(span.end);
+        self.site(Span::new(span.start, end), doc.to_string());
     }
 
     fn literal(&mut self, lit: &Literal) {

@@ -107,13 +107,14 @@ pub fn rule(rule: &ast::Rule, member: Span, text: &str) -> String {
 
 /// `policy reviews { mode enforce; 1 allow, 1 deny }`.
 pub fn policy(policy: &ast::Policy, text: &str) -> String {
-    let (mut allows, mut denies, mut cedar) = (0, 0, 0);
+    let (mut allows, mut denies, mut cedar, mut limits) = (0, 0, 0, 0);
     let mut mode = "enforce".to_string();
     for member in &policy.members {
         match &member.node {
             PolicyMember::Allow(_) => allows += 1,
             PolicyMember::Deny(_) => denies += 1,
             PolicyMember::Cedar(_) => cedar += 1,
+            PolicyMember::RateLimit(_) => limits += 1,
             PolicyMember::Mode(m) => mode.clone_from(&m.name),
             PolicyMember::Error => {}
         }
@@ -127,12 +128,49 @@ pub fn policy(policy: &ast::Policy, text: &str) -> String {
     if cedar > 0 {
         parts.push(plural(cedar, "cedar block"));
     }
+    if limits > 0 {
+        parts.push(plural(limits, "rate limit"));
+    }
     format!(
         "policy {} {{ {} }}",
         one_line(text, policy.service.span),
         parts.join("; ")
     )
 }
+
+/// What a `rate_limit` does, for hover: the `position`-th (1-based) limit of its policy.
+pub fn rate_limit(limit: &ast::RateLimit, position: usize, text: &str) -> String {
+    let name = limit
+        .name
+        .as_ref()
+        .map_or_else(|| position.to_string(), |n| n.name.clone());
+    let rate = match &limit.rate.kind {
+        LiteralKind::Rate(r) => format!("{} requests per {}", r.count, unit_name(r.per)),
+        _ => one_line(text, limit.rate.span),
+    };
+    let burst = match &limit.burst {
+        Some(b) => format!("bursts of up to {}", one_line(text, b.span)),
+        None => "bursts of up to its rate per second (the default)".to_string(),
+    };
+    let who = if limit.per_caller.is_some() {
+        "one bucket per calling identity"
+    } else {
+        "one bucket for all callers together"
+    };
+    let which = match &limit.when {
+        Some(when) => format!("requests where `{}`", one_line(text, when.span)),
+        None => "every allowed request".to_string(),
+    };
+    format!(
+        "rate limit `{name}`: {rate}, {burst}; {who}; counts {which}. Enforced by this service's agent: a request over the limit gets `429` with `retry-after` and `mesh-error: rate-limited`. Tests name it `expect rate_limit {name}`."
+    )
+}
+
+/// What `limits { ... }` does, for hover.
+pub const LIMITS_DOC: &str = "circuit breaking: how much of this service each caller's agent may use at once — `max_connections` (open connections), `max_pending` (requests waiting), `max_requests` (requests in flight). Over a limit a request fails fast with `503` and `mesh-error: overloaded`; a member left out sets no limit.";
+
+/// What `outlier { ... }` does, for hover.
+pub const OUTLIER_DOC: &str = "outlier ejection, decided by each caller's agent: after `consecutive_5xx` failures in a row (default 5; failures further apart than `interval`, default 10s, do not count) an endpoint gets no traffic for `base_ejection` (default 30s, longer each time), with at most `max_ejected` of the endpoints out at once (default 10%).";
 
 /// What a literal is: its type and value.
 pub fn literal(kind: &LiteralKind, written: &str) -> String {
@@ -180,6 +218,22 @@ fn human_micros(micros: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_limit_hover_says_what_it_counts() {
+        let src = "policy p { allow from a rate_limit 10/s per caller when path == \"/x\" }";
+        let parsed = mesh_lang::parse(src);
+        let ast::ItemKind::Policy(policy) = &parsed.file.items[0].kind else {
+            unreachable!("a policy")
+        };
+        let PolicyMember::RateLimit(limit) = &policy.members[1].node else {
+            unreachable!("a rate limit")
+        };
+        assert_eq!(
+            rate_limit(limit, 1, src),
+            "rate limit `1`: 10 requests per second, bursts of up to its rate per second (the default); one bucket per calling identity; counts requests where `path == \"/x\"`. Enforced by this service's agent: a request over the limit gets `429` with `retry-after` and `mesh-error: rate-limited`. Tests name it `expect rate_limit 1`."
+        );
+    }
 
     #[test]
     fn literals_name_their_type_and_value() {

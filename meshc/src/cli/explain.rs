@@ -1,7 +1,8 @@
 //! `meshc explain PATH --from SVC --to SVC METHOD URLPATH [-H 'K: V']... [--format json]`:
 //! what the mesh does with one request — which rule routes it (and why earlier rules did
 //! not), its backends and weights, timeout and retries, and the authorization decision with
-//! the policies that made it. With `--connect PORT` instead of `METHOD URLPATH`, the same
+//! the policies that made it, and the callee's rate limits the request counts against
+//! (when it has any). With `--connect PORT` instead of `METHOD URLPATH`, the same
 //! for an opaque TCP connection to that tcp port: the rule (only rules decided without a
 //! request apply) or the whole service, backends, connect and idle timeouts, and the
 //! decision on action `TCP`. Evaluated by `mesh-config`, as the agent would.
@@ -118,7 +119,9 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         .ok_or("no route decision")?;
     let matches = config.rule_matches(index, &request);
     let peer = evaluator.peer(from).ok_or("no caller identity")?;
-    let authz = evaluator.callee(to)?.authorize(&request, &peer);
+    let callee_config = evaluator.callee(to)?;
+    let authz = callee_config.authorize(&request, &peer);
+    let limits = applied_rate_limits(&callee_config, &request, &peer, &authz);
     let route = callee.route.as_ref();
     let chosen = decision.rule.map(|r| r.name.clone());
     let mut rules = Vec::new();
@@ -137,7 +140,7 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         }
     }
     if q.json {
-        let value = json!({
+        let mut value = json!({
             "request": { "method": request.method, "path": path, "from": caller.key(), "to": callee.key(), "headers": request.headers },
             "route": {
                 "rules": rules_json(&rules),
@@ -148,6 +151,9 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
             },
             "authorization": verdict_json(&authz),
         });
+        if let (Some(limits), Some(object)) = (&limits, value.as_object_mut()) {
+            object.insert("rate_limits".into(), json!(limits));
+        }
         return Ok(serde_json::to_string_pretty(&value).unwrap_or_default() + "\n");
     }
     let mut out = format!(
@@ -184,7 +190,77 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         None => out.push_str("  retry: none\n"),
     }
     authorization_text(&mut out, callee, &authz);
+    if let Some(limits) = &limits {
+        rate_limits_text(&mut out, callee, &authz, limits);
+    }
     Ok(out)
+}
+
+/// The callee's rate limits the request counts against (`Config::rate_limits`, as the
+/// agent decides; none when it is denied), or `None` when the callee has no limits.
+fn applied_rate_limits(
+    callee: &mesh_config::Config,
+    request: &SimpleRequest,
+    peer: &mesh_config::Peer,
+    authz: &AuthzDecision,
+) -> Option<Vec<mesh_config::schema::RateLimit>> {
+    if callee.source().inbound.rate_limits.is_empty() {
+        return None;
+    }
+    if authz.decision != Verdict::Allow {
+        return Some(Vec::new());
+    }
+    Some(
+        callee
+            .rate_limits(request, peer.service.as_deref())
+            .map(|(_, limit)| limit.clone())
+            .collect(),
+    )
+}
+
+fn rate_limits_text(
+    out: &mut String,
+    callee: &Service,
+    authz: &AuthzDecision,
+    limits: &[mesh_config::schema::RateLimit],
+) {
+    out.push_str(&format!(
+        "
+rate limits ({}):
+",
+        callee.key()
+    ));
+    if authz.decision != Verdict::Allow {
+        out.push_str(
+            "  none: only allowed requests are rate limited
+",
+        );
+        return;
+    }
+    if limits.is_empty() {
+        out.push_str(
+            "  none applies
+",
+        );
+    }
+    for limit in limits {
+        let per = if limit.period_us == 60_000_000 {
+            "m"
+        } else if limit.period_us == 3_600_000_000 {
+            "h"
+        } else {
+            "s"
+        };
+        let who = if limit.per_caller {
+            "per caller"
+        } else {
+            "all callers together"
+        };
+        out.push_str(&format!(
+            "  {}: {}/{per}, burst {}, {who}\n",
+            limit.name, limit.requests, limit.burst
+        ));
+    }
 }
 
 /// A route rule as an explanation lists it: name, condition text, status, matched.
