@@ -186,6 +186,43 @@ fn retry_profiles_fall_back_to_the_default_namespace() {
 }
 
 #[test]
+fn a_profile_without_on_retries_what_istio_retries_by_default() {
+    let checked = check(
+        "retry plain { attempts 3 }\nretry never { attempts 3  on [] }\n\
+         retry mine { attempts 3  on [reset] }\n\
+         service x { port 80 }\nroute x { retry plain rule a when method == GET { retry never to x } rule b { retry mine to x } }\n",
+    );
+    assert_eq!(checked.findings, []);
+    let on = |name: &str| {
+        checked
+            .mesh
+            .retries
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .policy
+            .on
+            .clone()
+    };
+    assert_eq!(
+        on("plain"),
+        [
+            RetryOn::ConnectFailure,
+            RetryOn::RefusedStream,
+            RetryOn::Status(503)
+        ]
+    );
+    assert_eq!(on("never"), []);
+    assert_eq!(on("mine"), [RetryOn::Reset]);
+    // What the agent reads: the flags of the compiled retry.
+    let route = checked.mesh.services[0].route.as_ref().unwrap();
+    let compiled =
+        mesh_compiler::emit::retry(&checked.mesh, route.retry.as_ref().unwrap()).unwrap();
+    assert!(compiled.on_connect_failure && compiled.on_refused_stream && !compiled.on_reset);
+    assert_eq!(compiled.on_status, [503]);
+}
+
+#[test]
 fn retry_none_without_a_profile_disables_retries() {
     let checked = check("service x { port 80 }\nroute x { retry none rule r { to x } }\n");
     assert_eq!(checked.findings, []);

@@ -121,8 +121,22 @@ pub fn lower_fields(cx: &mut Cx<'_>, fields: &[Spanned<RetryField>]) -> RetryPol
             RetryField::Error => {}
         }
     }
+    if !seen.iter().any(|(name, _)| *name == "on") {
+        policy.on = DEFAULT_ON.to_vec();
+    }
     policy
 }
+
+/// What a profile without `on [...]` retries: Istio's default retry conditions
+/// (`connect-failure`, `refused-stream`, `unavailable`), the failures where the request
+/// surely did not reach the app or the app said to try again. Without a default, a
+/// profile like `retry { attempts 3 }` would retry nothing while `meshc test` and the
+/// W0004/W0005 lints count its attempts. `on []` still means no condition.
+const DEFAULT_ON: [RetryOn; 3] = [
+    RetryOn::ConnectFailure,
+    RetryOn::RefusedStream,
+    RetryOn::Status(503),
+];
 
 /// An entry of `on [...]`: a status code, a status class or a named condition.
 fn condition(cx: &mut Cx<'_>, value: &Value) -> Option<RetryOn> {
