@@ -48,6 +48,8 @@ pub const CROSS_SERVICE_ROUTE: &str = "W0007";
 pub const IDLE_TIMEOUT_WITHOUT_TCP: &str = "W0008";
 /// A rate limit of a service without an HTTP port.
 pub const RATE_LIMIT_WITHOUT_HTTP: &str = "W0009";
+/// A policy with members but no allow: every request is denied.
+pub const ALLOWS_NOTHING: &str = "W0010";
 
 /// Every code with its title (the heading in `DIAGNOSTICS.md`) and how to fix it: the
 /// rules of the SARIF output.
@@ -156,6 +158,11 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         RATE_LIMIT_WITHOUT_HTTP,
         "rate limit on a service without an HTTP port",
         "Remove the `rate_limit`, or give the service an http port: rate limits count HTTP requests, not opaque TCP connections.",
+    ),
+    (
+        ALLOWS_NOTHING,
+        "policy that allows nothing",
+        "Add an `allow` for the callers that need the service; to refuse every caller on purpose, leave the policy empty (`policy NAME {}`).",
     ),
 ];
 

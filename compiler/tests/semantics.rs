@@ -223,6 +223,29 @@ fn a_profile_without_on_retries_what_istio_retries_by_default() {
 }
 
 #[test]
+fn only_a_policy_with_members_but_no_allow_allows_nothing() {
+    let head = "service web { port 80 }\nservice cart { port 80 }\n";
+    let w0010 = |policy: &str| {
+        codes(&check(&format!("{head}{policy}\n")))
+            .iter()
+            .filter(|c| **c == "W0010")
+            .count()
+    };
+    assert_eq!(w0010("policy cart { deny from any }"), 1);
+    assert_eq!(w0010("policy cart { rate_limit 10/s }"), 1);
+    // An empty policy refuses everyone on purpose; allows and Cedar permits allow.
+    assert_eq!(w0010("policy cart { }"), 0);
+    assert_eq!(
+        w0010("policy cart { allow from web  deny from any when path == \"/x\" }"),
+        0
+    );
+    assert_eq!(
+        w0010("policy cart { cedar r#\"permit(principal, action, resource);\"# }"),
+        0
+    );
+}
+
+#[test]
 fn retry_none_without_a_profile_disables_retries() {
     let checked = check("service x { port 80 }\nroute x { retry none rule r { to x } }\n");
     assert_eq!(checked.findings, []);

@@ -2,6 +2,7 @@
 //! module holds one lint; [`run`] runs them all over a checked mesh.
 
 mod allow_any;
+mod allows_nothing;
 mod call_graph;
 mod implies;
 mod retry_amplification;
@@ -26,5 +27,7 @@ pub fn run(mesh: &Mesh, loaded: &Loaded, complete: bool, findings: &mut Vec<Find
     timeout_budget::check(mesh, findings);
     if complete {
         unused::check(mesh, loaded, findings);
+        // An allow dropped by an error would make a policy look empty of allows.
+        allows_nothing::check(mesh, findings);
     }
 }
