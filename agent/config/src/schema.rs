@@ -242,7 +242,8 @@ pub struct OutboundService {
 
 /// Connection and request limits one caller agent keeps towards a service (all its
 /// endpoints together), as Envoy's circuit-breaker thresholds. Over a limit a request
-/// fails at once with `503` and `mesh-error: overloaded`. Absent fields: no limit.
+/// fails at once with `503` and `mesh-error: overloaded`. Absent `max_connections` or
+/// `max_requests`: no limit; absent `max_pending`: nothing waits for a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
