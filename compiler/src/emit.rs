@@ -198,6 +198,7 @@ impl<'m> Emitter<'m> {
                 name: mesh.name.clone(),
                 trust_domain: mesh.trust_domain.clone(),
                 namespaces: self.namespaces.clone(),
+                telemetry: None,
             },
             workload: Workload {
                 service: service.key(),
@@ -220,6 +221,7 @@ impl<'m> Emitter<'m> {
                 egress: Egress::Allow,
                 services,
             },
+            gateway: None,
         }
     }
 
@@ -230,6 +232,7 @@ impl<'m> Emitter<'m> {
                 name: self.mesh.name.clone(),
                 trust_domain: self.mesh.trust_domain.clone(),
                 namespaces: self.namespaces.clone(),
+                telemetry: None,
             },
             workload: Workload {
                 service: String::new(),
@@ -245,6 +248,7 @@ impl<'m> Emitter<'m> {
                 egress: Egress::Allow,
                 services: Vec::new(),
             },
+            gateway: None,
         }
     }
 }

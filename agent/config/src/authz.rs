@@ -738,6 +738,7 @@ mod tests {
                 name: "m".into(),
                 trust_domain: "td".into(),
                 namespaces: Vec::new(),
+                telemetry: None,
             },
             workload: Workload {
                 service: "shop/cart".into(),
@@ -759,6 +760,7 @@ mod tests {
                 egress: Egress::Allow,
                 services: Vec::new(),
             },
+            gateway: None,
         };
         Config::new(source).expect("valid config")
     }

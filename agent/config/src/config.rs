@@ -9,11 +9,12 @@ use mesh_vocab::SpiffeId;
 use regex::Regex;
 
 use crate::authz::CompiledAuthz;
+use crate::gateway::CompiledGateway;
 use crate::glob::Glob;
 use crate::rate_limit::{check_limits, check_outlier, compile_rate_limits};
 use crate::schema::{
-    Attr, Backend, FULL_WEIGHT, Match, OutboundService, Retry, RouteRule, TextOp, VERSION,
-    WeightedBackend, WorkloadConfig,
+    Attr, Backend, FULL_WEIGHT, Match, OutboundService, Retry, RouteRule, Telemetry, TextOp,
+    VERSION, WeightedBackend, WorkloadConfig,
 };
 
 /// Why a config was refused.
@@ -54,6 +55,8 @@ pub struct Config {
     pub(crate) authz: CompiledAuthz,
     /// The conditions of `inbound.rate_limits`, in order.
     pub(crate) rate_limit_matchers: Vec<Option<Matcher>>,
+    /// The gateway's hosts and rules, compiled; empty for a sidecar.
+    pub(crate) gateway: CompiledGateway,
 }
 
 #[derive(Debug)]
@@ -176,12 +179,20 @@ impl Config {
         }
         let authz = CompiledAuthz::new(&source)?;
         let rate_limit_matchers = compile_rate_limits(&source.inbound.rate_limits)?;
+        check_telemetry(source.mesh.telemetry.as_ref())?;
+        let gateway = match &source.gateway {
+            Some(gateway) => {
+                CompiledGateway::new(gateway, &source.outbound.services, &own_service)?
+            }
+            None => CompiledGateway::default(),
+        };
         Ok(Config {
             source,
             services,
             by_authority,
             authz,
             rate_limit_matchers,
+            gateway,
         })
     }
 
@@ -297,6 +308,26 @@ fn check_rule(
     subsets: &[&str],
     at: &str,
 ) -> Result<(), ConfigError> {
+    check_rule_with(rule, at, |backend| match &backend.subset {
+        Some(subset)
+            if backend.service == service.service && !subsets.contains(&subset.as_str()) =>
+        {
+            Some(format!(
+                "unknown subset `{subset}` of `{}`",
+                service.service
+            ))
+        }
+        _ => None,
+    })
+}
+
+/// Checks a rule's weights, faults and header edits; `unknown` says what is wrong with a
+/// backend or mirror target it names, if anything.
+pub(crate) fn check_rule_with(
+    rule: &RouteRule,
+    at: &str,
+    unknown: impl Fn(&Backend) -> Option<String>,
+) -> Result<(), ConfigError> {
     if rule.backends.is_empty() {
         return Err(invalid(at, "a rule needs at least one backend"));
     }
@@ -320,14 +351,8 @@ fn check_rule(
         .chain(rule.mirrors.iter().map(|m| &m.backend))
     {
         check_service_key(&backend.service, at)?;
-        if backend.service == service.service
-            && let Some(subset) = &backend.subset
-            && !subsets.contains(&subset.as_str())
-        {
-            return Err(invalid(
-                at,
-                format!("unknown subset `{subset}` of `{}`", service.service),
-            ));
+        if let Some(problem) = unknown(backend) {
+            return Err(invalid(at, problem));
         }
     }
     for mirror in &rule.mirrors {
@@ -362,8 +387,19 @@ fn check_rule(
     check_retry(rule.retry.as_ref(), &format!("{at}.retry"))
 }
 
+/// Tracing samples at most every request.
+fn check_telemetry(telemetry: Option<&Telemetry>) -> Result<(), ConfigError> {
+    match telemetry {
+        Some(t) if t.tracing_milli > FULL_WEIGHT => Err(invalid(
+            "mesh.telemetry.tracing_milli",
+            format!("{} is above 100%", t.tracing_milli),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A service key: `namespace/name`, both parts non-empty.
-fn check_service_key(key: &str, at: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_service_key(key: &str, at: &str) -> Result<(), ConfigError> {
     match key.split_once('/') {
         Some((namespace, name))
             if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>

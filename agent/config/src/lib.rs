@@ -9,6 +9,7 @@
 mod authz;
 mod authz_slice;
 mod config;
+mod gateway;
 mod rate_limit;
 pub mod request;
 mod route;

@@ -39,6 +39,10 @@ pub struct RouteKey {
     pub rule: Option<usize>,
     /// The picked backend's index among the candidates.
     pub backend: usize,
+    /// `Some(h)`: `rule` is a rule of the gateway's host entry `h`
+    /// (`gateway.hosts[h].rules`), not of the service, and `service` is the picked
+    /// backend's.
+    pub host: Option<usize>,
 }
 
 impl Config {
@@ -87,6 +91,7 @@ impl Config {
             service,
             rule: index,
             backend: pick(backends, draw)?,
+            host: None,
         })
     }
 
@@ -102,12 +107,23 @@ impl Config {
     /// from this config.
     pub fn resolve(&self, key: RouteKey) -> Option<RouteDecision<'_>> {
         let source = self.outbound(key.service)?;
-        let rule = match key.rule {
-            Some(i) => Some(source.rules.get(i)?),
-            None => None,
+        let (rule, backends) = match key.host {
+            Some(host) => {
+                let rule = self.gateway()?.hosts.get(host)?.rules.get(key.rule?)?;
+                (Some(rule), rule.backends.as_slice())
+            }
+            None => {
+                let rule = match key.rule {
+                    Some(i) => Some(source.rules.get(i)?),
+                    None => None,
+                };
+                (rule, self.candidates(key.service, key.rule)?)
+            }
         };
-        let backends = self.candidates(key.service, key.rule)?;
         let backend = &backends.get(key.backend)?.backend;
+        if key.host.is_some() && backend.service != source.service {
+            return None;
+        }
         Some(RouteDecision {
             service: source,
             rule,
@@ -136,7 +152,7 @@ impl Config {
 }
 
 /// The index of the backend whose cumulative weight range holds `draw`.
-fn pick(backends: &[WeightedBackend], draw: u32) -> Option<usize> {
+pub(crate) fn pick(backends: &[WeightedBackend], draw: u32) -> Option<usize> {
     let draw = draw % FULL_WEIGHT;
     let mut upper = 0u32;
     for (index, weighted) in backends.iter().enumerate() {

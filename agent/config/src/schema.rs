@@ -30,6 +30,11 @@ pub struct WorkloadConfig {
     pub inbound: Inbound,
     /// How this workload's requests to others are routed.
     pub outbound: Outbound,
+    /// Present when the workload is an ingress gateway (`gateway NAME`): its listeners
+    /// take client traffic from outside the mesh and route it by host to the services
+    /// of `outbound`, calling them over mTLS as `workload.identity`. Absent for sidecars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Gateway>,
 }
 
 /// Mesh-wide settings.
@@ -47,6 +52,86 @@ pub struct MeshInfo {
     /// every unknown host is external.
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// Tracing and access logs (`telemetry` in the `mesh` block). Absent: no new traces
+    /// are started (incoming trace context is still propagated) and no access log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<Telemetry>,
+}
+
+/// What agents record about the traffic they carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    /// Share of requests without trace context that start a sampled trace (thousandths of
+    /// a percent). Requests that arrive with W3C `traceparent` keep its sampling flag.
+    pub tracing_milli: u32,
+    /// The access log.
+    pub access_log: AccessLog,
+}
+
+/// Access-log formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLog {
+    /// No access log.
+    Off,
+    /// One JSON object per line on standard output: a line per HTTP request, and a line
+    /// per opaque TCP connection.
+    Json,
+}
+
+/// An ingress gateway: listeners for clients outside the mesh, and per host the rules
+/// that route their requests into it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    /// Its name: what `mesh-agent --gateway NAME` runs.
+    pub name: String,
+    /// The ports it listens on, each plain HTTP or TLS; ports are unique.
+    pub listeners: Vec<Listener>,
+    /// The hosts it serves, in source order. A request's host (without port) picks
+    /// the host entry: an exact name first, then the longest matching `*.SUFFIX`
+    /// wildcard, then `*`. A host no entry names gets `404`.
+    pub hosts: Vec<GatewayHost>,
+}
+
+/// A port a gateway listens on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Port number.
+    pub port: u16,
+    /// Absent: plain HTTP. Present: TLS with this certificate, unless the client's SNI
+    /// names a host that has its own.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, as PEM files the agent reads (and reads
+/// again when they change).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: String,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}
+
+/// A host a gateway serves and how its requests are routed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayHost {
+    /// A host name (`shop.example.com`), a wildcard (`*.example.com`: one or more
+    /// labels before the suffix) or `*` (every host). Unique in the gateway.
+    pub host: String,
+    /// The certificate presented to TLS clients whose SNI names this host; absent: the
+    /// listener's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    /// Rules, tried in order, as a route's: the first whose condition holds picks the
+    /// backends (any services of `outbound`, with their subsets), timeout, retries,
+    /// faults, mirrors and header edits. A request matching none gets `404`.
+    pub rules: Vec<RouteRule>,
 }
 
 /// The workload itself.

@@ -64,10 +64,19 @@ fn schema_is_a_json_schema_for_workload_configs() {
     // Unknown fields are refused by the agent, so the schema says so too.
     assert_eq!(schema["additionalProperties"], false);
     let properties = schema["properties"].as_object().unwrap();
-    assert_eq!(properties.len(), 5, "{properties:#?}");
+    // The five required sections and the optional gateway.
+    assert_eq!(properties.len(), 6, "{properties:#?}");
     // The referenced definitions are there: the authorization kinds and the rules.
     let defs = schema["$defs"].as_object().unwrap();
-    for name in ["Authz", "Pattern", "OutboundService", "RouteRule", "Match"] {
+    for name in [
+        "Authz",
+        "Pattern",
+        "OutboundService",
+        "RouteRule",
+        "Match",
+        "Gateway",
+        "Telemetry",
+    ] {
         assert!(defs.contains_key(name), "no definition of `{name}`");
     }
 }

@@ -217,6 +217,16 @@ impl Snapshot {
 
     /// The metric labels of requests routed by `key`.
     pub fn request_labels(&self, key: RouteKey) -> Option<RequestLabels> {
+        if key.host.is_some() {
+            // A gateway's rules are not the service's: labels of their own, made per call.
+            let d = self.config.config.resolve(key)?;
+            return Some(RequestLabels::new(
+                "gateway",
+                &d.backend.service,
+                d.backend.subset.as_deref().unwrap_or(""),
+                d.rule.map_or("", |r| r.name.as_str()),
+            ));
+        }
         let table = self
             .route_labels
             .get(key.service)?
@@ -239,6 +249,7 @@ impl Snapshot {
                             service,
                             rule,
                             backend,
+                            host: None,
                         })
                     })
                     .map(|d| {
