@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::config::KubeConfigOptions;
@@ -135,6 +136,8 @@ pub async fn apply(
             Object::ServiceAccount(o) => apply_one(Api::namespaced(c, namespace), o, options).await,
             Object::ClusterRole(o) => apply_one(Api::all(c), o, options).await,
             Object::ClusterRoleBinding(o) => apply_one(Api::all(c), o, options).await,
+            Object::Deployment(o) => apply_one(Api::namespaced(c, namespace), &**o, options).await,
+            Object::Service(o) => apply_one(Api::namespaced(c, namespace), &**o, options).await,
         }?;
         report(&format!(
             "{} {}{suffix}",
@@ -170,6 +173,8 @@ pub async fn apply(
                 "ClusterRoleBinding" => {
                     prune::<ClusterRoleBinding>(c, kind, &keep, options, |c, _| Api::all(c)).await
                 }
+                "Deployment" => prune::<Deployment>(c, kind, &keep, options, Api::namespaced).await,
+                "Service" => prune::<Service>(c, kind, &keep, options, Api::namespaced).await,
                 _ => Ok(Vec::new()),
             }?;
             for name in pruned {

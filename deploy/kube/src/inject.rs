@@ -43,6 +43,9 @@ use crate::input::{MeshInput, WorkloadInput};
 use crate::labels;
 use crate::yaml;
 
+/// The agent image `meshc manifests` runs gateways with unless told otherwise: what the
+/// repository's `Containerfile` builds and tags.
+pub const DEFAULT_IMAGE: &str = concat!("mesh-agent:", env!("CARGO_PKG_VERSION"));
 /// The sidecar's container name.
 pub const SIDECAR: &str = "mesh-agent";
 /// The volume holding the workload's config.
@@ -372,10 +375,16 @@ fn inject_pod(
         }),
         ..Volume::default()
     });
-    volumes.push(Volume {
+    volumes.push(identity_volume(&workload.service_account));
+}
+
+/// The volume of the identity Secret of service account `sa`, with the file names the
+/// agent's `--identity-dir` expects.
+pub fn identity_volume(sa: &str) -> Volume {
+    Volume {
         name: IDENTITY_VOLUME.to_string(),
         secret: Some(SecretVolumeSource {
-            secret_name: Some(labels::secret_name(&workload.service_account)),
+            secret_name: Some(labels::secret_name(sa)),
             items: Some(vec![
                 key_to_path(certs::CA_KEY, mesh_identity::CA_CERT_FILE),
                 key_to_path(certs::CERT_KEY, mesh_identity::CERT_FILE),
@@ -384,7 +393,7 @@ fn inject_pod(
             ..SecretVolumeSource::default()
         }),
         ..Volume::default()
-    });
+    }
 }
 
 /// The environment [`Mode::ProxyEnv`] gives app containers.

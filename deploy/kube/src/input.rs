@@ -10,6 +10,8 @@ pub struct MeshInput {
     pub trust_domain: String,
     /// Its workloads, sorted by namespace and name.
     pub workloads: Vec<WorkloadInput>,
+    /// Its ingress gateways, sorted by namespace and name.
+    pub gateways: Vec<GatewayInput>,
     /// The Cedar schema of the mesh.
     pub cedar_schema: String,
 }
@@ -31,6 +33,23 @@ pub struct WorkloadInput {
     pub config: String,
 }
 
+/// One ingress gateway of the mesh.
+#[derive(Clone, Debug)]
+pub struct GatewayInput {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its service account (identity) in its namespace.
+    pub service_account: String,
+    /// Its SPIFFE id.
+    pub spiffe_id: String,
+    /// The ports it listens on.
+    pub listeners: Vec<u16>,
+    /// Its config, as `meshc compile` writes it (JSON; certificate paths are files here).
+    pub config: String,
+}
+
 impl MeshInput {
     /// The distinct identities of the mesh as (namespace, service account, SPIFFE id),
     /// sorted.
@@ -38,13 +57,13 @@ impl MeshInput {
         let mut ids: Vec<_> = self
             .workloads
             .iter()
-            .map(|w| {
-                (
-                    w.namespace.clone(),
-                    w.service_account.clone(),
-                    w.spiffe_id.clone(),
-                )
-            })
+            .map(|w| (&w.namespace, &w.service_account, &w.spiffe_id))
+            .chain(
+                self.gateways
+                    .iter()
+                    .map(|g| (&g.namespace, &g.service_account, &g.spiffe_id)),
+            )
+            .map(|(ns, sa, id)| (ns.clone(), sa.clone(), id.clone()))
             .collect();
         ids.sort();
         ids.dedup();

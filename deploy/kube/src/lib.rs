@@ -10,12 +10,15 @@
 //! - [`yaml`]: multi-document YAML in and out.
 //! - [`apply`]: server-side apply of those objects through the `kube` client, with dry
 //!   runs, conflict reporting and pruning of what the mesh no longer produces.
+//! - [`gateway`]: the whole workload of an ingress gateway (Deployment, `LoadBalancer`
+//!   Service, config and certificates).
 //! - [`inject`]: adding the `mesh-agent` sidecar to workload manifests.
 //! - [`webhook`]: the same injection as a mutating admission webhook decides it.
 
 pub mod apply;
 pub mod certs;
 pub mod error;
+pub mod gateway;
 pub mod inject;
 pub mod input;
 pub mod labels;
@@ -25,5 +28,5 @@ pub mod webhook;
 pub mod yaml;
 
 pub use error::KubeError;
-pub use input::{MeshInput, WorkloadInput};
+pub use input::{GatewayInput, MeshInput, WorkloadInput};
 pub use object::Object;

@@ -4,6 +4,7 @@
 //!   config (`config.json`) and the mesh's Cedar schema (`mesh.cedarschema`);
 //! - per identity, its ServiceAccount and a `kubernetes.io/tls` Secret with its
 //!   certificate, key and CA bundle (`tls.crt`, `tls.key`, `ca.crt`);
+//! - per ingress gateway, its whole workload ([`crate::gateway`]);
 //! - a ClusterRole that may list and watch EndpointSlices, Pods and Services (all the agent's
 //!   Kubernetes discovery needs), bound to every identity of the mesh.
 //!
@@ -23,14 +24,19 @@ use crate::labels::{self, sha256_hex};
 use crate::object::Object;
 use crate::yaml;
 
-/// Every object of `mesh`, sorted. Without an `issuer` no Secrets are made; `existing`
-/// gives the certificate data a Secret (namespace, name) holds now, reused while good.
+/// Every object of `mesh`, sorted. Without an `issuer` no identity Secrets are made;
+/// `existing` gives the certificate data a Secret (namespace, name) holds now, reused
+/// while good. Gateways run `image`.
 pub fn objects(
     mesh: &MeshInput,
     issuer: Option<&Issuer<'_>>,
     existing: &dyn Fn(&str, &str) -> Option<TlsData>,
+    image: &str,
 ) -> Result<Vec<Object>, KubeError> {
     let mut objects = Vec::new();
+    for gateway in &mesh.gateways {
+        objects.extend(crate::gateway::objects(&mesh.name, gateway, image)?);
+    }
     for workload in &mesh.workloads {
         let data = BTreeMap::from([
             (labels::CONFIG_KEY.to_string(), workload.config.clone()),

@@ -1,7 +1,8 @@
 //! One object `meshc` manages, typed with `k8s-openapi`, and what every part of the crate
 //! asks of it: its kind, name and namespace, and its JSON form.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -18,15 +19,21 @@ pub enum Object {
     ClusterRole(ClusterRole),
     /// Who may read it.
     ClusterRoleBinding(ClusterRoleBinding),
+    /// A gateway's pods (boxed: a Deployment is many times the size of the others).
+    Deployment(Box<Deployment>),
+    /// A gateway's address (boxed, as a Deployment).
+    Service(Box<Service>),
 }
 
 /// The kinds `meshc` manages, in the order it applies them (what others refer to first).
-pub const KINDS: [&str; 5] = [
+pub const KINDS: [&str; 7] = [
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
     "Secret",
     "ConfigMap",
+    "Deployment",
+    "Service",
 ];
 
 impl Object {
@@ -38,6 +45,8 @@ impl Object {
             Object::ServiceAccount(o) => &o.metadata,
             Object::ClusterRole(o) => &o.metadata,
             Object::ClusterRoleBinding(o) => &o.metadata,
+            Object::Deployment(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
         }
     }
 
@@ -49,6 +58,8 @@ impl Object {
             Object::ServiceAccount(_) => "ServiceAccount",
             Object::ClusterRole(_) => "ClusterRole",
             Object::ClusterRoleBinding(_) => "ClusterRoleBinding",
+            Object::Deployment(_) => "Deployment",
+            Object::Service(_) => "Service",
         }
     }
 
@@ -84,6 +95,8 @@ impl Object {
             Object::ServiceAccount(o) => serde_json::to_value(o),
             Object::ClusterRole(o) => serde_json::to_value(o),
             Object::ClusterRoleBinding(o) => serde_json::to_value(o),
+            Object::Deployment(o) => serde_json::to_value(o),
+            Object::Service(o) => serde_json::to_value(o),
         };
         value.unwrap_or(serde_json::Value::Null)
     }

@@ -21,6 +21,7 @@ pub struct Request {
     pub dry_run: Option<super::DryRunArg>,
     pub prune: bool,
     pub force_conflicts: bool,
+    pub image: String,
 }
 
 pub fn run(request: &Request, style: Style) -> Exit {
@@ -65,7 +66,7 @@ pub fn run(request: &Request, style: Style) -> Exit {
         let issuer = ca.as_ref().map(|ca| Issuer::new(ca, SECRET_CERT_TTL));
         let lookup =
             |ns: &str, name: &str| existing.get(&(ns.to_string(), name.to_string())).cloned();
-        let objects = manifests::objects(&mesh, issuer.as_ref(), &lookup)?;
+        let objects = manifests::objects(&mesh, issuer.as_ref(), &lookup, &request.image)?;
         apply::apply(&client, &objects, &options, &mut |line| println!("{line}")).await
     });
     match result {

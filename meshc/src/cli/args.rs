@@ -118,6 +118,9 @@ pub enum Command {
         /// Output directory (one file per object), or `-` for one stream on stdout.
         #[arg(short, long)]
         out: PathBuf,
+        /// The mesh-agent image gateways run.
+        #[arg(long, default_value = mesh_kube::inject::DEFAULT_IMAGE)]
+        image: String,
     },
     /// Server-side apply the mesh's Kubernetes objects to a cluster.
     Apply {
@@ -139,6 +142,9 @@ pub enum Command {
         /// Take over fields that other field managers own.
         #[arg(long)]
         force_conflicts: bool,
+        /// The mesh-agent image gateways run.
+        #[arg(long, default_value = mesh_kube::inject::DEFAULT_IMAGE)]
+        image: String,
     },
     /// Add the mesh-agent sidecar to Kubernetes workload manifests (YAML on stdout).
     Inject {

@@ -13,7 +13,7 @@ use mesh_kube::manifests;
 
 use super::{Exit, mesh_input};
 
-pub fn run(paths: &[PathBuf], ca: &Path, out: &Path, style: Style) -> Exit {
+pub fn run(paths: &[PathBuf], ca: &Path, out: &Path, image: &str, style: Style) -> Exit {
     let mesh = match mesh_input::load(paths, style, "written") {
         Ok(mesh) => mesh,
         Err(exit) => return exit,
@@ -31,7 +31,7 @@ pub fn run(paths: &[PathBuf], ca: &Path, out: &Path, style: Style) -> Exit {
         let file = out.join(manifests::file_name(Some(namespace), "Secret", name));
         manifests::tls_data_from_yaml(&std::fs::read_to_string(file).ok()?)
     };
-    let objects = match manifests::objects(&mesh, Some(&issuer), &existing) {
+    let objects = match manifests::objects(&mesh, Some(&issuer), &existing, image) {
         Ok(objects) => objects,
         Err(err) => {
             eprintln!("error: {err}");

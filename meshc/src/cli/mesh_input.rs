@@ -48,6 +48,7 @@ pub fn load(paths: &[PathBuf], style: Style, verb: &str) -> Result<MeshInput, Ex
         name: mesh.name.clone(),
         trust_domain: mesh.trust_domain.clone(),
         workloads,
+        gateways: Vec::new(),
         cedar_schema: checked.cedar.schema.clone(),
     })
 }

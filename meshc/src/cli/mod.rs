@@ -85,7 +85,12 @@ pub fn run() -> std::process::ExitCode {
         Command::Fmt { check, paths } => fmt::run(&paths, check, style),
         Command::Compile { paths, out } => compile::run(&paths, &out, style),
         Command::Test { paths } => test::run(&paths, style),
-        Command::Manifests { paths, ca, out } => manifests::run(&paths, &ca, &out, style),
+        Command::Manifests {
+            paths,
+            ca,
+            out,
+            image,
+        } => manifests::run(&paths, &ca, &out, &image, style),
         Command::Apply {
             paths,
             ca,
@@ -93,6 +98,7 @@ pub fn run() -> std::process::ExitCode {
             dry_run,
             prune,
             force_conflicts,
+            image,
         } => apply::run(
             &apply::Request {
                 paths,
@@ -101,6 +107,7 @@ pub fn run() -> std::process::ExitCode {
                 dry_run,
                 prune,
                 force_conflicts,
+                image,
             },
             style,
         ),
