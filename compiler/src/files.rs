@@ -24,7 +24,7 @@ pub fn mesh_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FilesError> {
             source,
         })?;
         if meta.is_dir() {
-            walk(path, &mut found)?;
+            walk(path, &mut found, 0)?;
         } else {
             found.push(path.clone());
         }
@@ -34,7 +34,10 @@ pub fn mesh_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FilesError> {
     Ok(found)
 }
 
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), FilesError> {
+/// How deep directories are walked: a symlink loop ends here.
+const MAX_DEPTH: usize = 64;
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) -> Result<(), FilesError> {
     let entries = std::fs::read_dir(dir).map_err(|source| FilesError {
         path: dir.to_path_buf(),
         source,
@@ -51,9 +54,11 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), FilesError> {
             path: path.clone(),
             source,
         })?;
-        if file_type.is_dir() {
-            if !name.starts_with('.') && name != "target" {
-                walk(&path, found)?;
+        // A symlink to a directory is walked too: a Kubernetes ConfigMap volume (how the
+        // injector gets the sources) links each top-level entry into `..data/`.
+        if file_type.is_dir() || (file_type.is_symlink() && path.is_dir()) {
+            if !name.starts_with('.') && name != "target" && depth < MAX_DEPTH {
+                walk(&path, found, depth + 1)?;
             }
         } else if path.extension().is_some_and(|ext| ext == "mesh") {
             found.push(path);

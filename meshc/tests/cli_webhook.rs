@@ -58,13 +58,25 @@ fn write_pair(dir: &Path, cert: &ServingCert) {
 }
 
 fn start(dir: &Path) -> Webhook {
+    let mut args: Vec<String> = ["webhook", "--mesh", "examples/bookinfo", "--image", IMAGE]
+        .map(str::to_string)
+        .to_vec();
+    args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+    args.extend([
+        "--tls-cert".into(),
+        dir.join("tls.crt").display().to_string(),
+    ]);
+    args.extend([
+        "--tls-key".into(),
+        dir.join("tls.key").display().to_string(),
+    ]);
+    start_with(&args)
+}
+
+/// Runs `meshc ARGS` (a webhook) in the workspace and waits for its serving line.
+fn start_with(args: &[String]) -> Webhook {
     let mut child = Command::new(mesh_test_support::meshc())
-        .args(["webhook", "--mesh", "examples/bookinfo", "--image", IMAGE])
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--tls-cert")
-        .arg(dir.join("tls.crt"))
-        .arg("--tls-key")
-        .arg(dir.join("tls.key"))
+        .args(args)
         .current_dir(root())
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
@@ -91,6 +103,19 @@ fn start(dir: &Path) -> Webhook {
 
 /// Sends `body` to `path` over TLS, trusting only `ca_pem`: (status, body).
 fn send(port: u16, ca_pem: &str, method: &str, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    send_to(port, "localhost", ca_pem, method, path, body)
+}
+
+/// [`send`] to a server that must prove the name `server_name`.
+fn send_to(
+    port: u16,
+    server_name: &str,
+    ca_pem: &str,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
+    let server_name = ServerName::try_from(server_name.to_string()).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -110,13 +135,11 @@ fn send(port: u16, ca_pem: &str, method: &str, path: &str, body: Vec<u8>) -> (u1
             let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .unwrap();
-            let tls = tokio::time::timeout(
-                Duration::from_secs(10),
-                connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
-            )
-            .await
-            .expect("handshake within 10 s")
-            .map_err(|e| e.to_string())?;
+            let tls =
+                tokio::time::timeout(Duration::from_secs(10), connector.connect(server_name, tcp))
+                    .await
+                    .expect("handshake within 10 s")
+                    .map_err(|e| e.to_string())?;
             let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                 .await
                 .unwrap();
@@ -361,4 +384,179 @@ fn a_certificate_that_cannot_be_read_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("tls.crt: no certificate in it"), "{stderr}");
+}
+
+/// Every YAML object `meshc manifests -o DIR` wrote, by `KIND/NAME`.
+fn written_objects(out: &Path) -> std::collections::BTreeMap<String, Value> {
+    let mut objects = std::collections::BTreeMap::new();
+    for dir in std::fs::read_dir(out).unwrap() {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+            let object: Value = serde_saphyr::from_str(&text).unwrap();
+            let key = format!(
+                "{}/{}",
+                object["kind"].as_str().unwrap(),
+                object["metadata"]["name"].as_str().unwrap()
+            );
+            objects.insert(key, object);
+        }
+    }
+    objects
+}
+
+fn manifests_with_injector(ca: &Path, out: &Path) {
+    let output = Command::new(mesh_test_support::meshc())
+        .args(["manifests", "examples", "--injector", "--image", IMAGE])
+        .arg("--ca")
+        .arg(ca)
+        .arg("-o")
+        .arg(out)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}
+
+/// The injector `meshc manifests --injector` deploys, run as its objects say: the sources
+/// ConfigMap (of every example, in directories) and the serving Secret are laid out as
+/// the kubelet mounts them, the
+/// container's own arguments start `meshc webhook`, and the API server's side of it (the
+/// `MutatingWebhookConfiguration`: CA bundle, service name, path) reaches it and gets a
+/// pod injected.
+#[test]
+fn the_injector_runs_as_its_manifests_deploy_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    Ca::generate("injector test CA")
+        .unwrap()
+        .write(&ca_dir)
+        .unwrap();
+    let out = dir.path().join("out");
+    manifests_with_injector(&ca_dir, &out);
+    let objects = written_objects(&out);
+
+    let config = objects
+        .iter()
+        .find(|(key, _)| key.starts_with("MutatingWebhookConfiguration/"))
+        .map(|(_, object)| object)
+        .unwrap();
+    let webhook = &config["webhooks"][0];
+    assert_eq!(webhook["failurePolicy"], "Fail");
+    assert_eq!(webhook["sideEffects"], "None");
+    assert_eq!(
+        webhook["namespaceSelector"]["matchLabels"]["mesh/inject"],
+        "enabled"
+    );
+    assert_eq!(webhook["rules"][0]["resources"], json!(["pods"]));
+    assert_eq!(webhook["rules"][0]["operations"], json!(["CREATE"]));
+    let service = &webhook["clientConfig"]["service"];
+    let bundle: k8s_openapi::ByteString =
+        serde_json::from_value(webhook["clientConfig"]["caBundle"].clone()).unwrap();
+    let ca_pem = String::from_utf8(bundle.0).unwrap();
+    assert_eq!(
+        ca_pem,
+        std::fs::read_to_string(ca_dir.join("ca.pem")).unwrap()
+    );
+    assert!(objects.contains_key("Namespace/mesh-system"));
+    let svc = &objects["Service/meshc-injector"];
+    assert_eq!(svc["metadata"]["namespace"], service["namespace"]);
+    assert_eq!(svc["spec"]["ports"][0]["port"], service["port"]);
+
+    // Lay the volumes out as the kubelet would.
+    let deployment = &objects["Deployment/meshc-injector"];
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["command"], json!(["meshc"]));
+    let mut args: Vec<String> = serde_json::from_value(container["args"].clone()).unwrap();
+    for mount in container["volumeMounts"].as_array().unwrap() {
+        let name = mount["name"].as_str().unwrap();
+        let mount_path = mount["mountPath"].as_str().unwrap();
+        let local = dir.path().join(name);
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap();
+        if let Some(map) = volume.get("configMap") {
+            let data = &objects[&format!("ConfigMap/{}", map["name"].as_str().unwrap())]["data"];
+            // As the kubelet does: files under `..data/`, each top-level entry a link.
+            let mut top = std::collections::BTreeSet::new();
+            for item in map["items"].as_array().unwrap() {
+                let relative = item["path"].as_str().unwrap();
+                let path = local.join("..data").join(relative);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, data[item["key"].as_str().unwrap()].as_str().unwrap())
+                    .unwrap();
+                top.insert(relative.split('/').next().unwrap().to_string());
+            }
+            for entry in top {
+                std::os::unix::fs::symlink(Path::new("..data").join(&entry), local.join(&entry))
+                    .unwrap();
+            }
+            // The mounted sources are the whole mesh again.
+            let check = mesh_test_support::run_meshc(&["check", "."], &local);
+            let said = String::from_utf8_lossy(&check.stdout).to_string()
+                + &String::from_utf8_lossy(&check.stderr);
+            let files = map["items"].as_array().unwrap().len();
+            assert!(files > 1, "the examples are several files in directories");
+            assert!(
+                check.status.success() && said.contains(&format!("checked {files} files")),
+                "{said}"
+            );
+        } else {
+            let secret = &objects[&format!(
+                "Secret/{}",
+                volume["secret"]["secretName"].as_str().unwrap()
+            )];
+            std::fs::create_dir_all(&local).unwrap();
+            for (key, value) in secret["data"].as_object().unwrap() {
+                let bytes: k8s_openapi::ByteString = serde_json::from_value(value.clone()).unwrap();
+                std::fs::write(local.join(key), bytes.0).unwrap();
+            }
+        }
+        for arg in &mut args {
+            *arg = arg.replace(mount_path, &local.display().to_string());
+        }
+    }
+    for arg in &mut args {
+        if arg.starts_with("0.0.0.0:") {
+            *arg = "127.0.0.1:0".to_string();
+        }
+    }
+    let running = start_with(&args);
+
+    let server_name = format!(
+        "{}.{}.svc",
+        service["name"].as_str().unwrap(),
+        service["namespace"].as_str().unwrap()
+    );
+    let path = service["path"].as_str().unwrap();
+    let pod = reviews_pod("reviews");
+    let (status, body) = send_to(
+        running.port,
+        &server_name,
+        &ca_pem,
+        "POST",
+        path,
+        admission_review("Pod", "CREATE", pod.clone()),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let mut patched = pod;
+    json_patch::patch(&mut patched, &patch_of(&response(&body))).unwrap();
+    let agent = patched["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "mesh-agent")
+        .cloned()
+        .unwrap();
+    assert_eq!(agent["image"], IMAGE);
+
+    // Run again: the serving certificate is kept while good.
+    let secret_file = out.join("mesh-system/secret-meshc-injector-mesh-identity.yaml");
+    let before = std::fs::read(&secret_file).unwrap();
+    manifests_with_injector(&ca_dir, &out);
+    assert_eq!(std::fs::read(&secret_file).unwrap(), before);
 }

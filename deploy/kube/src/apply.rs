@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -138,6 +139,8 @@ pub async fn apply(
             Object::ClusterRoleBinding(o) => apply_one(Api::all(c), o, options).await,
             Object::Deployment(o) => apply_one(Api::namespaced(c, namespace), &**o, options).await,
             Object::Service(o) => apply_one(Api::namespaced(c, namespace), &**o, options).await,
+            Object::Namespace(o) => apply_one(Api::all(c), o, options).await,
+            Object::MutatingWebhookConfiguration(o) => apply_one(Api::all(c), &**o, options).await,
         }?;
         report(&format!(
             "{} {}{suffix}",
@@ -175,6 +178,13 @@ pub async fn apply(
                 }
                 "Deployment" => prune::<Deployment>(c, kind, &keep, options, Api::namespaced).await,
                 "Service" => prune::<Service>(c, kind, &keep, options, Api::namespaced).await,
+                "MutatingWebhookConfiguration" => {
+                    prune::<MutatingWebhookConfiguration>(c, kind, &keep, options, |c, _| {
+                        Api::all(c)
+                    })
+                    .await
+                }
+                // Namespaces are never pruned (see `object::KINDS`).
                 _ => Ok(Vec::new()),
             }?;
             for name in pruned {

@@ -1,6 +1,8 @@
 //! What this crate needs to know about a compiled mesh, as plain data, so that it does not
 //! depend on the compiler (the compiler depends on it).
 
+use std::collections::BTreeMap;
+
 /// A compiled mesh.
 #[derive(Clone, Debug)]
 pub struct MeshInput {
@@ -14,6 +16,9 @@ pub struct MeshInput {
     pub gateways: Vec<GatewayInput>,
     /// The Cedar schema of the mesh.
     pub cedar_schema: String,
+    /// Its `.mesh` sources (the bundled standard library left out), by path relative to
+    /// the directory that holds them all, `/`-separated: what the injector compiles.
+    pub sources: BTreeMap<String, String>,
 }
 
 /// One workload (service) of the mesh.

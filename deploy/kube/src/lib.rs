@@ -13,6 +13,7 @@
 //! - [`gateway`]: the whole workload of an ingress gateway (Deployment, `LoadBalancer`
 //!   Service, config and certificates).
 //! - [`inject`]: adding the `mesh-agent` sidecar to workload manifests.
+//! - [`injector`]: the objects that run [`webhook`] in a cluster and register it.
 //! - [`webhook`]: the same injection as a mutating admission webhook decides it.
 
 pub mod apply;
@@ -20,6 +21,7 @@ pub mod certs;
 pub mod error;
 pub mod gateway;
 pub mod inject;
+pub mod injector;
 pub mod input;
 pub mod labels;
 pub mod manifests;

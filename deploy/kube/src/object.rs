@@ -1,8 +1,9 @@
 //! One object `meshc` manages, typed with `k8s-openapi`, and what every part of the crate
 //! asks of it: its kind, name and namespace, and its JSON form.
 
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -23,10 +24,16 @@ pub enum Object {
     Deployment(Box<Deployment>),
     /// A gateway's address (boxed, as a Deployment).
     Service(Box<Service>),
+    /// The sidecar injector's namespace.
+    Namespace(Namespace),
+    /// The sidecar injector's registration with the API server.
+    MutatingWebhookConfiguration(Box<MutatingWebhookConfiguration>),
 }
 
 /// The kinds `meshc` manages, in the order it applies them (what others refer to first).
-pub const KINDS: [&str; 7] = [
+/// Namespaces are created but never pruned: deleting one deletes everything in it.
+pub const KINDS: [&str; 9] = [
+    "Namespace",
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
@@ -34,6 +41,7 @@ pub const KINDS: [&str; 7] = [
     "ConfigMap",
     "Deployment",
     "Service",
+    "MutatingWebhookConfiguration",
 ];
 
 impl Object {
@@ -47,6 +55,8 @@ impl Object {
             Object::ClusterRoleBinding(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
+            Object::Namespace(o) => &o.metadata,
+            Object::MutatingWebhookConfiguration(o) => &o.metadata,
         }
     }
 
@@ -60,6 +70,8 @@ impl Object {
             Object::ClusterRoleBinding(_) => "ClusterRoleBinding",
             Object::Deployment(_) => "Deployment",
             Object::Service(_) => "Service",
+            Object::Namespace(_) => "Namespace",
+            Object::MutatingWebhookConfiguration(_) => "MutatingWebhookConfiguration",
         }
     }
 
@@ -97,6 +109,8 @@ impl Object {
             Object::ClusterRoleBinding(o) => serde_json::to_value(o),
             Object::Deployment(o) => serde_json::to_value(o),
             Object::Service(o) => serde_json::to_value(o),
+            Object::Namespace(o) => serde_json::to_value(o),
+            Object::MutatingWebhookConfiguration(o) => serde_json::to_value(o),
         };
         value.unwrap_or(serde_json::Value::Null)
     }

@@ -22,6 +22,7 @@ pub struct Request {
     pub prune: bool,
     pub force_conflicts: bool,
     pub image: String,
+    pub injector: super::args::InjectorArgs,
 }
 
 pub fn run(request: &Request, style: Style) -> Exit {
@@ -33,6 +34,10 @@ pub fn run(request: &Request, style: Style) -> Exit {
         Ok(ca) => ca,
         Err(exit) => return exit,
     };
+    if request.injector.injector && ca.is_none() {
+        eprintln!("error: --injector needs --ca: the mesh CA signs the injector's certificate");
+        return Exit::Trouble;
+    }
     let runtime = match mesh_input::runtime() {
         Ok(runtime) => runtime,
         Err(exit) => return exit,
@@ -54,11 +59,17 @@ pub fn run(request: &Request, style: Style) -> Exit {
     };
     let result: Result<(), KubeError> = runtime.block_on(async {
         let client = apply::client(request.context.as_deref()).await?;
-        let secrets: Vec<(String, String)> = mesh
+        let mut secrets: Vec<(String, String)> = mesh
             .identities()
             .into_iter()
             .map(|(ns, sa, _)| (ns, labels::secret_name(&sa)))
             .collect();
+        if request.injector.injector {
+            secrets.push((
+                request.injector.injector_namespace.clone(),
+                labels::secret_name(mesh_kube::injector::NAME),
+            ));
+        }
         let existing = match &ca {
             Some(_) => apply::existing_tls(&client, &secrets).await?,
             None => Default::default(),
@@ -66,7 +77,17 @@ pub fn run(request: &Request, style: Style) -> Exit {
         let issuer = ca.as_ref().map(|ca| Issuer::new(ca, SECRET_CERT_TTL));
         let lookup =
             |ns: &str, name: &str| existing.get(&(ns.to_string(), name.to_string())).cloned();
-        let objects = manifests::objects(&mesh, issuer.as_ref(), &lookup, &request.image)?;
+        let mut objects = manifests::objects(&mesh, issuer.as_ref(), &lookup, &request.image)?;
+        if let Some(ca) = &ca {
+            objects = super::manifests::with_injector(
+                objects,
+                &mesh,
+                &request.injector,
+                &request.image,
+                ca,
+                &lookup,
+            )?;
+        }
         apply::apply(&client, &objects, &options, &mut |line| println!("{line}")).await
     });
     match result {

@@ -121,6 +121,8 @@ pub enum Command {
         /// The mesh-agent image gateways run.
         #[arg(long, default_value = mesh_kube::inject::DEFAULT_IMAGE)]
         image: String,
+        #[command(flatten)]
+        injector: InjectorArgs,
     },
     /// Server-side apply the mesh's Kubernetes objects to a cluster.
     Apply {
@@ -145,6 +147,8 @@ pub enum Command {
         /// The mesh-agent image gateways run.
         #[arg(long, default_value = mesh_kube::inject::DEFAULT_IMAGE)]
         image: String,
+        #[command(flatten)]
+        injector: InjectorArgs,
     },
     /// Add the mesh-agent sidecar to Kubernetes workload manifests (YAML on stdout).
     Inject {
@@ -198,6 +202,22 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+}
+
+/// The sidecar injector's objects in `meshc manifests` and `meshc apply`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct InjectorArgs {
+    /// Also deploy the sidecar injector (`meshc webhook` as a mutating admission webhook,
+    /// run from `--image`): pods created in namespaces labelled mesh/inject=enabled get the
+    /// sidecar. Needs the mesh CA, which signs its serving certificate.
+    #[arg(long)]
+    pub injector: bool,
+    /// The namespace the injector runs in (created, never pruned).
+    #[arg(long, default_value = mesh_kube::injector::DEFAULT_NAMESPACE)]
+    pub injector_namespace: String,
+    /// How the injector meshes pods (as `meshc inject --mode`).
+    #[arg(long = "injector-mode", value_enum, default_value_t = InjectMode::Capture)]
+    pub mode: InjectMode,
 }
 
 /// Modes of `meshc inject`.

@@ -8,12 +8,21 @@
 use std::path::{Path, PathBuf};
 
 use mesh_compiler::report::Style;
-use mesh_kube::certs::{Issuer, SECRET_CERT_TTL};
-use mesh_kube::manifests;
+use mesh_kube::certs::{Issuer, SECRET_CERT_TTL, TlsData};
+use mesh_kube::injector::{self, Injector};
+use mesh_kube::{KubeError, MeshInput, Object, manifests};
 
+use super::args::InjectorArgs;
 use super::{Exit, mesh_input};
 
-pub fn run(paths: &[PathBuf], ca: &Path, out: &Path, image: &str, style: Style) -> Exit {
+pub fn run(
+    paths: &[PathBuf],
+    ca: &Path,
+    out: &Path,
+    image: &str,
+    injector: &InjectorArgs,
+    style: Style,
+) -> Exit {
     let mesh = match mesh_input::load(paths, style, "written") {
         Ok(mesh) => mesh,
         Err(exit) => return exit,
@@ -31,7 +40,9 @@ pub fn run(paths: &[PathBuf], ca: &Path, out: &Path, image: &str, style: Style) 
         let file = out.join(manifests::file_name(Some(namespace), "Secret", name));
         manifests::tls_data_from_yaml(&std::fs::read_to_string(file).ok()?)
     };
-    let objects = match manifests::objects(&mesh, Some(&issuer), &existing, image) {
+    let objects = manifests::objects(&mesh, Some(&issuer), &existing, image)
+        .and_then(|objects| with_injector(objects, &mesh, injector, image, &ca, &existing));
+    let objects = match objects {
         Ok(objects) => objects,
         Err(err) => {
             eprintln!("error: {err}");
@@ -85,6 +96,39 @@ pub fn run(paths: &[PathBuf], ca: &Path, out: &Path, image: &str, style: Style) 
         if written == 1 { "" } else { "s" }
     );
     Exit::Ok
+}
+
+/// `objects`, plus the sidecar injector's when asked for, sorted. `existing` gives the
+/// certificate data a Secret (namespace, name) holds now.
+pub(super) fn with_injector(
+    mut objects: Vec<Object>,
+    mesh: &MeshInput,
+    args: &InjectorArgs,
+    image: &str,
+    ca: &mesh_identity::Ca,
+    existing: &dyn Fn(&str, &str) -> Option<TlsData>,
+) -> Result<Vec<Object>, KubeError> {
+    if !args.injector {
+        return Ok(objects);
+    }
+    let options = Injector {
+        namespace: args.injector_namespace.clone(),
+        image: image.to_string(),
+        mode: args.mode.into(),
+    };
+    let serving = existing(
+        &options.namespace,
+        &mesh_kube::labels::secret_name(injector::NAME),
+    );
+    objects.extend(injector::objects(
+        &mesh.name,
+        &options,
+        &mesh.sources,
+        ca,
+        serving.as_ref(),
+    )?);
+    objects.sort_by_key(Object::sort_key);
+    Ok(objects)
 }
 
 /// Removes `OUT/*/*.yaml` files holding an object of `mesh` that is not in `files`;

@@ -2,7 +2,8 @@
 //! errors, as `compile` does) and describe each workload with the exact config bytes
 //! `meshc compile` writes, so hashes agree everywhere.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 
 use mesh_compiler::report::Style;
 use mesh_kube::{MeshInput, WorkloadInput};
@@ -50,7 +51,60 @@ pub fn load(paths: &[PathBuf], style: Style, verb: &str) -> Result<MeshInput, Ex
         workloads,
         gateways: Vec::new(),
         cedar_schema: checked.cedar.schema.clone(),
+        sources: sources(&checked.loaded),
     })
+}
+
+/// The mesh's own source files by path relative to their common directory.
+fn sources(loaded: &mesh_compiler::load::Loaded) -> BTreeMap<String, String> {
+    let files: Vec<(PathBuf, &str)> = loaded
+        .files
+        .iter()
+        .filter(|f| !f.is_std)
+        .map(|f| (normalized(Path::new(&f.source.name)), &*f.source.text))
+        .collect();
+    let mut common: Option<PathBuf> = None;
+    for (path, _) in &files {
+        let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        common = Some(match common {
+            None => dir,
+            Some(c) => c
+                .components()
+                .zip(dir.components())
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| a)
+                .collect(),
+        });
+    }
+    let common = common.unwrap_or_default();
+    files
+        .into_iter()
+        .map(|(path, text)| {
+            let relative = path.strip_prefix(&common).unwrap_or(&path);
+            let key = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            (key, text.to_string())
+        })
+        .collect()
+}
+
+/// `path` made absolute, with `.` and `..` resolved without touching the file system.
+fn normalized(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A runtime for the commands that talk to a cluster.

@@ -90,7 +90,8 @@ pub fn run() -> std::process::ExitCode {
             ca,
             out,
             image,
-        } => manifests::run(&paths, &ca, &out, &image, style),
+            injector,
+        } => manifests::run(&paths, &ca, &out, &image, &injector, style),
         Command::Apply {
             paths,
             ca,
@@ -99,6 +100,7 @@ pub fn run() -> std::process::ExitCode {
             prune,
             force_conflicts,
             image,
+            injector,
         } => apply::run(
             &apply::Request {
                 paths,
@@ -108,6 +110,7 @@ pub fn run() -> std::process::ExitCode {
                 prune,
                 force_conflicts,
                 image,
+                injector,
             },
             style,
         ),
