@@ -409,3 +409,76 @@ async fn refuses_a_mesh_with_errors_and_reports_an_unreachable_api() {
     );
     assert!(output.stdout.is_empty());
 }
+
+/// The injector's objects go through the same apply: created in order (the namespace
+/// first, the webhook registration last), unchanged on re-apply (its serving certificate
+/// read back from the cluster and kept), and pruned when no longer asked for — all but
+/// the namespace, which is never pruned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_injector_is_applied_kept_and_pruned() {
+    let s = setup().await;
+    let out = lines(&s.apply(&["--injector"]).await);
+    let injector = [
+        "namespace/mesh-system",
+        "serviceaccount/meshc-injector",
+        "secret/meshc-injector-mesh-identity",
+        "configmap/meshc-bookinfo-sources",
+        "deployment/meshc-injector",
+        "service/meshc-injector",
+        "mutatingwebhookconfiguration/meshc-bookinfo-injector",
+    ];
+    for object in injector {
+        assert!(
+            out.contains(&format!("{object} created")),
+            "{object}: {out:?}"
+        );
+    }
+    assert_eq!(out.first().unwrap(), "namespace/mesh-system created");
+    assert_eq!(
+        out.last().unwrap(),
+        "mutatingwebhookconfiguration/meshc-bookinfo-injector created"
+    );
+    let webhook = s
+        .api
+        .get(
+            "admissionregistration.k8s.io/v1",
+            "MutatingWebhookConfiguration",
+            None,
+            "meshc-bookinfo-injector",
+        )
+        .unwrap();
+    assert_eq!(
+        webhook["webhooks"][0]["clientConfig"]["service"]["namespace"],
+        "mesh-system"
+    );
+
+    let again = lines(&s.apply(&["--injector"]).await);
+    assert!(again.iter().all(|l| l.ends_with(" unchanged")), "{again:?}");
+
+    let pruned = lines(&s.apply(&["--prune"]).await);
+    for object in &injector[1..] {
+        assert!(
+            pruned.contains(&format!("{object} pruned")),
+            "{object}: {pruned:?}"
+        );
+    }
+    assert!(
+        !pruned.iter().any(|l| l.starts_with("namespace/")),
+        "{pruned:?}"
+    );
+    assert!(s.api.get("v1", "Namespace", None, "mesh-system").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_injector_needs_the_ca() {
+    let s = setup().await;
+    let output = s
+        .meshc(vec![
+            "apply".into(),
+            s.mesh.to_str().unwrap().into(),
+            "--injector".into(),
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--injector needs --ca"));
+}
