@@ -482,3 +482,55 @@ async fn the_injector_needs_the_ca() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--injector needs --ca"));
 }
+
+/// With `--issuer cert-manager`, cert-manager's resources go through the same apply (as
+/// dynamic objects of `cert-manager.io/v1`): created, unchanged on re-apply, and pruned
+/// when meshc issues again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cert_manager_resources_are_applied_and_pruned() {
+    let s = setup().await;
+    let out = lines(&s.apply(&["--issuer", "cert-manager"]).await);
+    for object in [
+        "secret/meshc-bookinfo-ca",
+        "clusterissuer/meshc-bookinfo-ca",
+        "certificate/reviews-mesh-identity",
+        "certificate/bookinfo-productpage-mesh-identity",
+    ] {
+        assert!(
+            out.contains(&format!("{object} created")),
+            "{object}: {out:?}"
+        );
+    }
+    assert!(
+        !out.iter()
+            .any(|l| l.starts_with("secret/reviews-mesh-identity")),
+        "{out:?}"
+    );
+    let certificate = s
+        .api
+        .get(
+            "cert-manager.io/v1",
+            "Certificate",
+            Some("bookinfo"),
+            "reviews-mesh-identity",
+        )
+        .unwrap();
+    assert_eq!(
+        certificate["spec"]["uris"],
+        json!(["spiffe://cluster.local/ns/bookinfo/sa/reviews"])
+    );
+    let again = lines(&s.apply(&["--issuer", "cert-manager"]).await);
+    assert!(again.iter().all(|l| l.ends_with(" unchanged")), "{again:?}");
+
+    let back = lines(&s.apply(&["--prune"]).await);
+    for object in [
+        "clusterissuer/meshc-bookinfo-ca",
+        "certificate/reviews-mesh-identity",
+    ] {
+        assert!(
+            back.contains(&format!("{object} pruned")),
+            "{object}: {back:?}"
+        );
+    }
+    assert!(back.contains(&"secret/reviews-mesh-identity created".to_string()));
+}

@@ -340,3 +340,146 @@ fn refuses_without_a_ca_or_with_errors() {
     );
     assert!(!out.exists(), "nothing written");
 }
+
+/// `spec` of a cert-manager `Certificate` (`cert-manager.io/v1`), with the fields its API
+/// reference documents and nothing else: an unknown field fails the test.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CertificateSpec {
+    secret_name: String,
+    issuer_ref: IssuerRef,
+    uris: Vec<String>,
+    duration: String,
+    renew_before: String,
+    private_key: PrivateKey,
+    usages: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuerRef {
+    name: String,
+    kind: String,
+    group: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PrivateKey {
+    algorithm: String,
+    size: u32,
+    encoding: String,
+    rotation_policy: String,
+}
+
+/// Go durations as cert-manager writes them (`24h`, `8h`, `90m`): seconds.
+fn go_duration(text: &str) -> u64 {
+    let (number, unit) = text.split_at(text.len() - 1);
+    let number: u64 = number.parse().unwrap();
+    number
+        * match unit {
+            "h" => 3600,
+            "m" => 60,
+            "s" => 1,
+            _ => panic!("unit of {text}"),
+        }
+}
+
+#[test]
+fn cert_manager_issues_every_identity_into_the_secret_the_agent_mounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca_dir(dir.path());
+    let output = run_meshc(
+        &[
+            "manifests",
+            "compiler/tests/fixtures/frozen-bookinfo",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--issuer",
+            "cert-manager",
+            "-o",
+            "-",
+        ],
+        &root(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(output.stdout).unwrap()).unwrap();
+    let of_kind =
+        |kind: &str| -> Vec<&Value> { docs.iter().filter(|d| d["kind"] == kind).collect() };
+
+    // The issuer: a CA issuer over a Secret holding the mesh CA, where cert-manager
+    // reads a ClusterIssuer's Secrets.
+    let issuers = of_kind("ClusterIssuer");
+    assert_eq!(issuers.len(), 1);
+    let issuer = issuers[0];
+    assert_eq!(issuer["apiVersion"], "cert-manager.io/v1");
+    let issuer_name = issuer["metadata"]["name"].as_str().unwrap();
+    let ca_secret_name = issuer["spec"]["ca"]["secretName"].as_str().unwrap();
+    let ca_secret: Secret = serde_json::from_value(
+        of_kind("Secret")
+            .into_iter()
+            .find(|s| s["metadata"]["name"] == ca_secret_name)
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        ca_secret.metadata.namespace.as_deref(),
+        Some("cert-manager")
+    );
+    let data = ca_secret.data.unwrap();
+    assert_eq!(
+        data["tls.crt"].0,
+        std::fs::read(ca.join("ca.pem")).unwrap(),
+        "the issuer signs with the mesh CA"
+    );
+    assert_eq!(
+        data["tls.key"].0,
+        std::fs::read(ca.join("ca-key.pem")).unwrap()
+    );
+
+    // No identity Secret of meshc's: a Certificate per identity instead.
+    assert!(
+        of_kind("Secret").iter().all(|s| !s["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("-mesh-identity")),
+        "cert-manager writes the identity Secrets"
+    );
+    let identities: BTreeMap<String, String> = of_kind("ServiceAccount")
+        .iter()
+        .map(|sa| {
+            let ns = sa["metadata"]["namespace"].as_str().unwrap();
+            let name = sa["metadata"]["name"].as_str().unwrap();
+            (
+                format!("{ns}/{name}"),
+                format!("spiffe://cluster.local/ns/{ns}/sa/{name}"),
+            )
+        })
+        .collect();
+    let certificates = of_kind("Certificate");
+    assert_eq!(certificates.len(), identities.len());
+    for certificate in certificates {
+        assert_eq!(certificate["apiVersion"], "cert-manager.io/v1");
+        let ns = certificate["metadata"]["namespace"].as_str().unwrap();
+        let spec: CertificateSpec = serde_json::from_value(certificate["spec"].clone()).unwrap();
+        // The Secret `meshc inject` mounts as the agent's identity.
+        let sa = spec.secret_name.strip_suffix("-mesh-identity").unwrap();
+        assert_eq!(spec.uris, [identities[&format!("{ns}/{sa}")].clone()]);
+        assert_eq!(spec.issuer_ref.name, issuer_name);
+        assert_eq!(spec.issuer_ref.kind, "ClusterIssuer");
+        assert_eq!(spec.issuer_ref.group, "cert-manager.io");
+        assert_eq!(go_duration(&spec.duration), 24 * 3600);
+        assert!(go_duration(&spec.renew_before) < go_duration(&spec.duration));
+        assert_eq!(
+            (spec.private_key.algorithm.as_str(), spec.private_key.size),
+            ("ECDSA", 256)
+        );
+        assert_eq!(spec.private_key.encoding, "PKCS8");
+        assert_eq!(spec.private_key.rotation_policy, "Always");
+        for usage in ["server auth", "client auth"] {
+            assert!(spec.usages.iter().any(|u| u == usage), "mTLS needs {usage}");
+        }
+    }
+}

@@ -11,7 +11,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::config::KubeConfigOptions;
 use kube::{Client, Config, Resource, ResourceExt};
 use serde::Serialize;
@@ -141,6 +141,20 @@ pub async fn apply(
             Object::Service(o) => apply_one(Api::namespaced(c, namespace), &**o, options).await,
             Object::Namespace(o) => apply_one(Api::all(c), o, options).await,
             Object::MutatingWebhookConfiguration(o) => apply_one(Api::all(c), &**o, options).await,
+            Object::ClusterIssuer(_) | Object::Certificate(_) => {
+                let resource = cert_manager_resource(object.kind());
+                let dynamic: DynamicObject =
+                    serde_json::from_value(object.to_json()).map_err(|e| KubeError::Api {
+                        object: object.display_name(),
+                        message: e.to_string(),
+                    })?;
+                let api = if object.namespace().is_some() {
+                    Api::namespaced_with(c, namespace, &resource)
+                } else {
+                    Api::all_with(c, &resource)
+                };
+                apply_dynamic(api, &dynamic, &resource, options).await
+            }
         }?;
         report(&format!(
             "{} {}{suffix}",
@@ -184,6 +198,10 @@ pub async fn apply(
                     })
                     .await
                 }
+                "ClusterIssuer" | "Certificate" => {
+                    let resource = cert_manager_resource(kind);
+                    prune_with(c, kind, &keep, options, &resource).await
+                }
                 // Namespaces are never pruned (see `object::KINDS`).
                 _ => Ok(Vec::new()),
             }?;
@@ -203,8 +221,26 @@ async fn apply_one<K>(api: Api<K>, object: &K, options: &Options) -> Result<Outc
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
 {
+    apply_dynamic(api, object, &(), options).await
+}
+
+/// [`apply_one`] for any resource, described by `resource` (a `DynamicObject`'s
+/// `ApiResource`, `()` for the typed ones).
+async fn apply_dynamic<K>(
+    api: Api<K>,
+    object: &K,
+    resource: &K::DynamicType,
+    options: &Options,
+) -> Result<Outcome, KubeError>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
     let name = object.name_any();
-    let what = describe(&K::kind(&()), object.meta().namespace.as_deref(), &name);
+    let what = describe(
+        &K::kind(resource),
+        object.meta().namespace.as_deref(),
+        &name,
+    );
     let before = api.get_opt(&name).await.map_err(|e| api_error(&what, e))?;
     let desired = serde_json::to_value(object).unwrap_or_default();
     let changes = |live: &K| !is_subset(&desired, &serde_json::to_value(live).unwrap_or_default());
@@ -248,7 +284,41 @@ async fn prune<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    let all: Api<K> = Api::all(client.clone());
+    let stale = stale::<K>(client.clone(), kind, keep, options, &()).await?;
+    delete(kind, stale, options, |namespace| {
+        scoped(client.clone(), namespace.unwrap_or_default())
+    })
+    .await
+}
+
+/// [`prune`] for a resource without a Rust type (cert-manager's), described by `resource`.
+async fn prune_with(
+    client: Client,
+    kind: &str,
+    keep: &BTreeSet<(String, Option<String>, String)>,
+    options: &Options,
+    resource: &ApiResource,
+) -> Result<Vec<String>, KubeError> {
+    let stale = stale::<DynamicObject>(client.clone(), kind, keep, options, resource).await?;
+    delete(kind, stale, options, |namespace| match namespace {
+        Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, resource),
+        None => Api::<DynamicObject>::all_with(client.clone(), resource),
+    })
+    .await
+}
+
+/// The objects of `kind` labelled with the mesh that are not in `keep`, sorted.
+async fn stale<K>(
+    client: Client,
+    kind: &str,
+    keep: &BTreeSet<(String, Option<String>, String)>,
+    options: &Options,
+    resource: &K::DynamicType,
+) -> Result<Vec<(Option<String>, String)>, KubeError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let all: Api<K> = Api::all_with(client, resource);
     let selector = labels::selector(&options.mesh);
     let list = all
         .list(&ListParams::default().labels(&selector))
@@ -261,6 +331,19 @@ where
         .filter(|(ns, name)| !keep.contains(&(kind.to_string(), ns.clone(), name.clone())))
         .collect();
     stale.sort();
+    Ok(stale)
+}
+
+/// Deletes `stale` objects of `kind` (unless a client dry run); returns their names.
+async fn delete<K>(
+    kind: &str,
+    stale: Vec<(Option<String>, String)>,
+    options: &Options,
+    api: impl Fn(Option<&str>) -> Api<K>,
+) -> Result<Vec<String>, KubeError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
     let params = DeleteParams {
         dry_run: options.dry_run != DryRun::No,
         ..DeleteParams::default()
@@ -268,14 +351,25 @@ where
     let mut pruned = Vec::new();
     for (namespace, name) in stale {
         if options.dry_run != DryRun::Client {
-            let api = scoped(client.clone(), namespace.as_deref().unwrap_or_default());
-            api.delete(&name, &params)
+            api(namespace.as_deref())
+                .delete(&name, &params)
                 .await
                 .map_err(|e| api_error(&describe(kind, namespace.as_deref(), &name), e))?;
         }
         pruned.push(name);
     }
     Ok(pruned)
+}
+
+/// The `ApiResource` of a cert-manager kind.
+fn cert_manager_resource(kind: &str) -> ApiResource {
+    ApiResource {
+        group: crate::cert_manager::GROUP.to_string(),
+        version: "v1".to_string(),
+        api_version: crate::cert_manager::API_VERSION.to_string(),
+        kind: kind.to_string(),
+        plural: format!("{}s", kind.to_ascii_lowercase()),
+    }
 }
 
 /// Whether every field of `desired` is in `live` with the same value (lists compared

@@ -4,6 +4,8 @@
 //!   config (`config.json`) and the mesh's Cedar schema (`mesh.cedarschema`);
 //! - per identity, its ServiceAccount and a `kubernetes.io/tls` Secret with its
 //!   certificate, key and CA bundle (`tls.crt`, `tls.key`, `ca.crt`);
+//!   (with `--issuer cert-manager`: a `ClusterIssuer` backed by the mesh CA and a
+//!   `Certificate` per identity instead, see [`crate::cert_manager`]);
 //! - per ingress gateway, its whole workload ([`crate::gateway`]);
 //! - a ClusterRole that may list and watch EndpointSlices, Pods and Services (all the agent's
 //!   Kubernetes discovery needs), bound to every identity of the mesh.
@@ -17,6 +19,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 
+use crate::cert_manager::{self, CaFiles};
 use crate::certs::{Issuer, TlsData};
 use crate::error::KubeError;
 use crate::input::MeshInput;
@@ -24,16 +27,41 @@ use crate::labels::{self, sha256_hex};
 use crate::object::Object;
 use crate::yaml;
 
-/// Every object of `mesh`, sorted. Without an `issuer` no identity Secrets are made;
-/// `existing` gives the certificate data a Secret (namespace, name) holds now, reused
-/// while good. Gateways run `image`.
+/// Who makes the identities' certificates.
+#[derive(Clone, Copy)]
+pub enum Identities<'a> {
+    /// No one: identity Secrets are left alone.
+    None,
+    /// `meshc`, into identity Secrets, from the mesh CA.
+    Meshc(&'a Issuer<'a>),
+    /// cert-manager, renewing them, from a `ClusterIssuer` backed by the mesh CA (its
+    /// Secret in `namespace`).
+    CertManager {
+        /// The mesh CA's files.
+        ca: &'a CaFiles,
+        /// cert-manager's cluster resource namespace.
+        namespace: &'a str,
+    },
+}
+
+/// Every object of `mesh`, sorted. `identities` says who issues certificates; `existing`
+/// gives the certificate data a Secret (namespace, name) holds now, reused while good.
+/// Gateways run `image`.
 pub fn objects(
     mesh: &MeshInput,
-    issuer: Option<&Issuer<'_>>,
+    identities: Identities<'_>,
     existing: &dyn Fn(&str, &str) -> Option<TlsData>,
     image: &str,
 ) -> Result<Vec<Object>, KubeError> {
     let mut objects = Vec::new();
+    let issuer = match identities {
+        Identities::Meshc(issuer) => Some(issuer),
+        Identities::None => None,
+        Identities::CertManager { ca, namespace } => {
+            objects.extend(cert_manager::objects(mesh, ca, namespace));
+            None
+        }
+    };
     for gateway in &mesh.gateways {
         objects.extend(crate::gateway::objects(&mesh.name, gateway, image)?);
     }

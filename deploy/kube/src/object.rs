@@ -7,6 +7,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceA
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::cert_manager::{Certificate, ClusterIssuer};
+
 /// An object of the mesh.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Object {
@@ -28,16 +30,22 @@ pub enum Object {
     Namespace(Namespace),
     /// The sidecar injector's registration with the API server.
     MutatingWebhookConfiguration(Box<MutatingWebhookConfiguration>),
+    /// cert-manager's issuer backed by the mesh CA.
+    ClusterIssuer(Box<ClusterIssuer>),
+    /// An identity's certificate as cert-manager keeps it renewed.
+    Certificate(Box<Certificate>),
 }
 
 /// The kinds `meshc` manages, in the order it applies them (what others refer to first).
 /// Namespaces are created but never pruned: deleting one deletes everything in it.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 11] = [
     "Namespace",
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
     "Secret",
+    "ClusterIssuer",
+    "Certificate",
     "ConfigMap",
     "Deployment",
     "Service",
@@ -57,6 +65,8 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
             Object::MutatingWebhookConfiguration(o) => &o.metadata,
+            Object::ClusterIssuer(o) => &o.metadata,
+            Object::Certificate(o) => &o.metadata,
         }
     }
 
@@ -72,6 +82,8 @@ impl Object {
             Object::Service(_) => "Service",
             Object::Namespace(_) => "Namespace",
             Object::MutatingWebhookConfiguration(_) => "MutatingWebhookConfiguration",
+            Object::ClusterIssuer(_) => "ClusterIssuer",
+            Object::Certificate(_) => "Certificate",
         }
     }
 
@@ -111,6 +123,8 @@ impl Object {
             Object::Service(o) => serde_json::to_value(o),
             Object::Namespace(o) => serde_json::to_value(o),
             Object::MutatingWebhookConfiguration(o) => serde_json::to_value(o),
+            Object::ClusterIssuer(o) => serde_json::to_value(o),
+            Object::Certificate(o) => serde_json::to_value(o),
         };
         value.unwrap_or(serde_json::Value::Null)
     }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use mesh_compiler::report::Style;
 use mesh_kube::apply::{self, DryRun, Options};
 use mesh_kube::certs::{Issuer, SECRET_CERT_TTL};
+use mesh_kube::manifests::Identities;
 use mesh_kube::{KubeError, labels, manifests, object};
 
 use super::{Exit, mesh_input};
@@ -23,6 +24,7 @@ pub struct Request {
     pub force_conflicts: bool,
     pub image: String,
     pub injector: super::args::InjectorArgs,
+    pub issuer: super::args::IssuerArgs,
 }
 
 pub fn run(request: &Request, style: Style) -> Exit {
@@ -34,6 +36,19 @@ pub fn run(request: &Request, style: Style) -> Exit {
         Ok(ca) => ca,
         Err(exit) => return exit,
     };
+    let ca_files = match &request.ca {
+        Some(dir) => match super::manifests::ca_files(dir, &request.issuer) {
+            Ok(files) => files,
+            Err(exit) => return exit,
+        },
+        None => None,
+    };
+    if request.issuer.issuer == super::args::IssuerKind::CertManager && ca.is_none() {
+        eprintln!(
+            "error: --issuer cert-manager needs --ca: its ClusterIssuer signs with the mesh CA"
+        );
+        return Exit::Trouble;
+    }
     if request.injector.injector && ca.is_none() {
         eprintln!("error: --injector needs --ca: the mesh CA signs the injector's certificate");
         return Exit::Trouble;
@@ -54,7 +69,8 @@ pub fn run(request: &Request, style: Style) -> Exit {
         prune_kinds: object::KINDS
             .iter()
             .copied()
-            .filter(|k| ca.is_some() || *k != "Secret")
+            // Without the CA, identities are not this run's business.
+            .filter(|k| ca.is_some() || !matches!(*k, "Secret" | "ClusterIssuer" | "Certificate"))
             .collect(),
     };
     let result: Result<(), KubeError> = runtime.block_on(async {
@@ -71,13 +87,21 @@ pub fn run(request: &Request, style: Style) -> Exit {
             ));
         }
         let existing = match &ca {
-            Some(_) => apply::existing_tls(&client, &secrets).await?,
-            None => Default::default(),
+            Some(_) if ca_files.is_none() || request.injector.injector => {
+                apply::existing_tls(&client, &secrets).await?
+            }
+            _ => Default::default(),
         };
         let issuer = ca.as_ref().map(|ca| Issuer::new(ca, SECRET_CERT_TTL));
         let lookup =
             |ns: &str, name: &str| existing.get(&(ns.to_string(), name.to_string())).cloned();
-        let mut objects = manifests::objects(&mesh, issuer.as_ref(), &lookup, &request.image)?;
+        let identities = match &issuer {
+            Some(issuer) => {
+                super::manifests::identities(&request.issuer, issuer, ca_files.as_ref())
+            }
+            None => Identities::None,
+        };
+        let mut objects = manifests::objects(&mesh, identities, &lookup, &request.image)?;
         if let Some(ca) = &ca {
             objects = super::manifests::with_injector(
                 objects,

@@ -123,6 +123,8 @@ pub enum Command {
         image: String,
         #[command(flatten)]
         injector: InjectorArgs,
+        #[command(flatten)]
+        issuer: IssuerArgs,
     },
     /// Server-side apply the mesh's Kubernetes objects to a cluster.
     Apply {
@@ -149,6 +151,8 @@ pub enum Command {
         image: String,
         #[command(flatten)]
         injector: InjectorArgs,
+        #[command(flatten)]
+        issuer: IssuerArgs,
     },
     /// Add the mesh-agent sidecar to Kubernetes workload manifests (YAML on stdout).
     Inject {
@@ -202,6 +206,28 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+}
+
+/// Who issues workload certificates in `meshc manifests` and `meshc apply`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct IssuerArgs {
+    /// `meshc`: identity Secrets issued now from the mesh CA, valid 90 days (renewed by
+    /// running again). `cert-manager`: a cert-manager ClusterIssuer backed by the mesh CA
+    /// and a Certificate per identity, valid 24 h and renewed by cert-manager.
+    #[arg(long, value_enum, default_value_t = IssuerKind::Meshc)]
+    pub issuer: IssuerKind,
+    /// cert-manager's cluster resource namespace, where the ClusterIssuer's CA Secret goes.
+    #[arg(long, default_value = mesh_kube::cert_manager::DEFAULT_NAMESPACE)]
+    pub cert_manager_namespace: String,
+}
+
+/// Issuers of workload certificates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IssuerKind {
+    /// `meshc` itself.
+    Meshc,
+    /// cert-manager.
+    CertManager,
 }
 
 /// The sidecar injector's objects in `meshc manifests` and `meshc apply`.

@@ -3,32 +3,43 @@
 //! writes one file per object (`DIR/NAMESPACE/KIND-NAME.yaml`, cluster-scoped objects in
 //! `DIR/_cluster/`), replacing only files whose bytes change and removing the files of
 //! this mesh's objects that it no longer produces, and keeps the certificates of Secrets
-//! already there while they are good so that re-running changes nothing.
+//! already there while they are good so that re-running changes nothing. With `--issuer
+//! cert-manager` cert-manager issues and renews the identities instead.
 
 use std::path::{Path, PathBuf};
 
 use mesh_compiler::report::Style;
+use mesh_kube::cert_manager::CaFiles;
 use mesh_kube::certs::{Issuer, SECRET_CERT_TTL, TlsData};
 use mesh_kube::injector::{self, Injector};
+use mesh_kube::manifests::Identities;
 use mesh_kube::{KubeError, MeshInput, Object, manifests};
 
-use super::args::InjectorArgs;
+use super::args::{InjectorArgs, IssuerArgs, IssuerKind};
 use super::{Exit, mesh_input};
 
-pub fn run(
-    paths: &[PathBuf],
-    ca: &Path,
-    out: &Path,
-    image: &str,
-    injector: &InjectorArgs,
-    style: Style,
-) -> Exit {
-    let mesh = match mesh_input::load(paths, style, "written") {
+/// What `meshc manifests` was asked to do.
+pub struct Request {
+    pub paths: Vec<PathBuf>,
+    pub ca: PathBuf,
+    pub out: PathBuf,
+    pub image: String,
+    pub injector: InjectorArgs,
+    pub issuer: IssuerArgs,
+}
+
+pub fn run(request: &Request, style: Style) -> Exit {
+    let (out, image, injector) = (&request.out, &request.image, &request.injector);
+    let mesh = match mesh_input::load(&request.paths, style, "written") {
         Ok(mesh) => mesh,
         Err(exit) => return exit,
     };
-    let ca = match mesh_input::load_ca(ca) {
+    let ca = match mesh_input::load_ca(&request.ca) {
         Ok(ca) => ca,
+        Err(exit) => return exit,
+    };
+    let ca_files = match ca_files(&request.ca, &request.issuer) {
+        Ok(files) => files,
         Err(exit) => return exit,
     };
     let issuer = Issuer::new(&ca, SECRET_CERT_TTL);
@@ -40,7 +51,8 @@ pub fn run(
         let file = out.join(manifests::file_name(Some(namespace), "Secret", name));
         manifests::tls_data_from_yaml(&std::fs::read_to_string(file).ok()?)
     };
-    let objects = manifests::objects(&mesh, Some(&issuer), &existing, image)
+    let identities = identities(&request.issuer, &issuer, ca_files.as_ref());
+    let objects = manifests::objects(&mesh, identities, &existing, image)
         .and_then(|objects| with_injector(objects, &mesh, injector, image, &ca, &existing));
     let objects = match objects {
         Ok(objects) => objects,
@@ -96,6 +108,39 @@ pub fn run(
         if written == 1 { "" } else { "s" }
     );
     Exit::Ok
+}
+
+/// The mesh CA's certificate and key files, when cert-manager issues from them.
+pub(super) fn ca_files(dir: &Path, issuer: &IssuerArgs) -> Result<Option<CaFiles>, Exit> {
+    if issuer.issuer != IssuerKind::CertManager {
+        return Ok(None);
+    }
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|err| {
+            eprintln!("error: {}: {err}", path.display());
+            Exit::Trouble
+        })
+    };
+    Ok(Some(CaFiles {
+        cert: read(mesh_identity::CA_CERT_FILE)?,
+        key: read(mesh_identity::CA_KEY_FILE)?,
+    }))
+}
+
+/// Who issues certificates: `meshc` with `issuer`, or cert-manager from `ca_files`.
+pub(super) fn identities<'a>(
+    args: &'a IssuerArgs,
+    issuer: &'a Issuer<'a>,
+    ca_files: Option<&'a CaFiles>,
+) -> Identities<'a> {
+    match ca_files {
+        Some(ca) => Identities::CertManager {
+            ca,
+            namespace: &args.cert_manager_namespace,
+        },
+        None => Identities::Meshc(issuer),
+    }
 }
 
 /// `objects`, plus the sidecar injector's when asked for, sorted. `existing` gives the

@@ -91,7 +91,18 @@ pub fn run() -> std::process::ExitCode {
             out,
             image,
             injector,
-        } => manifests::run(&paths, &ca, &out, &image, &injector, style),
+            issuer,
+        } => manifests::run(
+            &manifests::Request {
+                paths,
+                ca,
+                out,
+                image,
+                injector,
+                issuer,
+            },
+            style,
+        ),
         Command::Apply {
             paths,
             ca,
@@ -101,6 +112,7 @@ pub fn run() -> std::process::ExitCode {
             force_conflicts,
             image,
             injector,
+            issuer,
         } => apply::run(
             &apply::Request {
                 paths,
@@ -111,6 +123,7 @@ pub fn run() -> std::process::ExitCode {
                 force_conflicts,
                 image,
                 injector,
+                issuer,
             },
             style,
         ),
