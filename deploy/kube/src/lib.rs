@@ -7,6 +7,7 @@
 //!   ConfigMap per workload, one `kubernetes.io/tls` Secret per identity, and the RBAC that
 //!   lets agents discover endpoints — every one labelled with the mesh and annotated with
 //!   the hash of what it carries. Deterministic: the same input gives the same objects.
+//! - [`doctor`]: what is wrong with the mesh in a cluster.
 //! - [`cert_manager`]: identities that cert-manager issues and renews, instead.
 //! - [`yaml`]: multi-document YAML in and out.
 //! - [`apply`]: server-side apply of those objects through the `kube` client, with dry
@@ -20,6 +21,7 @@
 pub mod apply;
 pub mod cert_manager;
 pub mod certs;
+pub mod doctor;
 pub mod error;
 pub mod gateway;
 pub mod inject;

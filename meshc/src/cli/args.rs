@@ -154,6 +154,29 @@ pub enum Command {
         #[command(flatten)]
         issuer: IssuerArgs,
     },
+    /// Check the mesh in a cluster: objects, identities, the injector and injected pods,
+    /// against what `meshc manifests` makes of PATH (exit 1 when anything is wrong).
+    Doctor {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The mesh CA directory: certificates must chain to it.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// The kubeconfig context (default: the current one).
+        #[arg(long)]
+        context: Option<String>,
+        /// How to report: ✔/✘ lines for people, or one JSON document.
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
+        format: ExplainFormat,
+        /// The mesh-agent image gateways run (as given to `meshc apply`).
+        #[arg(long, default_value = mesh_kube::inject::DEFAULT_IMAGE)]
+        image: String,
+        #[command(flatten)]
+        injector: InjectorArgs,
+        #[command(flatten)]
+        issuer: IssuerArgs,
+    },
     /// Add the mesh-agent sidecar to Kubernetes workload manifests (YAML on stdout).
     Inject {
         /// A YAML file, or `-` for stdin.
@@ -324,7 +347,7 @@ pub enum Format {
     Github,
 }
 
-/// Output formats of `meshc explain`.
+/// Output formats of `meshc explain` and `meshc doctor`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExplainFormat {
     /// Text for people.

@@ -5,6 +5,7 @@ mod apply;
 mod args;
 mod check;
 mod compile;
+mod doctor;
 mod explain;
 mod fmt;
 mod identity;
@@ -121,6 +122,26 @@ pub fn run() -> std::process::ExitCode {
                 dry_run,
                 prune,
                 force_conflicts,
+                image,
+                injector,
+                issuer,
+            },
+            style,
+        ),
+        Command::Doctor {
+            paths,
+            ca,
+            context,
+            format,
+            image,
+            injector,
+            issuer,
+        } => doctor::run(
+            &doctor::Request {
+                paths,
+                ca,
+                context,
+                json: format == args::ExplainFormat::Json,
                 image,
                 injector,
                 issuer,
