@@ -131,7 +131,7 @@ async fn a_healthy_mesh_passes_and_each_problem_gets_a_cross_and_a_hint() {
     for line in [
         "✔ configmap/reviews (namespace bookinfo): as the mesh makes it",
         "✔ clusterrolebinding/meshc-bookinfo-discovery: as the mesh makes it",
-        "✔ secret/reviews-mesh-identity (namespace bookinfo): a certificate for spiffe://cluster.local/ns/bookinfo/sa/reviews, valid 89 more days",
+        "✔ secret/reviews-mesh-identity (namespace bookinfo): a certificate for spiffe://cluster.local/ns/bookinfo/sa/reviews, 89 days left",
         "✔ mutatingwebhookconfiguration/meshc-bookinfo-injector: its caBundle is the mesh CA",
         "✔ service/meshc-injector (namespace mesh-system): has a ready endpoint",
         "✔ pod/reviews-v1-abc (namespace bookinfo): a ready mesh-agent with a current config of the mesh",
@@ -225,4 +225,46 @@ async fn an_unreachable_cluster_is_trouble() {
     s.api.set_down(true);
     let output = s.meshc(&["doctor"]).await;
     assert_eq!(output.status.code(), Some(2), "{output:?}");
+}
+
+/// A day-long certificate (what cert-manager issues) is fine with most of its day left
+/// and reported once its renewal is overdue; a 90-day one a week ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_certificates_are_reported_when_their_renewal_is_overdue() {
+    let s = setup().await;
+    assert!(s.meshc(&["apply"]).await.status.success());
+    s.injector_endpoint(true);
+    let ca = Ca::load(&s.ca).unwrap();
+    let put_cert = |sa: &str, not_before: std::time::SystemTime, not_after| {
+        let id = SpiffeId::parse(&format!("spiffe://cluster.local/ns/bookinfo/sa/{sa}")).unwrap();
+        let issued = ca.issue_with_validity(&id, not_before, not_after).unwrap();
+        let encode = |pem: &str| serde_json::to_value(k8s_openapi::ByteString(pem.into())).unwrap();
+        let name = format!("{sa}-mesh-identity");
+        let mut secret = s.api.get("v1", "Secret", Some("bookinfo"), &name).unwrap();
+        secret["data"]["tls.crt"] = encode(issued.cert_pem());
+        secret["data"]["tls.key"] = encode(issued.key_pem());
+        s.api.put(secret);
+    };
+    let now = std::time::SystemTime::now();
+    let hour = Duration::from_secs(3600);
+    // Fresh from cert-manager: 24 hours, 23 and a half left.
+    put_cert("reviews", now - hour / 2, now + 23 * hour + hour / 2);
+    // Its renewal (8 hours before expiry) should have happened: 3 hours left.
+    put_cert("ratings", now - 21 * hour, now + 3 * hour + hour / 2);
+    // A 90-day certificate with 10 days left is fine; with 5, it is not.
+    put_cert("details", now - 80 * 24 * hour, now + 10 * 24 * hour + hour);
+    put_cert(
+        "bookinfo-productpage",
+        now - 85 * 24 * hour,
+        now + 5 * 24 * hour + hour,
+    );
+    let text = stdout(&s.meshc(&["doctor"]).await);
+    for line in [
+        "✔ secret/reviews-mesh-identity (namespace bookinfo): a certificate for spiffe://cluster.local/ns/bookinfo/sa/reviews, 23 hours left",
+        "✘ secret/ratings-mesh-identity (namespace bookinfo): expires in 3 hours",
+        "✔ secret/details-mesh-identity (namespace bookinfo): a certificate for spiffe://cluster.local/ns/bookinfo/sa/details, 10 days left",
+        "✘ secret/bookinfo-productpage-mesh-identity (namespace bookinfo): expires in 5 days",
+    ] {
+        assert!(text.contains(line), "no `{line}` in\n{text}");
+    }
 }

@@ -27,7 +27,18 @@ use crate::input::MeshInput;
 use crate::labels::{self, CONFIG_HASH};
 use crate::object::Object;
 
-/// Certificates with less left than this are reported.
+/// `d` in days, or hours when under two days.
+fn human(d: Duration) -> String {
+    let hours = d.as_secs() / 3600;
+    if hours < 48 {
+        format!("{hours} hours")
+    } else {
+        format!("{} days", hours / 24)
+    }
+}
+
+/// Certificates with less left than this (or than a quarter of their lifetime, when that
+/// is shorter) are reported.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// One check's outcome.
@@ -232,19 +243,23 @@ async fn check_identity(
         {
             Some(("issued by another CA than the mesh's".to_string(), renew))
         }
-        Ok(identity) => match identity.not_after().duration_since(now) {
-            Ok(left) if left < EXPIRY_WARNING => {
-                Some((format!("expires in {} hours", left.as_secs() / 3600), renew))
+        Ok(identity) => {
+            // Short-lived certificates (cert-manager's day) are reported when their
+            // renewal is overdue, long ones a week ahead.
+            let lifetime = identity
+                .not_after()
+                .duration_since(identity.not_before())
+                .unwrap_or_default();
+            let warn = EXPIRY_WARNING.min(lifetime / 4);
+            match identity.not_after().duration_since(now) {
+                Ok(left) if left < warn => Some((format!("expires in {}", human(left)), renew)),
+                Ok(left) => {
+                    good = format!("a certificate for {spiffe_id}, {} left", human(left));
+                    None
+                }
+                Err(_) => None,
             }
-            Ok(left) => {
-                good = format!(
-                    "a certificate for {spiffe_id}, valid {} more days",
-                    left.as_secs() / 86_400
-                );
-                None
-            }
-            Err(_) => None,
-        },
+        }
     };
     Ok(finding("identity", subject, &good, problem))
 }
