@@ -44,6 +44,8 @@ pub struct Mesh {
     log: PathBuf,
     /// The parsed `--state` document.
     pub state: Value,
+    /// Where the `--state` document is.
+    pub state_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -71,6 +73,7 @@ impl Mesh {
             child,
             log,
             state: Value::Null,
+            state_path: state_path.clone(),
             _dir: dir,
         };
         let deadline = Instant::now() + UP_LIMIT;

@@ -39,6 +39,7 @@ async fn bookinfo_does_what_its_policies_say() {
     )
     .await;
     call_chains_carry_each_callers_identity(&http, &mesh.addr(PRODUCTPAGE, None, "app")).await;
+    the_graph_shows_live_traffic(&http, &productpage, &mesh.state_path).await;
 
     let pids: Vec<u64> = mesh.state["workloads"]
         .as_array()
@@ -56,6 +57,57 @@ async fn bookinfo_does_what_its_policies_say() {
     for pid in pids {
         assert!(!alive(pid), "process {pid} outlived meshc up");
     }
+}
+
+/// `meshc graph --state`: while productpage's agent carries calls to reviews, that edge
+/// has a request rate and a success rate; an edge nothing uses is idle.
+async fn the_graph_shows_live_traffic(http: &Http, productpage: &str, state: &Path) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (http, productpage, stop) = (http.clone(), productpage.to_string(), stop.clone());
+        tokio::spawn(async move {
+            let mut sent = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && sent < 20_000 {
+                let got = http.get(&productpage, "reviews", "/reviews/1", &[]).await;
+                assert_eq!(got.status, 200, "{}", got.body);
+                sent += 1;
+            }
+            sent
+        })
+    };
+    let output = tokio::task::spawn_blocking({
+        let state = state.to_path_buf();
+        move || {
+            std::process::Command::new(mesh_e2e::meshc())
+                .args(["graph", "examples/bookinfo", "--window", "1.5", "--state"])
+                .arg(state)
+                .current_dir(mesh_e2e::root())
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = load.await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let dot = String::from_utf8(output.stdout).unwrap();
+    let edge = |to: &str| {
+        dot.lines()
+            .find(|l| l.contains(&format!("\"bookinfo/productpage\" -> \"bookinfo/{to}\"")))
+            .unwrap_or_else(|| panic!("no productpage -> {to} in\n{dot}"))
+            .to_string()
+    };
+    let reviews = edge("reviews");
+    let rate: f64 = reviews
+        .split("label=\"")
+        .nth(1)
+        .and_then(|l| l.split(" rps").next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no rate on {reviews} ({sent} requests sent)"));
+    assert!(rate > 1.0, "{reviews}");
+    assert!(reviews.contains("100.0% ok"), "{reviews}");
+    assert!(edge("details").contains("idle"), "{dot}");
 }
 
 async fn jason_always_gets_v2(http: &Http, productpage: &str) {

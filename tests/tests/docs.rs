@@ -334,7 +334,8 @@ fn every_mesh_block_checks_as_it_says() {
 /// The subcommands of `meshc` that run locally, without root, a cluster or a running
 /// mesh; the docs test runs every such command it finds (but not a pipeline into
 /// `kubectl`, which needs a cluster).
-const LOCAL: [&str; 8] = [
+const LOCAL: [&str; 9] = [
+    "graph",
     "check",
     "fmt",
     "test",

@@ -177,6 +177,23 @@ pub enum Command {
         #[command(flatten)]
         issuer: IssuerArgs,
     },
+    /// Draw the mesh: services and the calls its policies allow (with `--state`, the live
+    /// request and success rates of a running `meshc up`), as DOT or SVG.
+    Graph {
+        /// Files or directories (searched recursively for *.mesh).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The state file of a running `meshc up --state FILE`: label edges with traffic.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// How long traffic is measured for with `--state`, in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        window: f64,
+        /// Where to write: FILE.dot, or FILE.svg (drawn by Graphviz's `dot`); default:
+        /// DOT on stdout.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
     /// Add the mesh-agent sidecar to Kubernetes workload manifests (YAML on stdout).
     Inject {
         /// A YAML file, or `-` for stdin.

@@ -8,11 +8,13 @@ mod compile;
 mod doctor;
 mod explain;
 mod fmt;
+mod graph;
 mod identity;
 mod inject;
 mod lsp;
 mod manifests;
 mod mesh_input;
+mod scrape;
 mod test;
 mod up;
 mod webhook;
@@ -125,6 +127,20 @@ pub fn run() -> std::process::ExitCode {
                 image,
                 injector,
                 issuer,
+            },
+            style,
+        ),
+        Command::Graph {
+            paths,
+            state,
+            window,
+            out,
+        } => graph::run(
+            &graph::Request {
+                paths,
+                state,
+                window,
+                out,
             },
             style,
         ),
