@@ -39,7 +39,7 @@ async fn bookinfo_does_what_its_policies_say() {
     )
     .await;
     call_chains_carry_each_callers_identity(&http, &mesh.addr(PRODUCTPAGE, None, "app")).await;
-    the_graph_shows_live_traffic(&http, &productpage, &mesh.state_path).await;
+    live_views_show_the_traffic(&http, &productpage, &mesh.state_path).await;
 
     let pids: Vec<u64> = mesh.state["workloads"]
         .as_array()
@@ -59,15 +59,16 @@ async fn bookinfo_does_what_its_policies_say() {
     }
 }
 
-/// `meshc graph --state`: while productpage's agent carries calls to reviews, that edge
-/// has a request rate and a success rate; an edge nothing uses is idle.
-async fn the_graph_shows_live_traffic(http: &Http, productpage: &str, state: &Path) {
+/// `meshc graph --state` and `meshc stat`: while productpage's agent carries calls to
+/// reviews, the graph's edge has a request rate and a success rate (an edge nothing uses
+/// is idle), and the reviews workloads have a request rate, full success and latencies.
+async fn live_views_show_the_traffic(http: &Http, productpage: &str, state: &Path) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
         let (http, productpage, stop) = (http.clone(), productpage.to_string(), stop.clone());
         tokio::spawn(async move {
             let mut sent = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) && sent < 20_000 {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && sent < 50_000 {
                 let got = http.get(&productpage, "reviews", "/reviews/1", &[]).await;
                 assert_eq!(got.status, 200, "{}", got.body);
                 sent += 1;
@@ -75,23 +76,31 @@ async fn the_graph_shows_live_traffic(http: &Http, productpage: &str, state: &Pa
             sent
         })
     };
-    let output = tokio::task::spawn_blocking({
+    let meshc = |args: &'static [&'static str]| {
         let state = state.to_path_buf();
-        move || {
-            std::process::Command::new(mesh_e2e::meshc())
-                .args(["graph", "examples/bookinfo", "--window", "1.5", "--state"])
+        tokio::task::spawn_blocking(move || {
+            let output = std::process::Command::new(mesh_e2e::meshc())
+                .args(args)
+                .arg("--state")
                 .arg(state)
                 .current_dir(mesh_e2e::root())
                 .output()
-                .unwrap()
-        }
-    })
+                .unwrap();
+            assert!(output.status.success(), "{args:?}: {output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        })
+    };
+    let dot = meshc(&["graph", "examples/bookinfo", "--window", "1.5"])
+        .await
+        .unwrap();
+    let stat = meshc(&[
+        "stat", "--window", "1.5", "--format", "json", "--by", "rule",
+    ])
     .await
     .unwrap();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let sent = load.await.unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let dot = String::from_utf8(output.stdout).unwrap();
+
     let edge = |to: &str| {
         dot.lines()
             .find(|l| l.contains(&format!("\"bookinfo/productpage\" -> \"bookinfo/{to}\"")))
@@ -108,6 +117,41 @@ async fn the_graph_shows_live_traffic(http: &Http, productpage: &str, state: &Pa
     assert!(rate > 1.0, "{reviews}");
     assert!(reviews.contains("100.0% ok"), "{reviews}");
     assert!(edge("details").contains("idle"), "{dot}");
+
+    let stat: serde_json::Value = serde_json::from_str(&stat).unwrap();
+    let workloads = stat["workloads"].as_array().unwrap();
+    let served: Vec<&serde_json::Value> = workloads
+        .iter()
+        .filter(|w| w["workload"].as_str().unwrap().starts_with(REVIEWS))
+        .collect();
+    assert_eq!(served.len(), 3, "{stat}");
+    let total: f64 = served
+        .iter()
+        .map(|w| w["requests_per_second"].as_f64().unwrap())
+        .sum();
+    assert!(total > 1.0, "{stat}");
+    for w in served
+        .iter()
+        .filter(|w| w["requests_per_second"].as_f64() > Some(0.0))
+    {
+        assert_eq!(w["success_rate"], 1.0, "{w}");
+        let (p50, p99) = (w["p50_ms"].as_f64().unwrap(), w["p99_ms"].as_f64().unwrap());
+        assert!(p50 > 0.0 && p50 <= p99, "{w}");
+    }
+    let details = workloads
+        .iter()
+        .find(|w| w["workload"] == "bookinfo/details")
+        .unwrap();
+    assert_eq!(details["requests_per_second"], 0.0, "{details}");
+    assert!(details["success_rate"].is_null(), "{details}");
+    // By rule: productpage's calls to reviews, under the rule that routed them.
+    let rules = stat["rules"].as_array().unwrap();
+    assert!(
+        rules.iter().any(|r| r["caller"] == PRODUCTPAGE
+            && r["service"] == REVIEWS
+            && r["requests_per_second"].as_f64() > Some(1.0)),
+        "{stat}"
+    );
 }
 
 async fn jason_always_gets_v2(http: &Http, productpage: &str) {

@@ -194,6 +194,25 @@ pub enum Command {
         #[arg(short, long)]
         out: Option<PathBuf>,
     },
+    /// What a running mesh is doing: per workload requests per second, success rate,
+    /// latency percentiles and denials, from the agents of `meshc up --state FILE`.
+    Stat {
+        /// The state file of a running `meshc up --state FILE`.
+        #[arg(long, required = true)]
+        state: PathBuf,
+        /// Also per caller, service and route rule (from the callers' side).
+        #[arg(long = "by", value_enum)]
+        by: Option<StatBy>,
+        /// Seconds of traffic each figure is computed over.
+        #[arg(long, default_value_t = 2.0)]
+        window: f64,
+        /// Redraw every window, as `watch` does, until Ctrl-C.
+        #[arg(short, long)]
+        watch: bool,
+        /// How to report: a table for people, or one JSON document.
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
+        format: ExplainFormat,
+    },
     /// Add the mesh-agent sidecar to Kubernetes workload manifests (YAML on stdout).
     Inject {
         /// A YAML file, or `-` for stdin.
@@ -364,7 +383,14 @@ pub enum Format {
     Github,
 }
 
-/// Output formats of `meshc explain` and `meshc doctor`.
+/// The extra breakdowns of `meshc stat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatBy {
+    /// Per caller, called service and route rule.
+    Rule,
+}
+
+/// Output formats of `meshc explain`, `meshc doctor` and `meshc stat`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExplainFormat {
     /// Text for people.

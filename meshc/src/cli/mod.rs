@@ -15,6 +15,7 @@ mod lsp;
 mod manifests;
 mod mesh_input;
 mod scrape;
+mod stat;
 mod test;
 mod up;
 mod webhook;
@@ -144,6 +145,19 @@ pub fn run() -> std::process::ExitCode {
             },
             style,
         ),
+        Command::Stat {
+            state,
+            by,
+            window,
+            watch,
+            format,
+        } => stat::run(&stat::Request {
+            state,
+            window,
+            by_rule: by == Some(args::StatBy::Rule),
+            watch,
+            json: format == args::ExplainFormat::Json,
+        }),
         Command::Doctor {
             paths,
             ca,
