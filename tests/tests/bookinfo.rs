@@ -40,6 +40,7 @@ async fn bookinfo_does_what_its_policies_say() {
     .await;
     call_chains_carry_each_callers_identity(&http, &mesh.addr(PRODUCTPAGE, None, "app")).await;
     live_views_show_the_traffic(&http, &productpage, &mesh.state_path).await;
+    the_dashboard_queries_metrics_the_agents_export(&http, &mesh.state).await;
 
     let pids: Vec<u64> = mesh.state["workloads"]
         .as_array()
@@ -152,6 +153,96 @@ async fn live_views_show_the_traffic(http: &Http, productpage: &str, state: &Pat
             && r["requests_per_second"].as_f64() > Some(1.0)),
         "{stat}"
     );
+}
+
+/// `deploy/grafana/mesh-dashboard.json` asks only for metrics the agent registers
+/// (`agent/proxy/src/metrics.rs`; a family without samples yet is not in `/metrics`), by
+/// labels the running agents' samples carry (`le` of histograms and Prometheus's own
+/// `instance` and `job` aside).
+async fn the_dashboard_queries_metrics_the_agents_export(http: &Http, state: &serde_json::Value) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let source =
+        std::fs::read_to_string(mesh_e2e::root().join("agent/proxy/src/metrics.rs")).unwrap();
+    let families: BTreeSet<String> = source
+        .split("register(")
+        .skip(1)
+        .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
+        .map(|name| format!("mesh_{name}"))
+        .collect();
+    assert!(families.len() > 10, "{families:?}");
+    let mut labels: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for workload in state["workloads"].as_array().unwrap() {
+        let admin = workload["admin"].as_str().unwrap();
+        let got = http.get(admin, "admin", "/metrics", &[]).await;
+        assert_eq!(got.status, 200);
+        for line in got.body.lines() {
+            if !line.starts_with('#') && !line.is_empty() {
+                let name: String = line
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let names = labels.entry(name).or_default();
+                if let Some(set) = line.split_once('{').and_then(|(_, r)| r.split_once('}')) {
+                    for pair in set.0.split("\",") {
+                        if let Some((label, _)) = pair.split_once('=') {
+                            names.insert(label.trim_start_matches(',').to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let text = std::fs::read_to_string(mesh_e2e::root().join("deploy/grafana/mesh-dashboard.json"))
+        .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let grouping: Vec<String> = expr
+                .split("by (")
+                .skip(1)
+                .flat_map(|rest| rest.split(')').next().unwrap().split(','))
+                .map(|l| l.trim().to_string())
+                .collect();
+            for (at, _) in expr.match_indices("mesh_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let family = ["_total", "_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(&name);
+                assert!(
+                    families.contains(family) || families.contains(&name),
+                    "the dashboard queries {name}, which the agent does not register: {expr}"
+                );
+                checked += 1;
+                let Some(known) = labels.get(&name) else {
+                    continue;
+                };
+                let mut used: Vec<String> = grouping.clone();
+                if let Some(set) = expr[at + name.len()..].strip_prefix('{') {
+                    for matcher in set.split('}').next().unwrap().split(',') {
+                        let label: String = matcher
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        used.push(label);
+                    }
+                }
+                for label in used {
+                    assert!(
+                        known.contains(&label)
+                            || ["le", "instance", "job"].contains(&label.as_str()),
+                        "{name} has no label {label} (it has {known:?}): {expr}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked >= 15, "only {checked} metric references checked");
 }
 
 async fn jason_always_gets_v2(http: &Http, productpage: &str) {
