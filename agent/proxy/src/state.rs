@@ -338,6 +338,8 @@ pub struct Shared {
     pub rate_limits: Arc<crate::inbound::rate_limit::Limiters>,
     /// Outbound circuit breakers' counters by service, kept across reloads.
     pub gates: Arc<Gates>,
+    /// The gateway's bound listeners, once bound (gateway mode only).
+    pub gateway: OnceLock<crate::gateway::GatewayInfo>,
 }
 
 impl Shared {
@@ -355,6 +357,7 @@ impl Shared {
             registry: Registry::default(),
             metrics,
             budgets: Arc::default(),
+            gateway: OnceLock::new(),
         }
     }
 

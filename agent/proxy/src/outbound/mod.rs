@@ -53,8 +53,8 @@ use self::rewrite::Rewrite;
 use self::route::{Outgoing, Route};
 use self::timeout::Timeout;
 
-/// The layers from the router down, for routed requests.
-type Routed = Observe<Fault<Rewrite<Buffer<Mirror<Timeout<Retry<Tries>>, Tries>>>>>;
+/// The layers from the router down, for routed requests (a sidecar's and a gateway's).
+pub type Routed = Observe<Fault<Rewrite<Buffer<Mirror<Timeout<Retry<Tries>>, Tries>>>>>;
 
 /// One try: admitted by the service's circuit breaker, an endpoint picked, the request
 /// sent to it.
@@ -67,26 +67,34 @@ pub struct Outbound {
     metrics: Arc<Metrics>,
 }
 
+/// The routed layers, from observe down to the endpoint, over the agent's state.
+pub fn routed(shared: &Shared, clients: Clients) -> Routed {
+    let metrics = &shared.metrics;
+    let balance = Balance::new(
+        Endpoint::new(clients),
+        metrics.ejections.clone(),
+        metrics.outlier_ejections.clone(),
+    );
+    let tries = Breaker::new(balance, Arc::clone(&shared.gates));
+    let retry = Retry::new(
+        tries.clone(),
+        Arc::clone(&shared.budgets),
+        metrics.retries.clone(),
+        metrics.budget_exhausted.clone(),
+    );
+    let mirror = Mirror::new(Timeout::new(retry), tries, metrics.mirrored.clone());
+    Observe::new(
+        Fault::new(Rewrite::new(Buffer::new(mirror))),
+        metrics.requests.clone(),
+        metrics.latency.clone(),
+    )
+}
+
 impl Outbound {
     /// The stack over the agent's state; `listening` is the outbound listener's address.
     pub fn new(shared: &Shared, clients: Clients, listening: SocketAddr) -> Outbound {
         let metrics = Arc::clone(&shared.metrics);
-        let balance = Balance::new(
-            Endpoint::new(clients.clone()),
-            metrics.ejections.clone(),
-            metrics.outlier_ejections.clone(),
-        );
-        let tries = Breaker::new(balance, Arc::clone(&shared.gates));
-        let retry = Retry::new(
-            tries.clone(),
-            Arc::clone(&shared.budgets),
-            metrics.retries.clone(),
-            metrics.budget_exhausted.clone(),
-        );
-        let mirror = Mirror::new(Timeout::new(retry), tries, metrics.mirrored.clone());
-        let observe =
-            |inner| Observe::new(inner, metrics.requests.clone(), metrics.latency.clone());
-        let routed = observe(Fault::new(Rewrite::new(Buffer::new(mirror))));
+        let routed = routed(shared, clients.clone());
         let passthrough = Observe::new(
             Passthrough::new(clients, listening),
             metrics.requests.clone(),

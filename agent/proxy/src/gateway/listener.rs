@@ -1,0 +1,137 @@
+//! A gateway's listeners: one per `gateway.listeners` entry of the config the agent
+//! started with, bound at `--gateway-address`:PORT or where `--gateway-port PORT=ADDR`
+//! says. Each accepted connection is TLS or plain as the active config's listener says
+//! (a reload may add or drop a listener's certificate; the certificates themselves are
+//! chosen per handshake, [`super::certs`]); a connection to a listener a reload removed is
+//! closed. Adding a listener, or changing a port, needs a restart: the sockets are bound
+//! once, at start.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mesh_config::Config;
+use mesh_identity::rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::gateway::BoundListener;
+use crate::gateway::certs::CertStore;
+use crate::state::Snapshots;
+use crate::tls::{Accepted, HANDSHAKE_TIMEOUT, Io};
+
+/// Why a gateway's listeners cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// A listener cannot be bound.
+    #[error("cannot listen on {addr} (gateway listener of port {port}): {source}")]
+    Bind {
+        /// The listener's config port.
+        port: u16,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS server config cannot be built.
+    #[error("gateway listener of port {port}: {source}")]
+    Tls {
+        /// The listener's config port.
+        port: u16,
+        /// Why.
+        source: mesh_identity::rustls::Error,
+    },
+}
+
+/// A bound gateway listener, ready to serve.
+pub struct Listener {
+    /// What it is and where it listens.
+    pub bound: BoundListener,
+    /// The socket.
+    pub socket: TcpListener,
+    /// How connections to it are accepted.
+    pub accept: Acceptor,
+}
+
+/// Binds a listener for each of `config`'s gateway listeners, at `bind(port)`.
+pub async fn bind(
+    config: &Config,
+    bind: impl Fn(u16) -> SocketAddr,
+    snapshots: &Snapshots,
+    store: &Arc<CertStore>,
+) -> Result<Vec<Listener>, ListenerError> {
+    let Some(gateway) = config.gateway() else {
+        return Ok(Vec::new());
+    };
+    let mut listeners = Vec::with_capacity(gateway.listeners.len());
+    for listener in &gateway.listeners {
+        let port = listener.port;
+        let addr = bind(port);
+        let socket = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ListenerError::Bind { port, addr, source })?;
+        let tls = store
+            .server_config(port, snapshots.clone())
+            .map_err(|source| ListenerError::Tls { port, source })?;
+        listeners.push(Listener {
+            bound: BoundListener {
+                port,
+                tls: listener.tls.is_some(),
+                address: socket.local_addr().unwrap_or(addr),
+            },
+            socket,
+            accept: Acceptor {
+                port,
+                snapshots: snapshots.clone(),
+                tls,
+            },
+        });
+    }
+    Ok(listeners)
+}
+
+/// Accepts connections to one gateway listener: TLS or plain per the active config.
+#[derive(Clone)]
+pub struct Acceptor {
+    port: u16,
+    snapshots: Snapshots,
+    tls: Arc<ServerConfig>,
+}
+
+impl Acceptor {
+    /// The connection on `stream`, after the TLS handshake if the listener has a
+    /// certificate; `None` when it is refused (handshake failed, listener removed).
+    pub async fn accept(self, stream: TcpStream, remote: SocketAddr) -> Option<Accepted> {
+        let tls = {
+            let snapshot = self.snapshots.borrow().clone()?;
+            let Some(listener) = snapshot
+                .config
+                .config
+                .gateway()
+                .and_then(|g| g.listeners.iter().find(|l| l.port == self.port))
+            else {
+                tracing::debug!(%remote, port = self.port, "refused: the config no longer has this listener");
+                return None;
+            };
+            listener.tls.is_some()
+        };
+        if !tls {
+            return Some(Accepted::plain(stream, None));
+        }
+        let handshake = TlsAcceptor::from(self.tls).accept(stream);
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Ok(stream)) => Some(Accepted {
+                io: Io::Tls(Box::new(stream)),
+                peer: None,
+                original_dst: None,
+            }),
+            Ok(Err(error)) => {
+                tracing::debug!(%remote, port = self.port, %error, "gateway TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%remote, port = self.port, "gateway TLS handshake timed out");
+                None
+            }
+        }
+    }
+}
