@@ -8,6 +8,7 @@
 //! runs.
 
 pub mod accept;
+pub mod access_log;
 pub mod admin;
 pub mod args;
 pub mod caller;
@@ -231,7 +232,7 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
             },
             move |request, caller| {
                 let outbound = outbound.clone();
-                async move { outbound.handle(request, caller.original_dst()).await }
+                async move { outbound.handle(request, &caller).await }
             },
             &graceful,
             stop_rx.clone(),

@@ -258,6 +258,8 @@ pub struct Metrics {
     pub overloaded: Family<OverloadLabels, Counter>,
     /// Endpoints ejected by outlier detection.
     pub outlier_ejections: Family<ServiceLabels, Counter>,
+    /// Access-log lines dropped because standard output could not keep up.
+    pub access_log_dropped: Counter,
 }
 
 /// Labels of a protocol detection.
@@ -389,7 +391,14 @@ impl Default for Metrics {
             "Endpoints ejected by outlier detection after consecutive 5xx answers or failed connections",
             outlier_ejections.clone(),
         );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access-log lines dropped because standard output did not keep up (the request path never waits for it)",
+            access_log_dropped.clone(),
+        );
         Metrics {
+            access_log_dropped,
             overloaded,
             outlier_ejections,
             rate_limits,

@@ -20,9 +20,18 @@ use crate::stack::{Answer, BoxFuture, Stack};
 pub trait Labelled {
     /// Its labels (the status is filled in with the answer).
     fn labels(&self) -> RequestLabels;
+
+    /// Whether the access log is on for it (then its labels go on the response).
+    fn access_logged(&self) -> bool {
+        false
+    }
 }
 
 impl Labelled for Call {
+    fn access_logged(&self) -> bool {
+        crate::access_log::enabled(&self.snapshot)
+    }
+
     fn labels(&self) -> RequestLabels {
         self.snapshot
             .request_labels(self.route)
@@ -75,10 +84,25 @@ impl<R: Labelled, S: Stack<R>> Service<R> for Observe<S> {
     fn call(&mut self, request: R) -> Self::Future {
         let started = Instant::now();
         let mut labels = request.labels();
+        let logged = request.access_logged();
         let sent = self.inner.call(request);
         let (requests, latency) = (self.requests.clone(), self.latency.clone());
         Box::pin(async move {
-            let answer = sent.await;
+            let mut answer = sent.await;
+            if logged && let Ok(response) = &mut answer {
+                let (service, subset, rule) = (
+                    labels.service.as_str(),
+                    labels.subset.as_str(),
+                    labels.rule.as_str(),
+                );
+                response.extensions_mut().insert(crate::access_log::Routed {
+                    rule: (!rule.is_empty()).then(|| rule.to_string()),
+                    backend: (!service.is_empty()).then(|| match subset {
+                        "" => service.to_string(),
+                        subset => format!("{service}.{subset}"),
+                    }),
+                });
+            }
             labels.status = match &answer {
                 Ok(response) => response.status().as_u16(),
                 Err(error) => error.status_and_cause().0.as_u16(),

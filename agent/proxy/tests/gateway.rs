@@ -69,7 +69,8 @@ fn gateway_config(name: &str, certs: &Path) -> Value {
     let api = json!({"text": {"attr": "path", "op": "starts_with", "value": "/api"}});
     json!({
         "version": 1,
-        "mesh": {"name": "test", "trust_domain": "cluster.local"},
+        "mesh": {"name": "test", "trust_domain": "cluster.local",
+                 "telemetry": {"tracing_milli": 0, "access_log": "json"}},
         "workload": {"service": "ns/ingress", "identity": INGRESS, "ports": []},
         "inbound": {"mtls": "strict", "authz": {"kind": "deny_all"}},
         "outbound": {"egress": "deny", "services": [
@@ -350,6 +351,20 @@ async fn sni_picks_the_certificate_and_hosts_and_paths_route_to_their_services()
     );
     let got = mesh.get_tls("admin.example.com", "/").await;
     assert_eq!((got.status, got.name()), (200, "frontend".to_string()));
+
+    // The gateway's access log: a line per request, with its rule and backend.
+    let lines = access_log_lines(&mesh.gateway.stdout, 1, Duration::from_secs(10), |l| {
+        l["path"] == "/api/items"
+    });
+    let [line] = lines.as_slice() else {
+        panic!("no access-log line: {lines:?}")
+    };
+    assert_eq!(line["direction"], "gateway");
+    assert_eq!(line["protocol"], "HTTP/2");
+    assert_eq!(line["authority"], "shop.example.com");
+    assert_eq!(line["rule"], "api");
+    assert_eq!(line["backend"], "ns/frontend");
+    assert_eq!(line["response_code"], 200);
 
     // Plain HTTP/1.1: the Host header routes; the client's Host and forwarded-for are kept.
     let got = raw_get(

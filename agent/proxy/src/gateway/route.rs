@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use mesh_config::schema::FULL_WEIGHT;
 use tower::ServiceExt;
 
+use crate::access_log::{self, Writer};
 use crate::caller::Caller;
 use crate::client::Clients;
 use crate::error::ProxyError;
@@ -34,6 +35,7 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 /// Routes a gateway's requests; cheap to clone (one per request).
 #[derive(Clone)]
 pub struct GatewayRoutes {
+    access_log: Arc<Writer>,
     snapshots: Snapshots,
     routed: Routed,
     metrics: Arc<Metrics>,
@@ -43,6 +45,7 @@ impl GatewayRoutes {
     /// The router over the agent's state, calling through `clients`.
     pub fn new(shared: &Shared, clients: Clients) -> GatewayRoutes {
         GatewayRoutes {
+            access_log: Arc::clone(&shared.access_log),
             snapshots: shared.snapshots(),
             routed: routed(shared, clients),
             metrics: Arc::clone(&shared.metrics),
@@ -56,25 +59,39 @@ impl GatewayRoutes {
         port: u16,
         caller: &Caller,
     ) -> Response<Body> {
-        let call = match self.route(request.map(boxed), port, caller) {
-            Ok(call) => call,
-            Err(error) => {
-                // Routed requests are counted by the stack's observe layer; these here.
-                let (status, _) = error.status_and_cause();
-                self.metrics
-                    .requests
-                    .get_or_create(&RequestLabels {
-                        status: status.as_u16(),
-                        ..RequestLabels::new("gateway", "", "", "")
-                    })
-                    .inc();
-                return error.respond(&self.metrics, "gateway");
-            }
-        };
-        match self.routed.clone().oneshot(call).await {
-            Ok(response) => response,
-            Err(error) => error.respond(&self.metrics, "gateway"),
-        }
+        let logged = self
+            .snapshots
+            .borrow()
+            .as_deref()
+            .is_some_and(access_log::enabled);
+        access_log::exchange(
+            &self.access_log,
+            logged,
+            "gateway",
+            request.map(boxed),
+            caller.remote(),
+            None,
+            |request| async move {
+                let call = match self.route(request, port, caller) {
+                    Ok(call) => call,
+                    Err(error) => {
+                        // Routed requests are counted by the stack's observe layer.
+                        let (status, _) = error.status_and_cause();
+                        self.metrics
+                            .requests
+                            .get_or_create(&RequestLabels {
+                                status: status.as_u16(),
+                                ..RequestLabels::new("gateway", "", "", "")
+                            })
+                            .inc();
+                        return Err(error);
+                    }
+                };
+                self.routed.clone().oneshot(call).await
+            },
+            |error| error.respond(&self.metrics, "gateway"),
+        )
+        .await
     }
 
     /// The routed call for `request`, or why the gateway answers it itself.

@@ -50,8 +50,9 @@ impl<S> Authorize<S> {
         Authorize { inner, metrics }
     }
 
-    /// `None` when `arrived` may go on; else why not.
-    fn refusal(&self, arrived: &Arrived) -> Option<ProxyError> {
+    /// Why `arrived` may not go on; when it may and `logged`, the decision's reason for
+    /// the access log.
+    fn refusal(&self, arrived: &Arrived, logged: bool) -> Result<Option<String>, ProxyError> {
         let config = &arrived.snapshot.config.config;
         let request = &arrived.request;
         let caller = arrived.caller.peer(&config.source().mesh.trust_domain);
@@ -64,18 +65,18 @@ impl<S> Authorize<S> {
         self.metrics.authz(&decision);
         let who = caller.identity.as_deref().unwrap_or("anonymous");
         match (decision.decision, decision.enforced) {
-            (Verdict::Allow, _) => None,
+            (Verdict::Allow, _) => Ok(logged.then(|| decision.reason())),
             (Verdict::Deny, false) => {
                 tracing::warn!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), errors = ?decision.errors, "audit: request would be denied");
-                None
+                Ok(logged.then(|| format!("audit: {}", decision.reason())))
             }
             (Verdict::Deny, true) if decision.policy_error => {
                 tracing::warn!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), errors = ?decision.errors, "request denied: a policy failed to evaluate");
-                Some(ProxyError::PolicyError(decision.reason()))
+                Err(ProxyError::PolicyError(decision.reason()))
             }
             (Verdict::Deny, true) => {
                 tracing::info!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), "request denied");
-                Some(ProxyError::Denied(decision.reason()))
+                Err(ProxyError::Denied(decision.reason()))
             }
         }
     }
@@ -89,9 +90,20 @@ impl<S: Stack<Arrived>> Service<Arrived> for Authorize<S> {
     ready_when_inner!();
 
     fn call(&mut self, arrived: Arrived) -> Self::Future {
-        match self.refusal(&arrived) {
-            Some(refusal) => Box::pin(async { Err(refusal) }),
-            None => Box::pin(self.inner.call(arrived)),
+        let logged = crate::access_log::enabled(&arrived.snapshot);
+        match self.refusal(&arrived, logged) {
+            Err(refusal) => Box::pin(async { Err(refusal) }),
+            Ok(None) => Box::pin(self.inner.call(arrived)),
+            Ok(Some(reason)) => {
+                let sent = self.inner.call(arrived);
+                Box::pin(async move {
+                    let mut response = sent.await?;
+                    response
+                        .extensions_mut()
+                        .insert(crate::access_log::Decision(reason));
+                    Ok(response)
+                })
+            }
         }
     }
 }

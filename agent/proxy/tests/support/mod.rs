@@ -164,6 +164,26 @@ impl Agent {
     /// Starts the agent with extra flags and environment variables (for example
     /// `KUBECONFIG`).
     pub fn start_env(dir: &Path, app: SocketAddr, extra: &[&str], env: &[(&str, &Path)]) -> Agent {
+        Agent::spawn(dir, app, extra, env).0
+    }
+
+    /// Starts the agent with extra flags, keeping its standard output: the lines after the
+    /// bound-addresses line (the access log) arrive on the receiver.
+    pub fn start_logged(
+        dir: &Path,
+        app: SocketAddr,
+        extra: &[&str],
+    ) -> (Agent, std::sync::mpsc::Receiver<String>) {
+        let (agent, stdout) = Agent::spawn(dir, app, extra, &[]);
+        (agent, lines(stdout))
+    }
+
+    fn spawn(
+        dir: &Path,
+        app: SocketAddr,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> (Agent, BufReader<std::process::ChildStdout>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-agent"))
             .envs(env.iter().map(|(k, v)| (*k, *v)))
             .args(extra)
@@ -181,18 +201,19 @@ impl Agent {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start mesh-agent");
-        let stdout = child.stdout.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        stdout.read_line(&mut line).unwrap();
         let bound: Value = serde_json::from_str(&line).expect("bound addresses line");
         let addr = |k: &str| bound[k].as_str().unwrap().parse().unwrap();
-        Agent {
+        let agent = Agent {
             outbound: addr("outbound"),
             inbound: addr("inbound"),
             admin: addr("admin"),
             dir: dir.to_path_buf(),
             child,
-        }
+        };
+        (agent, stdout)
     }
 
     pub fn pid(&self) -> u32 {
@@ -432,19 +453,10 @@ impl GatewayAgent {
                 )
             })
             .collect();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         GatewayAgent {
             admin: bound["admin"].as_str().unwrap().parse().unwrap(),
             listeners,
-            stdout: rx,
+            stdout: lines(stdout),
             child,
         }
     }
@@ -483,4 +495,42 @@ pub fn refusal(dir: &Path, extra: &[&str]) -> Option<(std::process::ExitStatus, 
     let _ = child.kill();
     let _ = child.wait();
     None
+}
+
+/// The lines of `stdout`, read by a thread, as they come.
+fn lines(stdout: BufReader<std::process::ChildStdout>) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The access-log lines (JSON objects) received within `limit` for which `pick` holds,
+/// waiting until `want` of them arrived.
+pub fn access_log_lines(
+    stdout: &std::sync::mpsc::Receiver<String>,
+    want: usize,
+    limit: Duration,
+    pick: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    let mut found = Vec::new();
+    while found.len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = stdout.recv_timeout(left) else {
+            break;
+        };
+        let value: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("an access-log line is not JSON ({e}): {line}"));
+        if pick(&value) {
+            found.push(value);
+        }
+    }
+    found
 }
