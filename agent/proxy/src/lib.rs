@@ -5,7 +5,8 @@
 //! and admin (health, metrics, the active config). Inbound connections are mTLS per the
 //! config's mode and every inbound request is authorized before it reaches the app. Every
 //! routing and authorization decision is made by `mesh-config`, the same code `meshc test`
-//! runs.
+//! runs. Run with `--gateway NAME`, it is an ingress gateway instead ([`gateway`]): the
+//! config's gateway listeners replace the outbound and inbound ones.
 
 pub mod accept;
 pub mod access_log;
@@ -194,9 +195,14 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
                 tracing::info!(gateway = %name, port = listener.bound.port, address = %listener.bound.address, tls = listener.bound.tls, "gateway listening");
             }
             tracing::info!(admin = %bound.admin, "listening");
+            let listeners: Vec<_> = gateway_listeners.iter().map(|l| l.bound).collect();
+            tokio::spawn(gateway::listener::warn_on_port_changes(
+                shared.snapshots(),
+                listeners.clone(),
+            ));
             let _ = shared.gateway.set(gateway::GatewayInfo {
                 name: name.clone(),
-                listeners: gateway_listeners.iter().map(|l| l.bound).collect(),
+                listeners,
             });
         }
     }

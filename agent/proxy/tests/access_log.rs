@@ -222,3 +222,99 @@ async fn off_by_default_and_turned_on_by_a_reload() {
     .await;
     assert!(logged, "the reload never turned the access log on");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opaque_tcp_connection_is_one_line() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // An echo server as the app's TCP port.
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    let echo_task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+
+    let ca = Ca::generate("test mesh CA").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let id = dir.path().join("identity");
+    ca.issue(&SpiffeId::parse(REVIEWS).unwrap(), DAY)
+        .unwrap()
+        .write(&id)
+        .unwrap();
+    let mut config = reviews_config(true);
+    config["inbound"]["authz"] = json!({"kind": "allow_all"});
+    config["workload"]["ports"] = json!([
+        {"protocol": "http", "number": 9080},
+        {"protocol": "tcp", "number": 5432}
+    ]);
+    write(dir.path(), "config.json", &config);
+    write(dir.path(), "endpoints.json", &endpoints(&[]));
+    let (reviews, log) = Agent::start_logged(
+        dir.path(),
+        "127.0.0.1:9".parse().unwrap(),
+        &[
+            "--identity-dir",
+            id.to_str().unwrap(),
+            "--app-port",
+            &format!("5432={echo_addr}"),
+        ],
+    );
+    let http = Http::default();
+    let ready = eventually(Duration::from_secs(10), async || {
+        http.get(reviews.admin, "admin", "/ready").await.status == 200
+    })
+    .await;
+    assert!(ready);
+
+    // A peer agent's opaque TCP: mTLS with ALPN `mesh-tcp`, the preamble, then bytes.
+    let client = ca.issue(&SpiffeId::parse(CLIENT).unwrap(), DAY).unwrap();
+    let identity = mesh_identity::Identity::from_pem(
+        client.cert_pem().as_bytes(),
+        client.key_pem().as_bytes(),
+        client.ca_pem().as_bytes(),
+    )
+    .unwrap();
+    let mut tls = std::sync::Arc::unwrap_or_clone(
+        mesh_identity::client_config(&identity, &SpiffeId::parse(REVIEWS).unwrap()).unwrap(),
+    );
+    tls.alpn_protocols = vec![b"mesh-tcp".to_vec()];
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(reviews.inbound)
+            .await
+            .unwrap();
+        let name =
+            mesh_identity::rustls::pki_types::ServerName::IpAddress(reviews.inbound.ip().into());
+        let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        stream.write_all(&[0, 0x15, 0x38]).await.unwrap(); // preamble: port 5432
+        stream.write_all(b"hello").await.unwrap();
+        let mut back = [0u8; 5];
+        stream.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"hello");
+        stream.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("bounded exchange");
+
+    let lines = access_log_lines(&log, 1, Duration::from_secs(10), |l| l["protocol"] == "TCP");
+    let [line] = lines.as_slice() else {
+        panic!("no TCP line: {lines:?}")
+    };
+    assert_eq!(line["direction"], "inbound");
+    assert_eq!(line["peer"], CLIENT);
+    assert_eq!(line["backend"], "ns/reviews");
+    assert_eq!(line["bytes_received"], 5);
+    assert_eq!(line["bytes_sent"], 5);
+    assert_eq!(line["method"], Value::Null);
+    echo_task.abort();
+}

@@ -225,3 +225,85 @@ impl ResolvesServerCert for BySni {
         self.store.get(files)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pair(ca: &mesh_identity::Ca, dir: &Path, name: &str) -> TlsFiles {
+        let cert = ca
+            .issue_serving(&[name.to_string()], Duration::from_secs(3600))
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}-key.pem")),
+        );
+        std::fs::write(&c, cert.cert_pem).unwrap();
+        std::fs::write(&k, cert.key_pem).unwrap();
+        TlsFiles {
+            cert: c.to_str().unwrap().to_string(),
+            key: k.to_str().unwrap().to_string(),
+        }
+    }
+
+    #[test]
+    fn a_pair_loads_and_bad_files_say_what_is_wrong() {
+        let ca = mesh_identity::Ca::generate("test").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let provider = mesh_identity::crypto_provider();
+        let a = pair(&ca, dir.path(), "a.example.com");
+        let b = pair(&ca, dir.path(), "b.example.com");
+        assert!(load(Path::new(&a.cert), Path::new(&a.key), &provider).is_ok());
+        let mismatch = load(Path::new(&a.cert), Path::new(&b.key), &provider);
+        assert!(
+            matches!(mismatch, Err(CertError::Unusable { .. })),
+            "{mismatch:?}"
+        );
+        let missing = load(&dir.path().join("none.pem"), Path::new(&a.key), &provider);
+        assert!(
+            matches!(missing, Err(CertError::Read { .. })),
+            "{missing:?}"
+        );
+        let no_key = load(Path::new(&a.cert), Path::new(&a.cert), &provider);
+        assert!(matches!(no_key, Err(CertError::NoKey { .. })), "{no_key:?}");
+        let no_cert = load(Path::new(&a.key), Path::new(&a.key), &provider);
+        assert!(
+            matches!(no_cert, Err(CertError::NoCertificate { .. })),
+            "{no_cert:?}"
+        );
+    }
+
+    #[test]
+    fn the_store_keeps_the_last_good_key_until_the_files_change() {
+        let ca = mesh_identity::Ca::generate("test").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let store = CertStore::new(Arc::clone(&metrics));
+        let files = pair(&ca, dir.path(), "a.example.com");
+        let first = store.get(&files).unwrap();
+        let again = store.get(&files).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "cached within the recheck interval"
+        );
+
+        std::fs::write(&files.cert, "garbage").unwrap();
+        std::thread::sleep(RECHECK + Duration::from_millis(50));
+        let kept = store.get(&files).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &kept),
+            "a broken file keeps the last good key"
+        );
+        assert!(
+            metrics
+                .encode()
+                .contains("mesh_reloads_total{kind=\"gateway_certificate\",result=\"failed\"} 1")
+        );
+
+        let renewed = pair(&ca, dir.path(), "a.example.com");
+        std::thread::sleep(RECHECK + Duration::from_millis(50));
+        let new = store.get(&renewed).unwrap();
+        assert!(!Arc::ptr_eq(&first, &new), "changed files are re-read");
+    }
+}

@@ -89,6 +89,45 @@ pub async fn bind(
     Ok(listeners)
 }
 
+/// Logs a warning whenever a new config's listener ports differ from the `bound` ones
+/// (ports are bound once, at start): runs until the snapshots end.
+pub async fn warn_on_port_changes(mut snapshots: Snapshots, bound: Vec<BoundListener>) {
+    let mut last: Option<Vec<u16>> = None;
+    while snapshots.changed().await.is_ok() {
+        let ports: Vec<u16> = snapshots
+            .borrow_and_update()
+            .as_ref()
+            .and_then(|s| {
+                s.config
+                    .config
+                    .gateway()
+                    .map(|g| g.listeners.iter().map(|l| l.port).collect())
+            })
+            .unwrap_or_default();
+        if last.as_ref() == Some(&ports) {
+            continue;
+        }
+        let added: Vec<u16> = ports
+            .iter()
+            .copied()
+            .filter(|p| bound.iter().all(|b| b.port != *p))
+            .collect();
+        let removed: Vec<u16> = bound
+            .iter()
+            .map(|b| b.port)
+            .filter(|p| !ports.contains(p))
+            .collect();
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::warn!(
+                ?added,
+                ?removed,
+                "the config's gateway listeners changed: ports are bound at start, restart the gateway to serve added ones (connections to removed ones are closed)"
+            );
+        }
+        last = Some(ports);
+    }
+}
+
 /// Accepts connections to one gateway listener: TLS or plain per the active config.
 #[derive(Clone)]
 pub struct Acceptor {
