@@ -335,6 +335,12 @@ async fn sni_picks_the_certificate_and_hosts_and_paths_route_to_their_services()
         leaf == mesh.admin_cert,
         "admin.example.com got another certificate"
     );
+    // A name no host serves gets the listener's certificate, which the client refuses.
+    let refused = mesh.handshake("other.example.org").await;
+    assert!(
+        refused.is_err(),
+        "a certificate for another name was accepted"
+    );
 
     // Over TLS (h2 by ALPN: the host is the :authority), a path rule.
     let got = mesh.get_tls("shop.example.com", "/api/items").await;
@@ -413,6 +419,11 @@ async fn sni_picks_the_certificate_and_hosts_and_paths_route_to_their_services()
                 && l.contains("service=\"ns/catalog\"")
                 && l.contains("subset=\"v1\"")
                 && l.contains("rule=\"rest\"")),
+        "{metrics}"
+    );
+    let handshakes = "mesh_gateway_tls_handshakes_total{port=\"8443\",result=\"ok\"}";
+    assert!(
+        metrics.lines().any(|l| l.starts_with(handshakes)),
         "{metrics}"
     );
 }

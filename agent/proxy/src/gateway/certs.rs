@@ -105,6 +105,11 @@ impl CertStore {
         }
     }
 
+    /// Where failed loads are counted (and the listeners count their handshakes).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The key for `files`: cached, re-read when the files changed (checked at most once
     /// per [`RECHECK`]); `None` when no good pair was ever loaded from them.
     pub fn get(&self, files: &TlsFiles) -> Option<Arc<CertifiedKey>> {

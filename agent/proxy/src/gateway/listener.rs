@@ -14,8 +14,12 @@ use mesh_identity::rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
 use crate::gateway::BoundListener;
 use crate::gateway::certs::CertStore;
+use crate::metrics::HandshakeLabels;
 use crate::state::Snapshots;
 use crate::tls::{Accepted, HANDSHAKE_TIMEOUT, Io};
 
@@ -72,6 +76,7 @@ pub async fn bind(
         let tls = store
             .server_config(port, snapshots.clone())
             .map_err(|source| ListenerError::Tls { port, source })?;
+        let handshakes = store.metrics().gateway_handshakes.clone();
         listeners.push(Listener {
             bound: BoundListener {
                 port,
@@ -83,6 +88,7 @@ pub async fn bind(
                 port,
                 snapshots: snapshots.clone(),
                 tls,
+                handshakes,
             },
         });
     }
@@ -134,6 +140,7 @@ pub struct Acceptor {
     port: u16,
     snapshots: Snapshots,
     tls: Arc<ServerConfig>,
+    handshakes: Family<HandshakeLabels, Counter>,
 }
 
 impl Acceptor {
@@ -157,20 +164,30 @@ impl Acceptor {
             return Some(Accepted::plain(stream, None));
         }
         let handshake = TlsAcceptor::from(self.tls).accept(stream);
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-            Ok(Ok(stream)) => Some(Accepted {
-                io: Io::Tls(Box::new(stream)),
-                peer: None,
-                original_dst: None,
-            }),
+        let (accepted, result) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Ok(stream)) => (
+                Some(Accepted {
+                    io: Io::Tls(Box::new(stream)),
+                    peer: None,
+                    original_dst: None,
+                }),
+                "ok",
+            ),
             Ok(Err(error)) => {
                 tracing::debug!(%remote, port = self.port, %error, "gateway TLS handshake failed");
-                None
+                (None, "failed")
             }
             Err(_) => {
                 tracing::debug!(%remote, port = self.port, "gateway TLS handshake timed out");
-                None
+                (None, "timeout")
             }
-        }
+        };
+        self.handshakes
+            .get_or_create(&HandshakeLabels {
+                port: self.port,
+                result,
+            })
+            .inc();
+        accepted
     }
 }
