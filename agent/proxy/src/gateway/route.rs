@@ -153,6 +153,90 @@ fn forwarded(headers: &mut http::HeaderMap, caller: &Caller) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::testing;
+    use serde_json::json;
+
+    /// A gateway over `ns/reviews`: `shop.example.com` routes POSTs to v2 and nothing
+    /// else; `*.example.com` routes everything to v1.
+    fn routes() -> GatewayRoutes {
+        let mut config = testing::config(json!([]));
+        let mut post = testing::rule(
+            "post",
+            json!({
+                "when": {"method": {"methods": ["POST"], "negated": false}}
+            }),
+        );
+        post["backends"][0]["subset"] = json!("v2");
+        config["gateway"] = json!({
+            "name": "public",
+            "listeners": [{"port": 8080, "tls": null}],
+            "hosts": [
+                {"host": "shop.example.com", "rules": [post]},
+                {"host": "*.example.com", "rules": [testing::rule("all", json!({}))]}
+            ]
+        });
+        let shared = Shared::new(false);
+        GatewayRoutes {
+            access_log: Arc::clone(&shared.access_log),
+            snapshots: testing::snapshots(config).0,
+            routed: routed(&shared, Clients::default()),
+            metrics: Arc::clone(&shared.metrics),
+        }
+    }
+
+    fn request(uri: &str, host: Option<&str>, method: &str) -> Request<Body> {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(host) = host {
+            builder = builder.header("host", host);
+        }
+        builder.body(crate::http::full("")).unwrap()
+    }
+
+    #[test]
+    fn hosts_and_rules_pick_the_backend_and_the_rest_is_answered_here() {
+        let routes = routes();
+        let caller = Caller::new(None).connected("10.0.0.1:4000".parse().unwrap(), false);
+        let routed = |request| {
+            routes.route(request, 8080, &caller).map(|call| {
+                (
+                    call.backend()
+                        .map(crate::outbound::call::backend_name)
+                        .unwrap(),
+                    call,
+                )
+            })
+        };
+
+        let (backend, call) = routed(request("/a?b", Some("shop.example.com"), "POST")).unwrap();
+        assert_eq!(backend, "ns/reviews.v2");
+        assert_eq!(call.route.host, Some(0));
+        assert_eq!(call.head.uri, "/a?b");
+        assert_eq!(call.head.headers["host"], "shop.example.com");
+        assert_eq!(call.head.headers[X_FORWARDED_FOR], "10.0.0.1");
+
+        // HTTP/2: the :authority names the host, and becomes the Host header.
+        let (backend, call) = routed(request("https://api.example.com/x", None, "GET")).unwrap();
+        assert_eq!(backend, "ns/reviews.v1");
+        assert_eq!(call.route.host, Some(1));
+        assert_eq!(call.head.headers["host"], "api.example.com");
+
+        let cause = |request| match routed(request) {
+            Ok(_) => "routed",
+            Err(error) => error.status_and_cause().1,
+        };
+        // No rule of the host matches; no host serves it; no host at all.
+        assert_eq!(
+            cause(request("/", Some("shop.example.com"), "GET")),
+            "no-route"
+        );
+        assert_eq!(cause(request("/", Some("example.org"), "GET")), "no-route");
+        assert_eq!(cause(request("/", None, "GET")), "no-authority");
+        assert_eq!(cause(request("/", Some(""), "GET")), "no-authority");
+        let status = ProxyError::NoGatewayRoute(String::new())
+            .status_and_cause()
+            .0;
+        assert_eq!(status, http::StatusCode::NOT_FOUND);
+    }
 
     #[test]
     fn the_client_ip_is_appended_and_the_scheme_set() {
