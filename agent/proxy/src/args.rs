@@ -77,12 +77,14 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub gateway: Option<String>,
     /// With `--gateway`: the IP the gateway's listeners bind, each on its config port.
-    #[arg(long, value_name = "IP", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    #[arg(long, value_name = "IP", requires = "gateway",
+          default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub gateway_address: IpAddr,
     /// With `--gateway`: binds the listener of config port PORT at ADDR instead of
     /// `--gateway-address`:PORT (repeatable; `8443=127.0.0.1:0` picks a free port, which
     /// the bound-addresses line and the admin `/gateway` endpoint report).
-    #[arg(long = "gateway-port", value_name = "PORT=ADDR", value_parser = parse_app_port)]
+    #[arg(long = "gateway-port", value_name = "PORT=ADDR", requires = "gateway",
+          value_parser = parse_app_port)]
     pub gateway_ports: Vec<(u16, SocketAddr)>,
 }
 
@@ -202,11 +204,20 @@ mod tests {
             default.map(|a| a.gateway_bind(80).to_string()).as_deref(),
             Some("0.0.0.0:80")
         );
-        let error = parse(&["--gateway-port", "8443"])
+        let error = parse(&["--gateway", "public", "--gateway-port", "8443"])
             .err()
             .map(|e| e.to_string());
         assert!(
             error.as_deref().is_some_and(|e| e.contains("PORT=ADDR")),
+            "{error:?}"
+        );
+        let error = parse(&["--gateway-port", "8443=127.0.0.1:0"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("--gateway <NAME>")),
             "{error:?}"
         );
     }

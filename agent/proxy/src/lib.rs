@@ -154,6 +154,15 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
                 name: name.clone(),
                 path: args.config.clone(),
             })?;
+            for (port, addr) in &args.gateway_ports {
+                let known = config
+                    .config
+                    .gateway()
+                    .is_some_and(|g| g.listeners.iter().any(|l| l.port == *port));
+                if !known {
+                    tracing::warn!(port, %addr, "--gateway-port names a port the gateway has no listener on; ignored");
+                }
+            }
             let store = Arc::new(gateway::certs::CertStore::new(Arc::clone(&shared.metrics)));
             gateway::listener::bind(
                 &config.config,

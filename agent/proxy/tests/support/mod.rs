@@ -466,13 +466,19 @@ impl GatewayAgent {
 /// to start: its exit status and standard error, or `None` if it still runs after 10 s.
 pub fn refusal(dir: &Path, extra: &[&str]) -> Option<(std::process::ExitStatus, String)> {
     use std::io::Read;
+    // Loopback only, should a gateway start after all.
+    let loopback: &[&str] = if extra.contains(&"--gateway") {
+        &["--gateway-address", "127.0.0.1"]
+    } else {
+        &[]
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-agent"))
         .args(extra)
+        .args(loopback)
         .args(["--config", dir.join("config.json").to_str().unwrap()])
         .args(["--endpoints", dir.join("endpoints.json").to_str().unwrap()])
         .args(["--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0"])
         .args(["--admin", "127.0.0.1:0"])
-        .args(["--gateway-address", "127.0.0.1"])
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
