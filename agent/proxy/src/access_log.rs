@@ -149,7 +149,7 @@ pub struct Entry {
     pub downstream_remote_address: Option<String>,
 }
 
-/// The routing decision of a request, put on its response (only while the log is on).
+/// The routing decision of a request.
 #[derive(Clone, Debug, Default)]
 pub struct Routed {
     /// The rule that matched.
@@ -158,14 +158,47 @@ pub struct Routed {
     pub backend: Option<String>,
 }
 
+/// What the layers learn about a logged request (its routing decision, its authorization)
+/// for its line, whether the request is answered or fails. It travels in the request's
+/// extensions (as a [`NoteSlot`]) only while the log is on.
+#[derive(Debug, Default)]
+pub struct Note {
+    routed: OnceLock<Routed>,
+    decision: OnceLock<String>,
+}
+
+impl Note {
+    /// Records the routing decision (the first one: a request is routed once).
+    pub fn routed(&self, routed: Routed) {
+        let _ = self.routed.set(routed);
+    }
+
+    /// Records the inbound authorization decision: `allow: …`, `deny: …` (with the
+    /// deciding policies), or `audit: …` for a deny that audit mode let through.
+    pub fn decided(&self, decision: &mesh_config::AuthzDecision) {
+        let verdict = match (decision.decision, decision.enforced) {
+            (mesh_config::Verdict::Allow, _) => "allow",
+            (mesh_config::Verdict::Deny, true) => "deny",
+            (mesh_config::Verdict::Deny, false) => "audit",
+        };
+        let _ = self
+            .decision
+            .set(format!("{verdict}: {}", decision.reason()));
+    }
+}
+
+/// A request's [`Note`], in its extensions.
+#[derive(Clone, Debug)]
+pub struct NoteSlot(pub Arc<Note>);
+
+/// The note of a logged request, from its extensions (`None`: the log is off).
+pub fn note(extensions: &http::Extensions) -> Option<&Note> {
+    extensions.get::<NoteSlot>().map(|slot| &*slot.0)
+}
+
 /// The endpoint a response came from, put on it by the endpoint layer.
 #[derive(Clone, Copy, Debug)]
 pub struct UpstreamHost(pub SocketAddr);
-
-/// The inbound authorization that let a request through, put on its response (only while
-/// the log is on): `allowed by policy …`.
-#[derive(Clone, Debug)]
-pub struct Decision(pub String);
 
 /// Runs `handle` on `request` and answers its response, or `respond`'s for its error;
 /// when `on`, logs the exchange (arriving on `direction` from `remote`, sent by `peer`).
@@ -192,15 +225,10 @@ where
     }
     let (started, request) =
         Started::request(direction, request, remote, peer.map(|p| p.to_string()));
-    let (response, refusal) = match handle(request).await {
-        Ok(response) => (response, None),
-        Err(error) => {
-            let refusal = matches!(error, ProxyError::Denied(_) | ProxyError::PolicyError(_))
-                .then(|| error.to_string());
-            (respond(&error), refusal)
-        }
-    };
-    started.respond(response, refusal, Arc::clone(writer))
+    let response = handle(request)
+        .await
+        .unwrap_or_else(|error| respond(&error));
+    started.respond(response, Arc::clone(writer))
 }
 
 /// A request being logged: what was known when it arrived.
@@ -209,6 +237,7 @@ pub struct Started {
     clock: Instant,
     entry: Entry,
     received: Arc<AtomicU64>,
+    note: Arc<Note>,
 }
 
 fn header<B>(request: &Request<B>, name: &str) -> Option<String> {
@@ -241,6 +270,9 @@ impl Started {
         peer: Option<String>,
     ) -> (Started, Request<Body>) {
         let received = Arc::new(AtomicU64::new(0));
+        let note = Arc::new(Note::default());
+        let mut request = request;
+        request.extensions_mut().insert(NoteSlot(Arc::clone(&note)));
         let entry = Entry {
             method: Some(request.method().as_str().to_string()),
             path: request
@@ -270,25 +302,21 @@ impl Started {
                 clock: Instant::now(),
                 entry,
                 received,
+                note,
             },
             counted,
         )
     }
 
-    /// Logs the exchange once `response`'s body ends; `refusal` is why the agent answered
-    /// itself, when it did.
-    pub fn respond(
-        self,
-        response: Response<Body>,
-        refusal: Option<String>,
-        writer: Arc<Writer>,
-    ) -> Response<Body> {
+    /// Logs the exchange once `response`'s body ends.
+    pub fn respond(self, response: Response<Body>, writer: Arc<Writer>) -> Response<Body> {
         let upstream_service_time = millis(self.clock.elapsed());
         let Started {
             at,
             clock,
             mut entry,
             received,
+            note,
         } = self;
         entry.start_time = rfc3339(at);
         entry.response_code = response.status().as_u16();
@@ -298,7 +326,7 @@ impl Started {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let extensions = response.extensions();
-        if let Some(routed) = extensions.get::<Routed>() {
+        if let Some(routed) = note.routed.get() {
             entry.rule.clone_from(&routed.rule);
             entry.backend.clone_from(&routed.backend);
         }
@@ -306,11 +334,7 @@ impl Started {
             entry.upstream_host = Some(addr.to_string());
             entry.upstream_service_time = Some(upstream_service_time);
         }
-        entry.decision = match (extensions.get::<Decision>(), refusal) {
-            (_, Some(refusal)) => Some(format!("deny: {refusal}")),
-            (Some(Decision(reason)), None) => Some(format!("allow: {reason}")),
-            (None, None) => None,
-        };
+        entry.decision = note.decision.get().cloned();
         let sent = Arc::new(AtomicU64::new(0));
         let done = Done {
             entry: Some(entry),

@@ -2,6 +2,7 @@
 //! rule, status — the agent's own answers included) and latency, recorded when the stack
 //! below answers.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use tower::Service;
 
+use crate::access_log::{Note, NoteSlot, Routed};
 use crate::error::ProxyError;
 use crate::metrics::{DirectionLabels, Name, RequestLabels};
 use crate::outbound::call::Call;
@@ -21,15 +23,18 @@ pub trait Labelled {
     /// Its labels (the status is filled in with the answer).
     fn labels(&self) -> RequestLabels;
 
-    /// Whether the access log is on for it (then its labels go on the response).
-    fn access_logged(&self) -> bool {
-        false
+    /// Its access-log note, when the log is on (then its routing is noted there).
+    fn access_note(&self) -> Option<Arc<Note>> {
+        None
     }
 }
 
 impl Labelled for Call {
-    fn access_logged(&self) -> bool {
-        crate::access_log::enabled(&self.snapshot)
+    fn access_note(&self) -> Option<Arc<Note>> {
+        self.head
+            .extensions
+            .get::<NoteSlot>()
+            .map(|slot| Arc::clone(&slot.0))
     }
 
     fn labels(&self) -> RequestLabels {
@@ -84,18 +89,18 @@ impl<R: Labelled, S: Stack<R>> Service<R> for Observe<S> {
     fn call(&mut self, request: R) -> Self::Future {
         let started = Instant::now();
         let mut labels = request.labels();
-        let logged = request.access_logged();
+        let note = request.access_note();
         let sent = self.inner.call(request);
         let (requests, latency) = (self.requests.clone(), self.latency.clone());
         Box::pin(async move {
-            let mut answer = sent.await;
-            if logged && let Ok(response) = &mut answer {
+            let answer = sent.await;
+            if let Some(note) = note {
                 let (service, subset, rule) = (
                     labels.service.as_str(),
                     labels.subset.as_str(),
                     labels.rule.as_str(),
                 );
-                response.extensions_mut().insert(crate::access_log::Routed {
+                note.routed(Routed {
                     rule: (!rule.is_empty()).then(|| rule.to_string()),
                     backend: (!service.is_empty()).then(|| match subset {
                         "" => service.to_string(),

@@ -50,11 +50,19 @@ fn reviews_config(log: bool) -> Value {
 }
 
 fn client_config(log: bool) -> Value {
-    let mut config = config(vec![service(
-        "reviews",
-        &[],
-        vec![rule("all", Value::Null, "reviews", &[(None, 100)])],
-    )]);
+    // `ratings` has no endpoints: its requests fail below the routing decision.
+    let mut config = config(vec![
+        service(
+            "reviews",
+            &[],
+            vec![rule("all", Value::Null, "reviews", &[(None, 100)])],
+        ),
+        service(
+            "ratings",
+            &[],
+            vec![rule("none", Value::Null, "ratings", &[(None, 100)])],
+        ),
+    ]);
     config["outbound"]["services"][0]["identity"] = json!(REVIEWS);
     with_log(config, log)
 }
@@ -189,16 +197,28 @@ async fn each_request_is_one_json_line_on_both_agents() {
     assert_eq!(inb.len(), 1, "{inb:?}");
     assert_eq!(inb[0]["response_code"], 403);
     assert_eq!(inb[0]["response_flags"], "denied");
-    assert!(
-        inb[0]["decision"]
-            .as_str()
-            .is_some_and(|d| d.starts_with("deny")),
-        "{}",
-        inb[0]
-    );
+    assert_eq!(inb[0]["decision"], "deny: no policy allows this request");
     let out = access_log_lines(&pair.client_log, 1, limit, with_id("req-2"));
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0]["response_code"], 403);
+
+    // A request the agent fails after routing it still names its rule and backend.
+    let got = Http::default()
+        .send(
+            pair.client.outbound,
+            "GET",
+            "ratings",
+            "/",
+            &[("x-request-id", "req-3")],
+        )
+        .await;
+    assert_eq!(got.status, 503, "{}", got.body);
+    let out = access_log_lines(&pair.client_log, 1, limit, with_id("req-3"));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0]["response_flags"], "no-endpoints");
+    assert_eq!(out[0]["rule"], "none");
+    assert_eq!(out[0]["backend"], "ns/ratings");
+    assert_eq!(out[0]["upstream_host"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,9 +50,8 @@ impl<S> Authorize<S> {
         Authorize { inner, metrics }
     }
 
-    /// Why `arrived` may not go on; when it may and `logged`, the decision's reason for
-    /// the access log.
-    fn refusal(&self, arrived: &Arrived, logged: bool) -> Result<Option<String>, ProxyError> {
+    /// `None` when `arrived` may go on; else why not.
+    fn refusal(&self, arrived: &Arrived) -> Option<ProxyError> {
         let config = &arrived.snapshot.config.config;
         let request = &arrived.request;
         let caller = arrived.caller.peer(&config.source().mesh.trust_domain);
@@ -63,20 +62,23 @@ impl<S> Authorize<S> {
         );
         let decision = config.authorize(&view, &caller);
         self.metrics.authz(&decision);
+        if let Some(note) = crate::access_log::note(request.extensions()) {
+            note.decided(&decision);
+        }
         let who = caller.identity.as_deref().unwrap_or("anonymous");
         match (decision.decision, decision.enforced) {
-            (Verdict::Allow, _) => Ok(logged.then(|| decision.reason())),
+            (Verdict::Allow, _) => None,
             (Verdict::Deny, false) => {
                 tracing::warn!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), errors = ?decision.errors, "audit: request would be denied");
-                Ok(logged.then(|| format!("audit: {}", decision.reason())))
+                None
             }
             (Verdict::Deny, true) if decision.policy_error => {
                 tracing::warn!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), errors = ?decision.errors, "request denied: a policy failed to evaluate");
-                Err(ProxyError::PolicyError(decision.reason()))
+                Some(ProxyError::PolicyError(decision.reason()))
             }
             (Verdict::Deny, true) => {
                 tracing::info!(peer = who, method = %request.method(), path = request.uri().path(), reason = %decision.reason(), "request denied");
-                Err(ProxyError::Denied(decision.reason()))
+                Some(ProxyError::Denied(decision.reason()))
             }
         }
     }
@@ -90,20 +92,9 @@ impl<S: Stack<Arrived>> Service<Arrived> for Authorize<S> {
     ready_when_inner!();
 
     fn call(&mut self, arrived: Arrived) -> Self::Future {
-        let logged = crate::access_log::enabled(&arrived.snapshot);
-        match self.refusal(&arrived, logged) {
-            Err(refusal) => Box::pin(async { Err(refusal) }),
-            Ok(None) => Box::pin(self.inner.call(arrived)),
-            Ok(Some(reason)) => {
-                let sent = self.inner.call(arrived);
-                Box::pin(async move {
-                    let mut response = sent.await?;
-                    response
-                        .extensions_mut()
-                        .insert(crate::access_log::Decision(reason));
-                    Ok(response)
-                })
-            }
+        match self.refusal(&arrived) {
+            Some(refusal) => Box::pin(async { Err(refusal) }),
+            None => Box::pin(self.inner.call(arrived)),
         }
     }
 }
