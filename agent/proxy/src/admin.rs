@@ -1,6 +1,7 @@
 //! The admin listener: `/live` (the process answers), `/ready` (a config and endpoints are
-//! loaded, and the identity when one is configured), `/metrics` (Prometheus text) and `/config` (the active config, its hash and
-//! load time, as JSON).
+//! loaded, and the identity when one is configured), `/metrics` (Prometheus text), `/config` (the active config, its hash and
+//! load time, as JSON) and, for a gateway, `/gateway` (its listeners and where each is
+//! bound, as JSON).
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -57,10 +58,22 @@ pub fn handle(shared: &Arc<Shared>, request: &Request<Incoming>) -> Response<Bod
                 "no config loaded",
             ),
         },
+        "/gateway" => match shared.gateway.get() {
+            Some(info) => text(
+                StatusCode::OK,
+                serde_json::to_string_pretty(info).unwrap_or_default() + "\n",
+                "application/json",
+            ),
+            None => error_response(
+                StatusCode::NOT_FOUND,
+                "not-a-gateway",
+                "this agent runs no gateway (`--gateway NAME`)",
+            ),
+        },
         _ => error_response(
             StatusCode::NOT_FOUND,
             "not-found",
-            "admin endpoints: /live /ready /metrics /config",
+            "admin endpoints: /live /ready /metrics /config /gateway",
         ),
     }
 }

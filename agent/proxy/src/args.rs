@@ -1,6 +1,6 @@
 //! The agent's command line: which files it reads and where it listens.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -71,6 +71,34 @@ pub struct Args {
     #[arg(long, env = "MESH_AGENT_THREADS", default_value_t = 2,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
+    /// Runs the workload as the ingress gateway NAME: the config must have a `gateway`
+    /// section of that name (and without this flag, a config with one is refused). A
+    /// gateway serves its config's listeners instead of the outbound and inbound ones.
+    #[arg(long, value_name = "NAME")]
+    pub gateway: Option<String>,
+    /// With `--gateway`: the IP the gateway's listeners bind, each on its config port.
+    #[arg(long, value_name = "IP", requires = "gateway",
+          default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub gateway_address: IpAddr,
+    /// With `--gateway`: binds the listener of config port PORT at ADDR instead of
+    /// `--gateway-address`:PORT (repeatable; `8443=127.0.0.1:0` picks a free port, which
+    /// the bound-addresses line and the admin `/gateway` endpoint report).
+    #[arg(long = "gateway-port", value_name = "PORT=ADDR", requires = "gateway",
+          value_parser = parse_app_port)]
+    pub gateway_ports: Vec<(u16, SocketAddr)>,
+}
+
+impl Args {
+    /// Where the gateway listener of config port `port` binds.
+    pub fn gateway_bind(&self, port: u16) -> SocketAddr {
+        self.gateway_ports
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == port)
+            .map_or(SocketAddr::new(self.gateway_address, port), |(_, addr)| {
+                *addr
+            })
+    }
 }
 
 /// Sources of endpoints.
@@ -155,6 +183,43 @@ mod tests {
                 "{bad}: {error:?}"
             );
         }
+    }
+
+    #[test]
+    fn gateway_listeners_bind_the_address_unless_a_port_is_overridden() {
+        let args = parse(&[
+            "--gateway",
+            "public",
+            "--gateway-address",
+            "127.0.0.2",
+            "--gateway-port",
+            "8443=127.0.0.1:0",
+        ])
+        .ok();
+        let bind = |port| args.as_ref().map(|a| a.gateway_bind(port).to_string());
+        assert_eq!(bind(8443).as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(bind(8080).as_deref(), Some("127.0.0.2:8080"));
+        let default = parse(&["--gateway", "public"]).ok();
+        assert_eq!(
+            default.map(|a| a.gateway_bind(80).to_string()).as_deref(),
+            Some("0.0.0.0:80")
+        );
+        let error = parse(&["--gateway", "public", "--gateway-port", "8443"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            error.as_deref().is_some_and(|e| e.contains("PORT=ADDR")),
+            "{error:?}"
+        );
+        let error = parse(&["--gateway-port", "8443=127.0.0.1:0"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("--gateway <NAME>")),
+            "{error:?}"
+        );
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub struct Caller {
     id: Option<SpiffeId>,
     /// Where the client was connecting when capture rules redirected it to the agent.
     original_dst: Option<std::net::SocketAddr>,
+    /// The client's address (`None`: not known, as for a caller made in a test).
+    remote: Option<std::net::SocketAddr>,
+    /// Whether the connection is TLS.
+    tls: bool,
     /// The principal, with the trust domain it was built for.
     peer: OnceLock<(String, Peer)>,
     /// The `x-forwarded-client-cert` value, with the workload identity it was built for.
@@ -25,6 +29,8 @@ impl Caller {
         Caller {
             id,
             original_dst: None,
+            remote: None,
+            tls: false,
             peer: OnceLock::new(),
             forwarded: OnceLock::new(),
         }
@@ -36,6 +42,25 @@ impl Caller {
             original_dst,
             ..self
         }
+    }
+
+    /// The same caller, connected from `remote`, over TLS or not.
+    pub fn connected(self, remote: std::net::SocketAddr, tls: bool) -> Caller {
+        Caller {
+            remote: Some(remote),
+            tls,
+            ..self
+        }
+    }
+
+    /// The client's address, when known.
+    pub fn remote(&self) -> Option<std::net::SocketAddr> {
+        self.remote
+    }
+
+    /// Whether the connection is TLS.
+    pub fn tls(&self) -> bool {
+        self.tls
     }
 
     /// Where the client was connecting, for a captured connection.

@@ -50,6 +50,9 @@ pub enum ProxyError {
     /// The backend is not one this workload may call.
     #[error("{0} is not a service this workload may call")]
     NoRoute(String),
+    /// A gateway serves no such host, or none of the host's rules matches.
+    #[error("{0}")]
+    NoGatewayRoute(String),
     /// The backend has no endpoints.
     #[error("{0} has no endpoints")]
     NoEndpoints(String),
@@ -140,6 +143,7 @@ impl ProxyError {
                 (StatusCode::GATEWAY_TIMEOUT, "timeout")
             }
             ProxyError::NoRoute(_) => (StatusCode::SERVICE_UNAVAILABLE, "no-route"),
+            ProxyError::NoGatewayRoute(_) => (StatusCode::NOT_FOUND, "no-route"),
             ProxyError::NoEndpoints(_) => (StatusCode::SERVICE_UNAVAILABLE, "no-endpoints"),
             ProxyError::BadIdentity { .. } => (StatusCode::BAD_GATEWAY, "bad-identity"),
             ProxyError::NotMeshed(_) => (StatusCode::BAD_GATEWAY, "not-meshed"),

@@ -5,9 +5,11 @@
 //! and admin (health, metrics, the active config). Inbound connections are mTLS per the
 //! config's mode and every inbound request is authorized before it reaches the app. Every
 //! routing and authorization decision is made by `mesh-config`, the same code `meshc test`
-//! runs.
+//! runs. Run with `--gateway NAME`, it is an ingress gateway instead ([`gateway`]): the
+//! config's gateway listeners replace the outbound and inbound ones.
 
 pub mod accept;
+pub mod access_log;
 pub mod admin;
 pub mod args;
 pub mod caller;
@@ -18,6 +20,7 @@ pub mod counted;
 pub mod detect;
 pub mod discovery;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod inbound;
 #[cfg(feature = "kubernetes")]
@@ -71,18 +74,46 @@ pub enum AgentError {
     /// Kubernetes discovery cannot start.
     #[error("kubernetes discovery: {0}")]
     Kubernetes(String),
+    /// The config is for the other mode (a gateway's without `--gateway`, or not the
+    /// named gateway's).
+    #[error("refusing the config {path}: {source}")]
+    Mode {
+        /// The config file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: gateway::ModeError,
+    },
+    /// A gateway cannot start without a valid config: it binds the config's listeners.
+    #[error(
+        "gateway `{name}`: no valid config at {path} at start (a gateway binds the listeners its config names; see the log for why)"
+    )]
+    GatewayConfig {
+        /// The gateway.
+        name: String,
+        /// The config file.
+        path: std::path::PathBuf,
+    },
+    /// A gateway listener cannot be set up.
+    #[error(transparent)]
+    GatewayListener(#[from] gateway::listener::ListenerError),
 }
 
 /// The addresses the agent listens on, printed as one JSON line on stdout once bound (so
-/// callers that asked for port 0 learn the real ports).
-#[derive(Clone, Copy, Debug, serde::Serialize)]
+/// callers that asked for port 0 learn the real ports). A sidecar has outbound, inbound
+/// and admin listeners; a gateway admin and its gateway listeners (config port → address).
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Bound {
-    /// Outbound listener.
-    pub outbound: SocketAddr,
-    /// Inbound listener.
-    pub inbound: SocketAddr,
+    /// Outbound listener (a sidecar's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<SocketAddr>,
+    /// Inbound listener (a sidecar's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<SocketAddr>,
     /// Admin listener.
     pub admin: SocketAddr,
+    /// A gateway's listeners, by config port.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub gateway: std::collections::BTreeMap<u16, SocketAddr>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AgentError> {
@@ -91,8 +122,12 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Agent
         .map_err(|source| AgentError::Bind { what, addr, source })
 }
 
+/// A listener's serving loop.
+type Serving<'a> = std::pin::Pin<Box<dyn Future<Output = ()> + 'a>>;
+
 /// Runs the agent until `shutdown` completes, then drains in-flight requests for up to
-/// `args.drain_timeout`.
+/// `args.drain_timeout`. With `--gateway NAME` it runs gateway NAME: its config's
+/// listeners instead of the outbound and inbound ones.
 pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let shared = Arc::new(Shared::new(args.identity_dir.is_some()));
     let discovery = discovery(&args, &shared).await?;
@@ -101,28 +136,90 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
         discovery,
         Arc::clone(&shared),
         args.identity_dir.as_deref(),
-    );
+    )
+    .with_gateway(args.gateway.clone());
     reloader.reload();
-    let outbound_listener = bind("outbound", args.outbound).await?;
-    let inbound_listener = bind("inbound", args.inbound).await?;
+    if reloader.config().is_none()
+        && let Some(refused) = reloader.refused()
+    {
+        return Err(AgentError::Mode {
+            path: args.config.clone(),
+            source: refused.clone(),
+        });
+    }
+    let gateway_listeners = match &args.gateway {
+        None => Vec::new(),
+        Some(name) => {
+            let config = reloader.config().ok_or_else(|| AgentError::GatewayConfig {
+                name: name.clone(),
+                path: args.config.clone(),
+            })?;
+            for (port, addr) in &args.gateway_ports {
+                let known = config
+                    .config
+                    .gateway()
+                    .is_some_and(|g| g.listeners.iter().any(|l| l.port == *port));
+                if !known {
+                    tracing::warn!(port, %addr, "--gateway-port names a port the gateway has no listener on; ignored");
+                }
+            }
+            let store = Arc::new(gateway::certs::CertStore::new(Arc::clone(&shared.metrics)));
+            gateway::listener::bind(
+                &config.config,
+                |port| args.gateway_bind(port),
+                &shared.snapshots(),
+                &store,
+            )
+            .await?
+        }
+    };
+    let sidecar = match args.gateway {
+        None => Some((
+            bind("outbound", args.outbound).await?,
+            bind("inbound", args.inbound).await?,
+        )),
+        Some(_) => None,
+    };
     let admin_listener = bind("admin", args.admin).await?;
     let bound = Bound {
-        outbound: outbound_listener.local_addr().unwrap_or(args.outbound),
-        inbound: inbound_listener.local_addr().unwrap_or(args.inbound),
+        outbound: sidecar
+            .as_ref()
+            .map(|(l, _)| l.local_addr().unwrap_or(args.outbound)),
+        inbound: sidecar
+            .as_ref()
+            .map(|(_, l)| l.local_addr().unwrap_or(args.inbound)),
         admin: admin_listener.local_addr().unwrap_or(args.admin),
+        gateway: gateway_listeners
+            .iter()
+            .map(|l| (l.bound.port, l.bound.address))
+            .collect(),
     };
     println!("{}", serde_json::to_string(&bound).unwrap_or_default());
-    tracing::info!(outbound = %bound.outbound, inbound = %bound.inbound, admin = %bound.admin, app = %args.app, "listening");
+    match &args.gateway {
+        None => {
+            tracing::info!(outbound = ?bound.outbound, inbound = ?bound.inbound, admin = %bound.admin, app = %args.app, "listening")
+        }
+        Some(name) => {
+            for listener in &gateway_listeners {
+                tracing::info!(gateway = %name, port = listener.bound.port, address = %listener.bound.address, tls = listener.bound.tls, "gateway listening");
+            }
+            tracing::info!(admin = %bound.admin, "listening");
+            let listeners: Vec<_> = gateway_listeners.iter().map(|l| l.bound).collect();
+            tokio::spawn(gateway::listener::warn_on_port_changes(
+                shared.snapshots(),
+                listeners.clone(),
+            ));
+            let _ = shared.gateway.set(gateway::GatewayInfo {
+                name: name.clone(),
+                listeners,
+            });
+        }
+    }
     let resync = tokio::spawn(reloader.watch(args.resync));
 
     let clients = Clients::default();
-    let outbound = outbound::Outbound::new(&shared, clients.clone(), bound.outbound);
-    let inbound = inbound::Inbound::new(&shared, clients, args.app);
-    let app_ports = tcp::AppPorts::new(args.app, args.app_ports.clone());
     let detect_timeout = args.detect_timeout;
     let admin_shared = Arc::clone(&shared);
-    let inbound_shared = Arc::clone(&shared);
-    let outbound_shared = Arc::clone(&shared);
     let limits = limits::Limits {
         header_read_timeout: args.header_read_timeout,
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
@@ -134,54 +231,77 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
     };
     let graceful = GracefulShutdown::new();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let serving = async {
-        tokio::join!(
-            server::serve(
-                outbound_listener,
-                guard("outbound"),
-                move |stream, _remote| {
-                    accept::outbound(Arc::clone(&outbound_shared), stream, detect_timeout)
-                },
+    let mut serving: Vec<Serving<'_>> = Vec::new();
+    if let Some((outbound_listener, inbound_listener)) = sidecar {
+        let listening = bound.outbound.unwrap_or(args.outbound);
+        let outbound = outbound::Outbound::new(&shared, clients.clone(), listening);
+        let inbound = inbound::Inbound::new(&shared, clients.clone(), args.app);
+        let app_ports = tcp::AppPorts::new(args.app, args.app_ports.clone());
+        let inbound_shared = Arc::clone(&shared);
+        let outbound_shared = Arc::clone(&shared);
+        serving.push(Box::pin(server::serve(
+            outbound_listener,
+            guard("outbound"),
+            move |stream, _remote| {
+                accept::outbound(Arc::clone(&outbound_shared), stream, detect_timeout)
+            },
+            move |request, caller| {
+                let outbound = outbound.clone();
+                async move { outbound.handle(request, &caller).await }
+            },
+            &graceful,
+            stop_rx.clone(),
+        )));
+        serving.push(Box::pin(server::serve(
+            inbound_listener,
+            guard("inbound"),
+            move |stream, remote| {
+                accept::inbound(
+                    Arc::clone(&inbound_shared),
+                    stream,
+                    remote,
+                    app_ports.clone(),
+                    detect_timeout,
+                )
+            },
+            move |request, peer| {
+                let inbound = inbound.clone();
+                async move { inbound.handle(request, peer).await }
+            },
+            &graceful,
+            stop_rx.clone(),
+        )));
+    }
+    if !gateway_listeners.is_empty() {
+        let routes = gateway::route::GatewayRoutes::new(&shared, clients.clone());
+        for listener in gateway_listeners {
+            let (acceptor, routes, port) = (listener.accept, routes.clone(), listener.bound.port);
+            serving.push(Box::pin(server::serve(
+                listener.socket,
+                guard("gateway"),
+                move |stream, remote| acceptor.clone().accept(stream, remote),
                 move |request, caller| {
-                    let outbound = outbound.clone();
-                    async move { outbound.handle(request, caller.original_dst()).await }
+                    let routes = routes.clone();
+                    async move { routes.handle(request, port, &caller).await }
                 },
                 &graceful,
                 stop_rx.clone(),
-            ),
-            server::serve(
-                inbound_listener,
-                guard("inbound"),
-                move |stream, remote| {
-                    accept::inbound(
-                        Arc::clone(&inbound_shared),
-                        stream,
-                        remote,
-                        app_ports.clone(),
-                        detect_timeout,
-                    )
-                },
-                move |request, peer| {
-                    let inbound = inbound.clone();
-                    async move { inbound.handle(request, peer).await }
-                },
-                &graceful,
-                stop_rx.clone(),
-            ),
-            server::serve(
-                admin_listener,
-                guard("admin"),
-                server::plaintext,
-                move |request, _caller| {
-                    let response = admin::handle(&admin_shared, &request);
-                    async move { response }
-                },
-                &graceful,
-                stop_rx.clone(),
-            ),
-        )
-    };
+            )));
+        }
+    }
+    serving.push(Box::pin(server::serve(
+        admin_listener,
+        guard("admin"),
+        server::plaintext,
+        move |request, _caller| {
+            let response = admin::handle(&admin_shared, &request);
+            async move { response }
+        },
+        &graceful,
+        stop_rx.clone(),
+    )));
     {
+        let serving = futures_util::future::join_all(serving);
         tokio::pin!(serving);
         tokio::select! {
             _ = &mut serving => {}

@@ -160,10 +160,19 @@ pub struct TcpLabels {
     pub result: &'static str,
 }
 
+/// Labels of a gateway listener's TLS handshake.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    /// The listener's config port.
+    pub port: u16,
+    /// `ok`, `failed` (including no certificate for the client's SNI name) or `timeout`.
+    pub result: &'static str,
+}
+
 /// Labels of a limit that fired ([`crate::limits`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
-    /// `outbound`, `inbound` or `admin`.
+    /// `outbound`, `inbound`, `gateway` or `admin`.
     pub listener: &'static str,
     /// `max_connections` (accepting paused), `header_read_timeout`, `idle_timeout`,
     /// `header_size` (431), `malformed_request` (400), `h2_abuse` (GOAWAY
@@ -258,6 +267,10 @@ pub struct Metrics {
     pub overloaded: Family<OverloadLabels, Counter>,
     /// Endpoints ejected by outlier detection.
     pub outlier_ejections: Family<ServiceLabels, Counter>,
+    /// Access-log lines dropped because standard output could not keep up.
+    pub access_log_dropped: Counter,
+    /// TLS handshakes on gateway listeners, by listener and result.
+    pub gateway_handshakes: Family<HandshakeLabels, Counter>,
 }
 
 /// Labels of a protocol detection.
@@ -389,7 +402,21 @@ impl Default for Metrics {
             "Endpoints ejected by outlier detection after consecutive 5xx answers or failed connections",
             outlier_ejections.clone(),
         );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access-log lines dropped because standard output did not keep up (the request path never waits for it)",
+            access_log_dropped.clone(),
+        );
+        let gateway_handshakes = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "gateway_tls_handshakes",
+            "TLS handshakes on a gateway's listeners, by config port and result (ok, failed, timeout)",
+            gateway_handshakes.clone(),
+        );
         Metrics {
+            gateway_handshakes,
+            access_log_dropped,
             overloaded,
             outlier_ejections,
             rate_limits,

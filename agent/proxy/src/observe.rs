@@ -2,6 +2,7 @@
 //! rule, status — the agent's own answers included) and latency, recorded when the stack
 //! below answers.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use tower::Service;
 
+use crate::access_log::{Note, NoteSlot, Routed};
 use crate::error::ProxyError;
 use crate::metrics::{DirectionLabels, Name, RequestLabels};
 use crate::outbound::call::Call;
@@ -20,9 +22,21 @@ use crate::stack::{Answer, BoxFuture, Stack};
 pub trait Labelled {
     /// Its labels (the status is filled in with the answer).
     fn labels(&self) -> RequestLabels;
+
+    /// Its access-log note, when the log is on (then its routing is noted there).
+    fn access_note(&self) -> Option<Arc<Note>> {
+        None
+    }
 }
 
 impl Labelled for Call {
+    fn access_note(&self) -> Option<Arc<Note>> {
+        self.head
+            .extensions
+            .get::<NoteSlot>()
+            .map(|slot| Arc::clone(&slot.0))
+    }
+
     fn labels(&self) -> RequestLabels {
         self.snapshot
             .request_labels(self.route)
@@ -75,10 +89,25 @@ impl<R: Labelled, S: Stack<R>> Service<R> for Observe<S> {
     fn call(&mut self, request: R) -> Self::Future {
         let started = Instant::now();
         let mut labels = request.labels();
+        let note = request.access_note();
         let sent = self.inner.call(request);
         let (requests, latency) = (self.requests.clone(), self.latency.clone());
         Box::pin(async move {
             let answer = sent.await;
+            if let Some(note) = note {
+                let (service, subset, rule) = (
+                    labels.service.as_str(),
+                    labels.subset.as_str(),
+                    labels.rule.as_str(),
+                );
+                note.routed(Routed {
+                    rule: (!rule.is_empty()).then(|| rule.to_string()),
+                    backend: (!service.is_empty()).then(|| match subset {
+                        "" => service.to_string(),
+                        subset => format!("{service}.{subset}"),
+                    }),
+                });
+            }
             labels.status = match &answer {
                 Ok(response) => response.status().as_u16(),
                 Err(error) => error.status_and_cause().0.as_u16(),

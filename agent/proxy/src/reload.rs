@@ -14,6 +14,7 @@ use sha2::Digest;
 use tokio::sync::mpsc;
 
 use crate::discovery::{Discovery, DiscoveryError, Endpoints};
+use crate::gateway::{ModeError, check_mode};
 use crate::state::{LoadedConfig, Shared, Snapshot};
 
 /// Re-reads the agent's files and publishes new snapshots.
@@ -31,6 +32,11 @@ pub struct Reloader {
     identity_dir: Option<PathBuf>,
     /// Bytes of the identity files last seen, valid or not.
     seen_identity: Option<Vec<u8>>,
+    /// The gateway the agent runs as (`--gateway`), `None` for a sidecar: a config for
+    /// the other mode is refused like an invalid one.
+    gateway: Option<String>,
+    /// Why the last config read was refused for the agent's mode, if it was.
+    refused: Option<ModeError>,
 }
 
 impl Reloader {
@@ -51,7 +57,24 @@ impl Reloader {
             endpoints: None,
             seen_config: None,
             endpoints_error: None,
+            gateway: None,
+            refused: None,
         }
+    }
+
+    /// The same reloader for an agent running as gateway `gateway` (`None`: a sidecar).
+    pub fn with_gateway(self, gateway: Option<String>) -> Self {
+        Reloader { gateway, ..self }
+    }
+
+    /// The config in force, if one was loaded.
+    pub fn config(&self) -> Option<&Arc<LoadedConfig>> {
+        self.config.as_ref()
+    }
+
+    /// Why the last config read was refused for the agent's mode (gateway or sidecar).
+    pub fn refused(&self) -> Option<&ModeError> {
+        self.refused.as_ref()
     }
 
     /// Paths whose directories are watched.
@@ -105,6 +128,17 @@ impl Reloader {
         let hash = hex(&sha2::Sha256::digest(&bytes));
         let result = Config::from_json(&bytes);
         self.seen_config = Some(bytes);
+        self.refused = None;
+        let result = result.map_err(|e| e.to_string()).and_then(|config| {
+            match check_mode(&config, self.gateway.as_deref()) {
+                Ok(()) => Ok(config),
+                Err(refused) => {
+                    let text = refused.to_string();
+                    self.refused = Some(refused);
+                    Err(text)
+                }
+            }
+        });
         match result {
             Ok(config) => {
                 let metrics = &self.shared.metrics;

@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::caller::Caller;
 use crate::http::Body;
 use crate::limits::{Activity, Fired, Limits, Tracked};
-use crate::tls::Accepted;
+use crate::tls::{Accepted, Io};
 
 /// What guards a listener: its limits and where it counts them firing.
 #[derive(Clone)]
@@ -93,7 +93,12 @@ pub async fn serve<A, AF, H, F>(
             else {
                 return;
             };
-            let peer = Arc::new(Caller::new(peer).captured(original_dst));
+            let tls = matches!(io, Io::Tls(_));
+            let peer = Arc::new(
+                Caller::new(peer)
+                    .captured(original_dst)
+                    .connected(remote, tls),
+            );
             let service = service_fn(move |request| {
                 let (handle, peer) = (handle.clone(), peer.clone());
                 async move { Ok::<_, Infallible>(handle(request, peer).await) }

@@ -338,12 +338,19 @@ pub struct Shared {
     pub rate_limits: Arc<crate::inbound::rate_limit::Limiters>,
     /// Outbound circuit breakers' counters by service, kept across reloads.
     pub gates: Arc<Gates>,
+    /// The access log's writer (started by the first line).
+    pub access_log: Arc<crate::access_log::Writer>,
+    /// The gateway's bound listeners, once bound (gateway mode only).
+    pub gateway: OnceLock<crate::gateway::GatewayInfo>,
 }
 
 impl Shared {
     /// Empty state; `identity_required` when the agent was given an identity directory.
     pub fn new(identity_required: bool) -> Shared {
         let metrics: Arc<Metrics> = Arc::default();
+        let access_log = Arc::new(crate::access_log::Writer::new(
+            metrics.access_log_dropped.clone(),
+        ));
         Shared {
             rate_limits: Arc::new(crate::inbound::rate_limit::Limiters::new(
                 metrics.rate_limits.clone(),
@@ -355,6 +362,8 @@ impl Shared {
             registry: Registry::default(),
             metrics,
             budgets: Arc::default(),
+            gateway: OnceLock::new(),
+            access_log,
         }
     }
 

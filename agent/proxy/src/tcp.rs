@@ -427,6 +427,24 @@ fn finish(shared: &Shared, labels: &TcpLabels, transferred: Transferred, started
     if let Some(kind) = transferred.failed {
         tracing::debug!(service = %labels.service, ?kind, "opaque TCP: connection failed");
     }
+    if let Some(snapshot) = shared.snapshot()
+        && crate::access_log::enabled(&snapshot)
+    {
+        let elapsed = started.elapsed();
+        crate::access_log::tcp(
+            &shared.access_log,
+            labels.direction,
+            std::time::SystemTime::now()
+                .checked_sub(elapsed)
+                .unwrap_or(std::time::UNIX_EPOCH),
+            elapsed,
+            &labels.service,
+            (!labels.peer.is_empty()).then(|| labels.peer.clone()),
+            None,
+            transferred.sent,
+            transferred.received,
+        );
+    }
     shared
         .metrics
         .tcp_done(labels, transferred, started.elapsed().as_secs_f64());

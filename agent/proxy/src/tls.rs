@@ -29,7 +29,7 @@ use crate::client::CONNECT_TIMEOUT;
 use crate::http::Body;
 
 /// How long an inbound TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first byte of a TLS record carrying a handshake (a ClientHello starts with it).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;

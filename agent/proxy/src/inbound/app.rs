@@ -61,7 +61,7 @@ impl Service<Arrived> for App {
                 .map_err(|_| ProxyError::CannotForward("invalid request target".into()))?;
             let (body, body_failed) = ClientBody::new(body);
             let request = Request::from_parts(parts, boxed(body));
-            clients
+            let mut response = clients
                 .forward(request, http2, upgrade)
                 .await
                 .map_err(|error| match error {
@@ -72,7 +72,11 @@ impl Service<Arrived> for App {
                         app,
                         error: "connection limit reached".into(),
                     },
-                })
+                })?;
+            response
+                .extensions_mut()
+                .insert(crate::access_log::UpstreamHost(app));
+            Ok(response)
         })
     }
 }

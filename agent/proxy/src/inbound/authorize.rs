@@ -62,6 +62,9 @@ impl<S> Authorize<S> {
         );
         let decision = config.authorize(&view, &caller);
         self.metrics.authz(&decision);
+        if let Some(note) = crate::access_log::note(request.extensions()) {
+            note.decided(&decision);
+        }
         let who = caller.identity.as_deref().unwrap_or("anonymous");
         match (decision.decision, decision.enforced) {
             (Verdict::Allow, _) => None,

@@ -55,6 +55,7 @@ impl Labelled for Arrived {
 /// The inbound stack.
 #[derive(Clone)]
 pub struct Inbound {
+    access_log: Arc<crate::access_log::Writer>,
     snapshots: Snapshots,
     stack: Observe<Authorize<RateLimit<ForwardedClientCert<App>>>>,
     metrics: Arc<Metrics>,
@@ -71,6 +72,7 @@ impl Inbound {
         );
         let authorize = Authorize::new(limited, Arc::clone(&metrics));
         Inbound {
+            access_log: Arc::clone(&shared.access_log),
             snapshots: shared.snapshots(),
             stack: Observe::new(authorize, metrics.requests.clone(), metrics.latency.clone()),
             metrics,
@@ -82,15 +84,25 @@ impl Inbound {
         let Some(snapshot) = self.snapshots.borrow().clone() else {
             return ProxyError::NotReady.respond(&self.metrics, "inbound");
         };
-        let arrived = Arrived {
-            snapshot,
-            caller,
-            request: request.map(boxed),
-        };
-        match self.stack.clone().oneshot(arrived).await {
-            Ok(response) => response,
-            Err(error) => error.respond(&self.metrics, "inbound"),
-        }
+        let logged = crate::access_log::enabled(&snapshot);
+        let (remote, peer) = (caller.remote(), caller.id().cloned());
+        crate::access_log::exchange(
+            &self.access_log,
+            logged,
+            "inbound",
+            request.map(boxed),
+            remote,
+            peer.as_ref(),
+            |request| {
+                self.stack.clone().oneshot(Arrived {
+                    snapshot,
+                    caller,
+                    request,
+                })
+            },
+            |error| error.respond(&self.metrics, "inbound"),
+        )
+        .await
     }
 }
 

@@ -121,6 +121,9 @@ impl Service<Dispatch> for Endpoint {
                     None => {
                         let (mut parts, body) = response.into_parts();
                         strip_hop_by_hop(&mut parts.headers);
+                        parts
+                            .extensions
+                            .insert(crate::access_log::UpstreamHost(addr));
                         Response::from_parts(parts, boxed(body))
                     }
                 }),

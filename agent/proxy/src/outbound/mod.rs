@@ -35,11 +35,13 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tower::ServiceExt;
 
+use crate::access_log::{self, Writer};
+use crate::caller::Caller;
 use crate::client::Clients;
 use crate::http::{Body, boxed};
 use crate::metrics::Metrics;
 use crate::observe::Observe;
-use crate::state::Shared;
+use crate::state::{Shared, Snapshots};
 
 use self::balance::Balance;
 use self::breaker::Breaker;
@@ -53,8 +55,8 @@ use self::rewrite::Rewrite;
 use self::route::{Outgoing, Route};
 use self::timeout::Timeout;
 
-/// The layers from the router down, for routed requests.
-type Routed = Observe<Fault<Rewrite<Buffer<Mirror<Timeout<Retry<Tries>>, Tries>>>>>;
+/// The layers from the router down, for routed requests (a sidecar's and a gateway's).
+pub type Routed = Observe<Fault<Rewrite<Buffer<Mirror<Timeout<Retry<Tries>>, Tries>>>>>;
 
 /// One try: admitted by the service's circuit breaker, an endpoint picked, the request
 /// sent to it.
@@ -65,28 +67,38 @@ type Tries = Breaker<Balance<Endpoint>>;
 pub struct Outbound {
     stack: Route<Routed, Observe<Passthrough>>,
     metrics: Arc<Metrics>,
+    snapshots: Snapshots,
+    access_log: Arc<Writer>,
+}
+
+/// The routed layers, from observe down to the endpoint, over the agent's state.
+pub fn routed(shared: &Shared, clients: Clients) -> Routed {
+    let metrics = &shared.metrics;
+    let balance = Balance::new(
+        Endpoint::new(clients),
+        metrics.ejections.clone(),
+        metrics.outlier_ejections.clone(),
+    );
+    let tries = Breaker::new(balance, Arc::clone(&shared.gates));
+    let retry = Retry::new(
+        tries.clone(),
+        Arc::clone(&shared.budgets),
+        metrics.retries.clone(),
+        metrics.budget_exhausted.clone(),
+    );
+    let mirror = Mirror::new(Timeout::new(retry), tries, metrics.mirrored.clone());
+    Observe::new(
+        Fault::new(Rewrite::new(Buffer::new(mirror))),
+        metrics.requests.clone(),
+        metrics.latency.clone(),
+    )
 }
 
 impl Outbound {
     /// The stack over the agent's state; `listening` is the outbound listener's address.
     pub fn new(shared: &Shared, clients: Clients, listening: SocketAddr) -> Outbound {
         let metrics = Arc::clone(&shared.metrics);
-        let balance = Balance::new(
-            Endpoint::new(clients.clone()),
-            metrics.ejections.clone(),
-            metrics.outlier_ejections.clone(),
-        );
-        let tries = Breaker::new(balance, Arc::clone(&shared.gates));
-        let retry = Retry::new(
-            tries.clone(),
-            Arc::clone(&shared.budgets),
-            metrics.retries.clone(),
-            metrics.budget_exhausted.clone(),
-        );
-        let mirror = Mirror::new(Timeout::new(retry), tries, metrics.mirrored.clone());
-        let observe =
-            |inner| Observe::new(inner, metrics.requests.clone(), metrics.latency.clone());
-        let routed = observe(Fault::new(Rewrite::new(Buffer::new(mirror))));
+        let routed = routed(shared, clients.clone());
         let passthrough = Observe::new(
             Passthrough::new(clients, listening),
             metrics.requests.clone(),
@@ -95,23 +107,36 @@ impl Outbound {
         Outbound {
             stack: Route::new(shared.snapshots(), routed, passthrough),
             metrics,
+            snapshots: shared.snapshots(),
+            access_log: Arc::clone(&shared.access_log),
         }
     }
 
-    /// Handles one request from the app; `original_dst` is where the app was connecting
-    /// when capture rules redirected its connection here (`None`: sent to the proxy).
-    pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        original_dst: Option<SocketAddr>,
-    ) -> Response<Body> {
-        let outgoing = Outgoing {
-            request: request.map(boxed),
-            original_dst,
-        };
-        match self.stack.clone().oneshot(outgoing).await {
-            Ok(response) => response,
-            Err(error) => error.respond(&self.metrics, "outbound"),
-        }
+    /// Handles one request from the app on a connection from `caller` (whose
+    /// `original_dst` is where the app was connecting when capture rules redirected its
+    /// connection here; `None`: sent to the proxy).
+    pub async fn handle(&self, request: Request<Incoming>, caller: &Caller) -> Response<Body> {
+        let logged = self
+            .snapshots
+            .borrow()
+            .as_deref()
+            .is_some_and(access_log::enabled);
+        let original_dst = caller.original_dst();
+        access_log::exchange(
+            &self.access_log,
+            logged,
+            "outbound",
+            request.map(boxed),
+            caller.remote(),
+            None,
+            |request| {
+                self.stack.clone().oneshot(Outgoing {
+                    request,
+                    original_dst,
+                })
+            },
+            |error| error.respond(&self.metrics, "outbound"),
+        )
+        .await
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Uri};
+use mesh_config::RouteKey;
 use mesh_config::schema::FULL_WEIGHT;
 use tower::Service;
 
@@ -19,7 +20,7 @@ use crate::http::{Body, View, authority, boxed, strip_hop_by_hop};
 use crate::outbound::call::{Call, CallBody};
 use crate::outbound::passthrough::Unrouted;
 use crate::stack::{Answer, BoxFuture, Stack};
-use crate::state::Snapshots;
+use crate::state::{Snapshot, Snapshots};
 use crate::upgrade;
 
 /// An app's request as the outbound listener received it.
@@ -66,7 +67,7 @@ impl<S: Stack<Call>, P: Stack<Unrouted>> Service<Outgoing> for Route<S, P> {
 
     fn call(&mut self, outgoing: Outgoing) -> Self::Future {
         let Outgoing {
-            mut request,
+            request,
             original_dst,
         } = outgoing;
         let Some(snapshot) = self.snapshots.borrow().clone() else {
@@ -121,40 +122,54 @@ impl<S: Stack<Call>, P: Stack<Unrouted>> Service<Outgoing> for Route<S, P> {
                 return Box::pin(self.passthrough.call(unrouted));
             }
         };
-        let retried = config
-            .resolve(route)
-            .and_then(|d| d.retry)
-            .is_some_and(|r| r.attempts > 1);
         let missing_host = (!request.headers().contains_key(header::HOST))
             .then(|| owned_authority(&request))
             .flatten();
-        let upgrade = upgrade::take(&mut request);
-        let (mut head, body) = request.into_parts();
-        strip_hop_by_hop(&mut head.headers);
-        if let Some(authority) = missing_host
-            && let Ok(host) = HeaderValue::from_str(&authority)
-        {
-            head.headers.insert(header::HOST, host);
-        }
-        // Only the path and query go on: each try names its endpoint.
-        head.uri = head
-            .uri
-            .path_and_query()
-            .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
-        let (body, failed) = ClientBody::new(body);
-        let call = Call {
-            snapshot,
-            route,
-            mirror: None,
-            head,
-            body: CallBody::Streaming {
-                body: boxed(body),
-                failed,
-            },
-            upgrade,
-            tried: retried.then(|| Arc::new(Mutex::new(None))),
-        };
+        let call = routed_call(snapshot, route, request, missing_host);
         Box::pin(self.routed.call(call))
+    }
+}
+
+/// The [`Call`] for `request` routed by `route` on `snapshot`: hop-by-hop headers
+/// stripped, a `Host` header of `missing_host` added when the request has none, the URI
+/// reduced to the path and query (each try names its endpoint), the body streamed (the
+/// buffer layer keeps it when a retry or mirror needs it), an upgrade taken aside.
+pub fn routed_call(
+    snapshot: Arc<Snapshot>,
+    route: RouteKey,
+    mut request: Request<Body>,
+    missing_host: Option<String>,
+) -> Call {
+    let retried = snapshot
+        .config
+        .config
+        .resolve(route)
+        .and_then(|d| d.retry)
+        .is_some_and(|r| r.attempts > 1);
+    let upgrade = upgrade::take(&mut request);
+    let (mut head, body) = request.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    if let Some(authority) = missing_host
+        && let Ok(host) = HeaderValue::from_str(&authority)
+    {
+        head.headers.insert(header::HOST, host);
+    }
+    head.uri = head
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
+    let (body, failed) = ClientBody::new(body);
+    Call {
+        snapshot,
+        route,
+        mirror: None,
+        head,
+        body: CallBody::Streaming {
+            body: boxed(body),
+            failed,
+        },
+        upgrade,
+        tried: retried.then(|| Arc::new(Mutex::new(None))),
     }
 }
 

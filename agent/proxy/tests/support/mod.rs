@@ -164,6 +164,26 @@ impl Agent {
     /// Starts the agent with extra flags and environment variables (for example
     /// `KUBECONFIG`).
     pub fn start_env(dir: &Path, app: SocketAddr, extra: &[&str], env: &[(&str, &Path)]) -> Agent {
+        Agent::spawn(dir, app, extra, env).0
+    }
+
+    /// Starts the agent with extra flags, keeping its standard output: the lines after the
+    /// bound-addresses line (the access log) arrive on the receiver.
+    pub fn start_logged(
+        dir: &Path,
+        app: SocketAddr,
+        extra: &[&str],
+    ) -> (Agent, std::sync::mpsc::Receiver<String>) {
+        let (agent, stdout) = Agent::spawn(dir, app, extra, &[]);
+        (agent, lines(stdout))
+    }
+
+    fn spawn(
+        dir: &Path,
+        app: SocketAddr,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> (Agent, BufReader<std::process::ChildStdout>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-agent"))
             .envs(env.iter().map(|(k, v)| (*k, *v)))
             .args(extra)
@@ -181,18 +201,19 @@ impl Agent {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start mesh-agent");
-        let stdout = child.stdout.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        stdout.read_line(&mut line).unwrap();
         let bound: Value = serde_json::from_str(&line).expect("bound addresses line");
         let addr = |k: &str| bound[k].as_str().unwrap().parse().unwrap();
-        Agent {
+        let agent = Agent {
             outbound: addr("outbound"),
             inbound: addr("inbound"),
             admin: addr("admin"),
             dir: dir.to_path_buf(),
             child,
-        }
+        };
+        (agent, stdout)
     }
 
     pub fn pid(&self) -> u32 {
@@ -374,4 +395,148 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
+}
+
+/// A running `mesh-agent --gateway NAME` process.
+pub struct GatewayAgent {
+    child: Child,
+    pub admin: SocketAddr,
+    /// The gateway's listeners by config port.
+    pub listeners: BTreeMap<u16, SocketAddr>,
+    /// The rest of the agent's stdout (after the bound-addresses line), line by line.
+    pub stdout: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for GatewayAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl GatewayAgent {
+    /// Starts gateway `name` on `config.json` and `endpoints.json` in `dir`, each config
+    /// listener port in `ports` on a free loopback port, with `extra` flags.
+    pub fn start(dir: &Path, name: &str, ports: &[u16], extra: &[&str]) -> GatewayAgent {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mesh-agent"));
+        command
+            .args(extra)
+            .args(["--gateway", name])
+            .args(["--config", dir.join("config.json").to_str().unwrap()])
+            .args(["--endpoints", dir.join("endpoints.json").to_str().unwrap()])
+            .args(["--admin", "127.0.0.1:0", "--resync", "1s"])
+            .args(["--drain-timeout", "5s"]);
+        for port in ports {
+            command.args(["--gateway-port", &format!("{port}=127.0.0.1:0")]);
+        }
+        let mut child = command
+            .env(
+                "RUST_LOG",
+                std::env::var("MESH_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mesh-agent --gateway");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let bound: Value = serde_json::from_str(&line).expect("bound addresses line");
+        let listeners = bound["gateway"]
+            .as_object()
+            .expect("gateway listeners in the bound line")
+            .iter()
+            .map(|(port, addr)| {
+                (
+                    port.parse().unwrap(),
+                    addr.as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect();
+        GatewayAgent {
+            admin: bound["admin"].as_str().unwrap().parse().unwrap(),
+            listeners,
+            stdout: lines(stdout),
+            child,
+        }
+    }
+}
+
+/// Runs `mesh-agent` on `config.json` in `dir` with `extra` flags, expecting it to refuse
+/// to start: its exit status and standard error, or `None` if it still runs after 10 s.
+pub fn refusal(dir: &Path, extra: &[&str]) -> Option<(std::process::ExitStatus, String)> {
+    use std::io::Read;
+    // Loopback only, should a gateway start after all.
+    let loopback: &[&str] = if extra.contains(&"--gateway") {
+        &["--gateway-address", "127.0.0.1"]
+    } else {
+        &[]
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-agent"))
+        .args(extra)
+        .args(loopback)
+        .args(["--config", dir.join("config.json").to_str().unwrap()])
+        .args(["--endpoints", dir.join("endpoints.json").to_str().unwrap()])
+        .args(["--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0"])
+        .args(["--admin", "127.0.0.1:0"])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mesh-agent");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return Some((status, stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// The lines of `stdout`, read by a thread, as they come.
+fn lines(stdout: BufReader<std::process::ChildStdout>) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The access-log lines (JSON objects) received within `limit` for which `pick` holds,
+/// waiting until `want` of them arrived.
+pub fn access_log_lines(
+    stdout: &std::sync::mpsc::Receiver<String>,
+    want: usize,
+    limit: Duration,
+    pick: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    let mut found = Vec::new();
+    while found.len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = stdout.recv_timeout(left) else {
+            break;
+        };
+        let value: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("an access-log line is not JSON ({e}): {line}"));
+        if pick(&value) {
+            found.push(value);
+        }
+    }
+    found
 }
