@@ -3,14 +3,16 @@
 //! the agent runs — and compared with its expectations. A `request` goes to the callee's
 //! first HTTP port; a `connect` case is routed and authorized as an opaque TCP connection.
 //! `rate_limit NAME` holds when the request is allowed and counts against that limit of
-//! the callee (`Config::rate_limits`, as the agent decides it).
+//! the callee (`Config::rate_limits`, as the agent decides it). A case `from
+//! gateway/NAME` is authorized as the gateway's identity; the gateway calls the service
+//! as a whole (its hosts' rules route only requests from outside the mesh).
 
 use mesh_config::schema::{Authz, FULL_WEIGHT, WorkloadConfig};
 use mesh_config::{AuthzDecision, Config, Peer, RouteDecision, SimpleRequest, Verdict};
 
 use crate::Checked;
 use crate::emit::{self, Emitter, Neighbours};
-use crate::ir::{Case, Expect, Mesh, Probe, Protocol, ServiceId};
+use crate::ir::{Caller, Case, Expect, Mesh, Probe, Protocol, ServiceId};
 
 /// The outcome of one case.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +76,29 @@ impl<'c> Evaluator<'c> {
         let mut config = self.emitter.workload(from, Neighbours::Only(targets));
         config.inbound.authz = Authz::DenyAll;
         compile(config)
+    }
+
+    /// [`Evaluator::caller`] for a service or a gateway: a gateway calls `targets` as
+    /// itself, without route rules (it routes by its hosts' rules only).
+    pub fn caller_of(&self, from: Caller, targets: &[ServiceId]) -> Result<Config, String> {
+        match from {
+            Caller::Service(id) => self.caller(id, targets),
+            Caller::Gateway(id) => compile(self.emitter.gateway_calling(id, targets)),
+        }
+    }
+
+    /// [`Evaluator::peer`] for a service or a gateway.
+    pub fn peer_of(&self, from: Caller) -> Option<Peer> {
+        match from {
+            Caller::Service(id) => self.peer(id),
+            Caller::Gateway(id) => {
+                let gateway = self.mesh.gateway(id)?;
+                Some(Peer::from_spiffe_id(
+                    &emit::gateway_spiffe_id(self.mesh, gateway),
+                    &self.mesh.trust_domain,
+                ))
+            }
+        }
     }
 
     /// The compiled config of `to` without outbound services (for authorizing what it
@@ -151,7 +176,7 @@ pub fn run(checked: &Checked) -> Result<Vec<TestResult>, String> {
         .map(|test| vec![None; test.cases.len()])
         .collect();
     let mut callee: Option<(ServiceId, Config)> = None;
-    let mut caller: Option<(ServiceId, ServiceId, Config)> = None;
+    let mut caller: Option<(Caller, ServiceId, Config)> = None;
     for (t, c, case) in order {
         if callee.as_ref().is_none_or(|(to, _)| *to != case.to) {
             callee = Some((case.to, evaluator.callee(case.to)?));
@@ -160,12 +185,16 @@ pub fn run(checked: &Checked) -> Result<Vec<TestResult>, String> {
             .as_ref()
             .is_none_or(|(from, to, _)| (*from, *to) != (case.from, case.to))
         {
-            caller = Some((case.from, case.to, evaluator.caller(case.from, &[case.to])?));
+            caller = Some((
+                case.from,
+                case.to,
+                evaluator.caller_of(case.from, &[case.to])?,
+            ));
         }
         let configs = Configs {
             caller: caller.as_ref().map(|(_, _, config)| config),
             callee: callee.as_ref().map(|(_, config)| config),
-            peer: evaluator.peer(case.from),
+            peer: evaluator.peer_of(case.from),
         };
         if let Some(slot) = outcomes.get_mut(t).and_then(|cases| cases.get_mut(c)) {
             *slot = Some(run_case(&configs, mesh, case));
