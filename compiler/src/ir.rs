@@ -750,6 +750,15 @@ pub enum Principal {
     Gateway(GatewayId),
 }
 
+/// Where a test case goes: a service, or a gateway (a request from outside the mesh).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Callee {
+    /// A mesh service.
+    Service(ServiceId),
+    /// An ingress gateway, routing by its hosts' rules.
+    Gateway(GatewayId),
+}
+
 /// Who calls: a service, or a gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Caller {
@@ -790,10 +799,10 @@ pub struct Case {
     pub request: Origin,
     /// What is sent.
     pub probe: Probe,
-    /// The caller.
+    /// The caller: for a request into a gateway, the gateway (it calls the backend).
     pub from: Caller,
-    /// The callee.
-    pub to: ServiceId,
+    /// The callee: a service, or the gateway a request from outside the mesh enters.
+    pub to: Callee,
     /// Expectations, in order.
     pub expect: Vec<(Expect, Origin)>,
 }

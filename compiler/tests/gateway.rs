@@ -253,8 +253,18 @@ fn services_authorize_the_gateway_by_its_identity() {
 fn test_cases_from_a_gateway_pass_and_fail_on_its_identity() {
     let checked = fixture();
     let results = mesh_compiler::testing::run(&checked).unwrap();
-    assert_eq!(results.len(), 2);
+    assert_eq!(results.len(), 3);
     assert!(results.iter().all(|r| r.passed()), "{results:#?}");
+    let outside = &results[1].cases;
+    assert_eq!(outside[0].actual, "allow, rule api, backend shop/frontend");
+    assert_eq!(
+        outside[2].actual,
+        "deny by the policy of shop/catalog, rule rest, backend shop/catalog"
+    );
+    assert_eq!(
+        outside[3].actual,
+        "404 (no host entry serves \"other.example.com\"), no rule, backend "
+    );
 
     let failing = check(
         r#"
@@ -272,6 +282,54 @@ fn test_cases_from_a_gateway_pass_and_fail_on_its_identity() {
     let failure = &results[0].cases[0].failures[0];
     assert_eq!(failure.expected, "allow");
     assert!(failure.actual.starts_with("deny"), "{}", failure.actual);
+}
+
+/// A request without `from` must go to a gateway, and its rules are the gateway's; a
+/// wrong expectation fails with what the gateway did.
+#[test]
+fn requests_into_a_gateway_are_checked_and_run() {
+    let src = |case: &str| {
+        format!(
+            r#"
+            service web {{ port http 80 }}
+            gateway edge {{ listen 80 host "a.example.com" {{ rule all {{ to web }} }} }}
+            policy web {{ allow from gateway/edge }}
+            test "t" {{ {case} }}
+            "#
+        )
+    };
+    let to_service = check(&src(r#"request GET "/" to web expect allow"#));
+    assert_eq!(codes(&to_service), ["E0004"]);
+    let unknown_rule = check(&src(
+        r#"request GET "/" to gateway/edge header "host" = "a.example.com" expect rule al"#,
+    ));
+    assert_eq!(codes(&unknown_rule), ["E0002"]);
+    assert_eq!(
+        unknown_rule.findings[0].diagnostic.help.as_deref(),
+        Some("did you mean `all`?")
+    );
+    let rate_limit = check(&src(
+        r#"request GET "/" to gateway/edge expect allow, rate_limit 1"#,
+    ));
+    assert_eq!(codes(&rate_limit), ["E0004"]);
+
+    let wrong = check(&src(
+        r#"request GET "/" to gateway/edge header "host" = "b.example.com" expect allow, rule all"#,
+    ));
+    assert_eq!(codes(&wrong), Vec::<&str>::new());
+    let results = mesh_compiler::testing::run(&wrong).unwrap();
+    let failures: Vec<(&str, &str)> = results[0].cases[0]
+        .failures
+        .iter()
+        .map(|f| (f.expected.as_str(), f.actual.as_str()))
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            ("allow", "404 (no host entry serves \"b.example.com\")"),
+            ("rule all", "no rule")
+        ]
+    );
 }
 
 /// Every config carries the mesh's telemetry when the mesh block has it, and none

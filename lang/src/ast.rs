@@ -607,15 +607,16 @@ pub enum TestCase {
     Error,
 }
 
-/// `request METHOD "PATH" from REF to SERVICE [header "K" = "V"]... [query "K" = "V"]...`
+/// `request METHOD "PATH" [from REF] to SERVICE [header "K" = "V"]... [query "K" = "V"]...`
+/// (without `from`: a request from outside the mesh, to a gateway).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Request {
     /// The HTTP method.
     pub method: Ident,
     /// The request path.
     pub path: StrLit,
-    /// The calling service.
-    pub from: Ref,
+    /// The calling service or gateway; `None` for a client outside the mesh.
+    pub from: Option<Ref>,
     /// The called service.
     pub to: Ref,
     /// Header and query parameters, in source order.

@@ -688,11 +688,15 @@ impl<'a> Printer<'a> {
                 return;
             }
         };
+        let from = request
+            .from
+            .as_ref()
+            .map(|from| format!(" from {}", ref_text(from)))
+            .unwrap_or_default();
         let mut line = format!(
-            "request {} {} from {} to {}",
+            "request {} {}{from} to {}",
             request.method.name,
             self.text(request.path.span),
-            ref_text(&request.from),
             ref_text(&request.to)
         );
         for param in &request.params {

@@ -380,14 +380,18 @@ impl<'a> Walker<'a> {
             ItemKind::Test(test) => {
                 for case in &test.cases {
                     let (from, to, expect) = match &case.node {
-                        TestCase::Case { request, expect } => (&request.from, &request.to, expect),
+                        TestCase::Case { request, expect } => {
+                            (request.from.as_ref(), &request.to, expect)
+                        }
                         TestCase::Connect { connect, expect } => {
                             self.literal(&connect.port);
-                            (&connect.from, &connect.to, expect)
+                            (Some(&connect.from), &connect.to, expect)
                         }
                         TestCase::Error => continue,
                     };
-                    self.service_ref(ns, from);
+                    if let Some(from) = from {
+                        self.service_ref(ns, from);
+                    }
                     let to = self.service_ref(ns, to);
                     for e in expect {
                         match &e.node {

@@ -12,7 +12,9 @@ use mesh_config::{AuthzDecision, Config, Peer, RouteDecision, SimpleRequest, Ver
 
 use crate::Checked;
 use crate::emit::{self, Emitter, Neighbours};
-use crate::ir::{Caller, Case, Expect, Mesh, Probe, Protocol, ServiceId};
+use crate::ir::{Callee, Caller, Case, Expect, Mesh, Probe, Protocol, ServiceId};
+
+mod gateway;
 
 /// The outcome of one case.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,8 +133,8 @@ pub fn http_port(mesh: &Mesh, to: ServiceId) -> u16 {
         .map_or(0, |p| p.number)
 }
 
-/// The request of a case; `None` for a `connect` case.
-pub fn request(mesh: &Mesh, case: &Case) -> Option<SimpleRequest> {
+/// The request of a case to service `to`; `None` for a `connect` case.
+pub fn request(mesh: &Mesh, case: &Case, to: ServiceId) -> Option<SimpleRequest> {
     let Probe::Request {
         method,
         path,
@@ -142,12 +144,8 @@ pub fn request(mesh: &Mesh, case: &Case) -> Option<SimpleRequest> {
     else {
         return None;
     };
-    let host = mesh
-        .service(case.to)
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
-    let mut request =
-        SimpleRequest::new(method.as_str(), path, &host).on_port(http_port(mesh, case.to));
+    let host = mesh.service(to).map(|s| s.name.clone()).unwrap_or_default();
+    let mut request = SimpleRequest::new(method.as_str(), path, &host).on_port(http_port(mesh, to));
     request.headers = headers.clone();
     request.query.extend(query.iter().cloned());
     Some(request)
@@ -178,18 +176,24 @@ pub fn run(checked: &Checked) -> Result<Vec<TestResult>, String> {
     let mut callee: Option<(ServiceId, Config)> = None;
     let mut caller: Option<(Caller, ServiceId, Config)> = None;
     for (t, c, case) in order {
-        if callee.as_ref().is_none_or(|(to, _)| *to != case.to) {
-            callee = Some((case.to, evaluator.callee(case.to)?));
+        let to = match case.to {
+            Callee::Service(to) => to,
+            Callee::Gateway(id) => {
+                let result = gateway::run_case(&evaluator, mesh, case, id)?;
+                if let Some(slot) = outcomes.get_mut(t).and_then(|cases| cases.get_mut(c)) {
+                    *slot = Some(result);
+                }
+                continue;
+            }
+        };
+        if callee.as_ref().is_none_or(|(callee, _)| *callee != to) {
+            callee = Some((to, evaluator.callee(to)?));
         }
         if caller
             .as_ref()
-            .is_none_or(|(from, to, _)| (*from, *to) != (case.from, case.to))
+            .is_none_or(|(from, callee, _)| (*from, *callee) != (case.from, to))
         {
-            caller = Some((
-                case.from,
-                case.to,
-                evaluator.caller_of(case.from, &[case.to])?,
-            ));
+            caller = Some((case.from, to, evaluator.caller_of(case.from, &[to])?));
         }
         let configs = Configs {
             caller: caller.as_ref().map(|(_, _, config)| config),
@@ -197,7 +201,7 @@ pub fn run(checked: &Checked) -> Result<Vec<TestResult>, String> {
             peer: evaluator.peer_of(case.from),
         };
         if let Some(slot) = outcomes.get_mut(t).and_then(|cases| cases.get_mut(c)) {
-            *slot = Some(run_case(&configs, mesh, case));
+            *slot = Some(run_case(&configs, mesh, case, to));
         }
     }
     Ok(mesh
@@ -225,9 +229,9 @@ fn key(mesh: &Mesh, id: ServiceId) -> String {
     mesh.service(id).map(|s| s.key()).unwrap_or_default()
 }
 
-fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
+fn run_case(configs: &Configs, mesh: &Mesh, case: &Case, to: ServiceId) -> CaseResult {
     let caller = configs.caller;
-    let target_key = key(mesh, case.to);
+    let target_key = key(mesh, to);
     let index = caller.and_then(|c| c.service_by_key(&target_key));
     let authorized = |authorize: &dyn Fn(&Config, &Peer) -> AuthzDecision| {
         configs
@@ -243,7 +247,7 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
                 .zip(index)
                 .and_then(|(c, i)| c.route_connection(i, 0)),
         ),
-        Probe::Request { .. } => match request(mesh, case) {
+        Probe::Request { .. } => match request(mesh, case, to) {
             Some(request) => {
                 let authz = authorized(&|callee, peer| callee.authorize(&request, peer));
                 // Rate limits apply only to requests the policy allows.
@@ -278,12 +282,8 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
             r.backends
                 .iter()
                 .map(|b| {
-                    let name = backend_name(
-                        &b.backend.service,
-                        b.backend.subset.as_deref(),
-                        mesh,
-                        case.to,
-                    );
+                    let name =
+                        backend_name(&b.backend.service, b.backend.subset.as_deref(), mesh, to);
                     if b.weight_milli == FULL_WEIGHT {
                         name
                     } else {
@@ -344,7 +344,7 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
                             .sum::<u32>()
                     })
                     .unwrap_or(0);
-                let name = backend_name(&want_service, target.subset.as_deref(), mesh, case.to);
+                let name = backend_name(&want_service, target.subset.as_deref(), mesh, to);
                 let holds = if *only {
                     weight == FULL_WEIGHT
                 } else {
