@@ -26,8 +26,8 @@ use mesh_lang::ast::Span;
 
 use crate::diag::{CEDAR, Finding};
 use crate::ir::{
-    AccessRule, CedarBlock, Cond, CondKind, Effect, Mesh, Method, Principal, Service, TextAttr,
-    TextOp,
+    AccessRule, CedarBlock, Cond, CondKind, Effect, Gateway, Mesh, Method, Principal, Service,
+    TextAttr, TextOp,
 };
 use crate::load::Loaded;
 
@@ -67,6 +67,12 @@ pub struct CedarOutput {
 /// `NS/SERVICE_ACCOUNT`: how Cedar names a service (its verified identity).
 pub fn principal_id(service: &Service) -> String {
     format!("{}/{}", service.namespace, service.identity)
+}
+
+/// `NS/SERVICE_ACCOUNT` of a gateway: the principal its SPIFFE id gives it, the same
+/// entity type as a service's.
+pub fn gateway_principal_id(gateway: &Gateway) -> String {
+    format!("{}/{}", gateway.namespace, gateway.identity)
 }
 
 /// A Cedar string literal.
@@ -375,6 +381,10 @@ fn principal_text(mesh: &Mesh, principal: &Principal) -> String {
         Principal::Authenticated => "authenticated".into(),
         Principal::Namespace(ns) => format!("namespace {ns}"),
         Principal::Service(id) => mesh.service(*id).map(Service::key).unwrap_or_default(),
+        Principal::Gateway(id) => mesh
+            .gateway(*id)
+            .map(|g| format!("gateway {}", g.key()))
+            .unwrap_or_default(),
     }
 }
 
@@ -390,6 +400,13 @@ fn principal_cond(mesh: &Mesh, principal: &Principal) -> String {
             Some(s) => format!(
                 "principal == Mesh::Service::{}",
                 cedar_str(&principal_id(s))
+            ),
+            None => "false".into(),
+        },
+        Principal::Gateway(id) => match mesh.gateway(*id) {
+            Some(g) => format!(
+                "principal == Mesh::Service::{}",
+                cedar_str(&gateway_principal_id(g))
             ),
             None => "false".into(),
         },
@@ -490,10 +507,19 @@ fn cond(mesh: &Mesh, c: &Cond, shape: &ContextShape, out: &mut ServicePolicies) 
                 TextAttr::Path | TextAttr::Host => "true".into(),
             }
         }
-        CondKind::Source { negated, services } => {
+        CondKind::Source {
+            negated,
+            services,
+            gateways,
+        } => {
             let alternatives: Vec<String> = services
                 .iter()
                 .map(|id| principal_cond(mesh, &Principal::Service(*id)))
+                .chain(
+                    gateways
+                        .iter()
+                        .map(|id| principal_cond(mesh, &Principal::Gateway(*id))),
+                )
                 .collect();
             let test = or(alternatives);
             if *negated { format!("!({test})") } else { test }

@@ -30,6 +30,10 @@ pub const CONFLICT: &str = "E0010";
 pub const L7_ON_TCP: &str = "E0011";
 /// A rule (or route) without exactly one destination.
 pub const RULE_DESTINATION: &str = "E0012";
+/// A gateway rule that sends HTTP to a service without an HTTP port.
+pub const GATEWAY_TO_TCP: &str = "E0013";
+/// A gateway without a listener or a host, or a `tls` block without its certificate or key.
+pub const GATEWAY_INCOMPLETE: &str = "E0014";
 /// Unreachable rule.
 pub const UNREACHABLE_RULE: &str = "W0001";
 /// Unused subset or retry profile.
@@ -50,6 +54,8 @@ pub const IDLE_TIMEOUT_WITHOUT_TCP: &str = "W0008";
 pub const RATE_LIMIT_WITHOUT_HTTP: &str = "W0009";
 /// A policy with members but no allow: every request is denied.
 pub const ALLOWS_NOTHING: &str = "W0010";
+/// A gateway routes to a service whose policy does not let the gateway call it.
+pub const GATEWAY_DENIED: &str = "W0011";
 
 /// Every code with its title (the heading in `DIAGNOSTICS.md`) and how to fix it: the
 /// rules of the SARIF output.
@@ -115,6 +121,16 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "Give the rule exactly one `to` or one `split`.",
     ),
     (
+        GATEWAY_TO_TCP,
+        "gateway routes to a service without an HTTP port",
+        "Route the gateway to a service with an http, http2 or grpc port, or give the service one.",
+    ),
+    (
+        GATEWAY_INCOMPLETE,
+        "incomplete gateway or TLS block",
+        "Give the gateway at least one `listen` and one `host`, and every `tls` block a `cert` and a `key`.",
+    ),
+    (
         UNREACHABLE_RULE,
         "unreachable rule",
         "Order rules from specific to general; the catch-all goes last.",
@@ -163,6 +179,11 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         ALLOWS_NOTHING,
         "policy that allows nothing",
         "Add an `allow` for the callers that need the service; to refuse every caller on purpose, leave the policy empty (`policy NAME {}`).",
+    ),
+    (
+        GATEWAY_DENIED,
+        "gateway routes to a service whose policy denies it",
+        "Add `allow from gateway/NAME` (or a namespace or `authenticated`) to the service's policy, or stop routing the gateway there.",
     ),
 ];
 

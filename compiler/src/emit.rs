@@ -1,4 +1,5 @@
-//! Emission: one `mesh_config::WorkloadConfig` per service, plus the index. A workload's
+//! Emission: one `mesh_config::WorkloadConfig` per service and per gateway, plus the
+//! index. A workload's
 //! outbound side lists the services its policies let it call (all of them when a policy
 //! cannot be read that way, such as inline Cedar), so a config grows with the workload's
 //! neighbours rather than with the mesh. Output is deterministic: services are sorted,
@@ -7,15 +8,17 @@
 use std::collections::{BTreeMap, HashMap};
 
 use mesh_config::schema::{
-    self as cfg, AbortFault, Attr, Authz, Backend, Backoff, Balance, Budget, CedarAuthz,
-    DelayFault, Egress, FULL_WEIGHT, FaultDef, HeaderValue, Inbound, Limits, Match, MeshInfo,
-    MirrorDef, Outbound, OutboundService, Outlier, Pattern, Port, Protocol, RateLimit, Retry,
-    Rewrite, RouteRule, SubsetDef, TextOp, WeightedBackend, Workload, WorkloadConfig,
+    self as cfg, AbortFault, AccessLog, Attr, Authz, Backend, Backoff, Balance, Budget, CedarAuthz,
+    DelayFault, Egress, FULL_WEIGHT, FaultDef, GatewayHost, HeaderValue, Inbound, Limits, Listener,
+    Match, MeshInfo, MirrorDef, Outbound, OutboundService, Outlier, Pattern, Port, Protocol,
+    RateLimit, Retry, Rewrite, RouteRule, SubsetDef, Telemetry, TextOp, TlsFiles, WeightedBackend,
+    Workload, WorkloadConfig,
 };
 
 use crate::cedar::CedarOutput;
 use crate::ir::{
-    self, Cond, CondKind, Dest, Effect, Mesh, Principal, RetryUse, Service, ServiceId, Target,
+    self, Cond, CondKind, Dest, Effect, GatewayId, Mesh, Principal, RetryUse, Service, ServiceId,
+    Target,
 };
 
 /// Which outbound services a workload's config lists.
@@ -42,6 +45,25 @@ pub fn spiffe_id(mesh: &Mesh, service: &Service) -> String {
         "spiffe://{}/ns/{}/sa/{}",
         mesh.trust_domain, service.namespace, service.identity
     )
+}
+
+/// The SPIFFE id of a gateway: its namespace and service account.
+pub fn gateway_spiffe_id(mesh: &Mesh, gateway: &ir::Gateway) -> String {
+    format!(
+        "spiffe://{}/ns/{}/sa/{}",
+        mesh.trust_domain, gateway.namespace, gateway.identity
+    )
+}
+
+/// The config of every gateway, keyed `NS/NAME`, sorted: what `meshc up` and the
+/// manifests run as `mesh-agent --gateway NAME`.
+pub fn gateways(mesh: &Mesh, cedar: &CedarOutput) -> Vec<(String, WorkloadConfig)> {
+    let emitter = Emitter::new(mesh, cedar);
+    mesh.gateways
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.key(), emitter.gateway(GatewayId(i as u32))))
+        .collect()
 }
 
 /// The config of every workload, by service index.
@@ -108,6 +130,9 @@ impl<'m> Callable<'m> {
                     Principal::Service(caller) => {
                         callable.by_service.entry(*caller).or_default().push(id);
                     }
+                    // Gateways are no services: their outbound side lists what their
+                    // rules name (`gateway_config`).
+                    Principal::Gateway(_) => {}
                 }
             }
         }
@@ -184,22 +209,17 @@ impl<'m> Emitter<'m> {
                 .by(service, id)
                 .into_iter()
                 .filter_map(|target| mesh.service(target))
-                .map(|target| outbound_service(mesh, service, target))
+                .map(|target| outbound_service(mesh, &service.namespace, target))
                 .collect(),
             Neighbours::Only(targets) => targets
                 .iter()
                 .filter_map(|target| mesh.service(*target))
-                .map(|target| outbound_service(mesh, service, target))
+                .map(|target| outbound_service(mesh, &service.namespace, target))
                 .collect(),
         };
         WorkloadConfig {
             version: cfg::VERSION,
-            mesh: MeshInfo {
-                name: mesh.name.clone(),
-                trust_domain: mesh.trust_domain.clone(),
-                namespaces: self.namespaces.clone(),
-                telemetry: None,
-            },
+            mesh: self.mesh_info(),
             workload: Workload {
                 service: service.key(),
                 identity: spiffe_id(mesh, service),
@@ -225,15 +245,118 @@ impl<'m> Emitter<'m> {
         }
     }
 
+    /// What every config of the mesh says about the mesh.
+    fn mesh_info(&self) -> MeshInfo {
+        MeshInfo {
+            name: self.mesh.name.clone(),
+            trust_domain: self.mesh.trust_domain.clone(),
+            namespaces: self.namespaces.clone(),
+            telemetry: self.mesh.telemetry.map(|t| Telemetry {
+                tracing_milli: u32::try_from(t.tracing.milli).unwrap_or(FULL_WEIGHT),
+                access_log: if t.access_log {
+                    AccessLog::Json
+                } else {
+                    AccessLog::Off
+                },
+            }),
+        }
+    }
+
+    /// The config of gateway `id`: no ports and nothing inbound (`deny all`: nothing in
+    /// the mesh calls a gateway), egress denied, as outbound services those its rules
+    /// and mirrors name (with their own settings, but without their routes' rules: the
+    /// gateway routes by its hosts' rules), and the gateway itself.
+    pub fn gateway(&self, id: GatewayId) -> WorkloadConfig {
+        let mesh = self.mesh;
+        let Some(gateway) = mesh.gateway(id) else {
+            return self.empty();
+        };
+        let services = gateway
+            .targets()
+            .into_iter()
+            .filter_map(|target| mesh.service(target))
+            .map(|target| OutboundService {
+                rules: Vec::new(),
+                ..outbound_service(mesh, &gateway.namespace, target)
+            })
+            .collect();
+        let tls = |t: &ir::TlsFiles| TlsFiles {
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+        };
+        WorkloadConfig {
+            version: cfg::VERSION,
+            mesh: self.mesh_info(),
+            workload: Workload {
+                service: gateway.key(),
+                identity: gateway_spiffe_id(mesh, gateway),
+                ports: Vec::new(),
+            },
+            inbound: Inbound {
+                mtls: match mesh.mtls {
+                    ir::Mtls::Strict => cfg::Mtls::Strict,
+                    ir::Mtls::Permissive => cfg::Mtls::Permissive,
+                },
+                authz: Authz::DenyAll,
+                rate_limits: Vec::new(),
+            },
+            outbound: Outbound {
+                egress: Egress::Deny,
+                services,
+            },
+            gateway: Some(cfg::Gateway {
+                name: gateway.name.clone(),
+                listeners: gateway
+                    .listeners
+                    .iter()
+                    .map(|l| Listener {
+                        port: l.port,
+                        tls: l.tls.as_ref().map(tls),
+                    })
+                    .collect(),
+                hosts: gateway
+                    .hosts
+                    .iter()
+                    .map(|h| GatewayHost {
+                        host: h.host.clone(),
+                        tls: h.tls.as_ref().map(tls),
+                        rules: h
+                            .rules
+                            .iter()
+                            .filter_map(|rule| route_rule(mesh, rule))
+                            .collect(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Gateway `id` as a plain caller of `targets` (for `meshc test` cases `from
+    /// gateway/NAME`): its identity and settings, `targets` as outbound services without
+    /// route rules (a gateway routes by its hosts' rules only), and no gateway part.
+    pub fn gateway_calling(&self, id: GatewayId, targets: &[ServiceId]) -> WorkloadConfig {
+        let mut config = self.gateway(id);
+        config.gateway = None;
+        let namespace = self
+            .mesh
+            .gateway(id)
+            .map(|g| g.namespace.clone())
+            .unwrap_or_default();
+        config.outbound.services = targets
+            .iter()
+            .filter_map(|target| self.mesh.service(*target))
+            .map(|target| OutboundService {
+                rules: Vec::new(),
+                ..outbound_service(self.mesh, &namespace, target)
+            })
+            .collect();
+        config
+    }
+
     fn empty(&self) -> WorkloadConfig {
         WorkloadConfig {
             version: cfg::VERSION,
-            mesh: MeshInfo {
-                name: self.mesh.name.clone(),
-                trust_domain: self.mesh.trust_domain.clone(),
-                namespaces: self.namespaces.clone(),
-                telemetry: None,
-            },
+            mesh: self.mesh_info(),
             workload: Workload {
                 service: String::new(),
                 identity: String::new(),
@@ -277,6 +400,7 @@ pub fn may_call(
                 Principal::Any | Principal::Authenticated => true,
                 Principal::Namespace(ns) => *ns == caller.namespace,
                 Principal::Service(id) => *id == caller_id,
+                Principal::Gateway(_) => false,
             })
         })
 }
@@ -299,9 +423,14 @@ fn ports(service: &Service) -> Vec<Port> {
 
 /// Host names meaning `target` for a caller in `caller`'s namespace.
 pub fn authorities(caller: &Service, target: &Service) -> Vec<String> {
+    authorities_in(&caller.namespace, target)
+}
+
+/// Host names meaning `target` for a caller in namespace `caller_ns`.
+fn authorities_in(caller_ns: &str, target: &Service) -> Vec<String> {
     let (name, ns) = (&target.name, &target.namespace);
     let mut out = Vec::new();
-    if caller.namespace == *ns {
+    if caller_ns == ns {
         out.push(name.clone());
     }
     out.push(format!("{name}.{ns}"));
@@ -310,11 +439,11 @@ pub fn authorities(caller: &Service, target: &Service) -> Vec<String> {
     out
 }
 
-fn outbound_service(mesh: &Mesh, caller: &Service, target: &Service) -> OutboundService {
+fn outbound_service(mesh: &Mesh, caller_ns: &str, target: &Service) -> OutboundService {
     let route = target.route.as_ref();
     OutboundService {
         service: target.key(),
-        authorities: authorities(caller, target),
+        authorities: authorities_in(caller_ns, target),
         ports: ports(target),
         identity: spiffe_id(mesh, target),
         labels: target.labels.clone(),
@@ -533,10 +662,19 @@ pub fn condition(mesh: &Mesh, cond: &Cond) -> Match {
         CondKind::Exists(attr) => Match::Exists {
             attr: attr_of(attr),
         },
-        CondKind::Source { negated, services } => Match::Source {
+        CondKind::Source {
+            negated,
+            services,
+            gateways,
+        } => Match::Source {
             services: services
                 .iter()
                 .filter_map(|id| mesh.service(*id).map(Service::key))
+                .chain(
+                    gateways
+                        .iter()
+                        .filter_map(|id| mesh.gateway(*id).map(crate::cedar::gateway_principal_id)),
+                )
                 .collect(),
             negated: *negated,
         },
@@ -563,13 +701,37 @@ pub fn files(mesh: &Mesh, cedar: &CedarOutput) -> BTreeMap<String, String> {
         }));
         files.insert(path, text);
     }
+    let mut gateway_index = Vec::new();
+    for (key, config) in gateways(mesh, cedar) {
+        let path = format!("{key}.json");
+        let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+        gateway_index.push(serde_json::json!({
+            "gateway": key,
+            "identity": config.workload.identity,
+            "config": path,
+            "sha256": sha256_hex(text.as_bytes()),
+            "bytes": text.len(),
+            "listeners": config
+                .gateway
+                .as_ref()
+                .map(|g| g.listeners.iter().map(|l| l.port).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        }));
+        files.insert(path, text);
+    }
     files.insert("mesh.cedarschema".into(), cedar.schema.clone());
-    let index = serde_json::json!({
+    let mut index = serde_json::json!({
         "mesh": mesh.name,
         "version": mesh_config::schema::VERSION,
         "workloads": index,
         "schema_sha256": sha256_hex(cedar.schema.as_bytes()),
     });
+    // Only meshes with gateways get the key, so the index of others keeps its bytes.
+    if !gateway_index.is_empty()
+        && let Some(object) = index.as_object_mut()
+    {
+        object.insert("gateways".into(), gateway_index.into());
+    }
     files.insert(
         "index.json".into(),
         serde_json::to_string_pretty(&index).unwrap_or_default() + "\n",

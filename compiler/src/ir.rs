@@ -42,6 +42,12 @@ pub struct Mesh {
     pub namespaces: Vec<String>,
     /// Every test, in load order.
     pub tests: Vec<Test>,
+    /// Every ingress gateway, sorted by namespace then name; a [`GatewayId`] indexes this.
+    /// Kept apart from `services`: a gateway is a workload but no service (nothing
+    /// calls it from inside the mesh).
+    pub gateways: Vec<Gateway>,
+    /// `telemetry { ... }` in the `mesh` block, when written.
+    pub telemetry: Option<Telemetry>,
 }
 
 impl Mesh {
@@ -49,6 +55,100 @@ impl Mesh {
     pub fn service(&self, id: ServiceId) -> Option<&Service> {
         self.services.get(id.0 as usize)
     }
+
+    /// The gateway with `id`.
+    pub fn gateway(&self, id: GatewayId) -> Option<&Gateway> {
+        self.gateways.get(id.0 as usize)
+    }
+}
+
+/// Index into [`Mesh::gateways`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GatewayId(pub u32);
+
+/// `telemetry { tracing PERCENT  access_log off|json }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Telemetry {
+    /// Share of new requests that start a sampled trace; default 0%.
+    pub tracing: Percent,
+    /// Whether agents write a JSON access log; default off.
+    pub access_log: bool,
+}
+
+/// `gateway NAME { ... }`: an ingress workload that routes requests from outside the
+/// mesh to mesh services, calling them as its own identity.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its `///` docs.
+    pub doc: Option<String>,
+    /// The `gateway` item.
+    pub origin: Origin,
+    /// Where its name is written.
+    pub name_origin: Origin,
+    /// Its service account (`identity "SA"`, default: its name).
+    pub identity: String,
+    /// Its listeners, in source order.
+    pub listeners: Vec<Listener>,
+    /// Its hosts, in source order.
+    pub hosts: Vec<GatewayHost>,
+}
+
+impl Gateway {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The services its rules send requests or mirrored copies to, sorted, each once.
+    pub fn targets(&self) -> Vec<ServiceId> {
+        let mut ids: Vec<ServiceId> = self
+            .hosts
+            .iter()
+            .flat_map(|h| &h.rules)
+            .flat_map(Rule::targets)
+            .map(|t| t.service)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+/// `listen PORT [tls { ... }]`.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    /// The port.
+    pub port: u16,
+    /// Its certificate; `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// The `listen` member.
+    pub origin: Origin,
+}
+
+/// A certificate and key, as absolute paths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM).
+    pub cert: String,
+    /// The private key (PEM).
+    pub key: String,
+}
+
+/// `host "NAME" [tls { ... }] { RULES }`.
+#[derive(Clone, Debug)]
+pub struct GatewayHost {
+    /// The host name, `*.suffix` or `*`, as written.
+    pub host: String,
+    /// The certificate for TLS clients naming this host.
+    pub tls: Option<TlsFiles>,
+    /// Its rules, tried in order; a request matching none gets 404.
+    pub rules: Vec<Rule>,
+    /// The `host` member.
+    pub origin: Origin,
 }
 
 /// Index into [`Mesh::services`].
@@ -344,6 +444,19 @@ pub struct Rule {
     pub rewrite_prefix: Option<(String, String)>,
 }
 
+impl Rule {
+    /// Every backend and mirror target of the rule.
+    pub fn targets(&self) -> Vec<&Target> {
+        let mut out: Vec<&Target> = match &self.dest {
+            Some(Dest::To(t)) => vec![t],
+            Some(Dest::Split(targets)) => targets.iter().map(|(t, _)| t).collect(),
+            None => Vec::new(),
+        };
+        out.extend(self.mirrors.iter().map(|m| &m.target));
+        out
+    }
+}
+
 /// A backend: a service, or one of its subsets.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Target {
@@ -481,12 +594,14 @@ pub enum CondKind {
     },
     /// A header or query parameter is present.
     Exists(TextAttr),
-    /// The caller is (or, negated, is not) one of these services.
+    /// The caller is (or, negated, is not) one of these services or gateways.
     Source {
         /// `!=`.
         negated: bool,
         /// The services.
         services: Vec<ServiceId>,
+        /// The gateways.
+        gateways: Vec<GatewayId>,
     },
 }
 
@@ -631,6 +746,26 @@ pub enum Principal {
     Namespace(String),
     /// One service.
     Service(ServiceId),
+    /// One gateway (as its identity).
+    Gateway(GatewayId),
+}
+
+/// Where a test case goes: a service, or a gateway (a request from outside the mesh).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Callee {
+    /// A mesh service.
+    Service(ServiceId),
+    /// An ingress gateway, routing by its hosts' rules.
+    Gateway(GatewayId),
+}
+
+/// Who calls: a service, or a gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Caller {
+    /// A mesh service.
+    Service(ServiceId),
+    /// An ingress gateway.
+    Gateway(GatewayId),
 }
 
 /// An inline `cedar` block.
@@ -664,10 +799,10 @@ pub struct Case {
     pub request: Origin,
     /// What is sent.
     pub probe: Probe,
-    /// The caller.
-    pub from: ServiceId,
-    /// The callee.
-    pub to: ServiceId,
+    /// The caller: for a request into a gateway, the gateway (it calls the backend).
+    pub from: Caller,
+    /// The callee: a service, or the gateway a request from outside the mesh enters.
+    pub to: Callee,
     /// Expectations, in order.
     pub expect: Vec<(Expect, Origin)>,
 }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use mesh_lang::Diagnostic;
 use mesh_lang::ast::{self, Ident, Item, ItemKind, Ref, Span};
 
-use crate::diag::{DUPLICATE, Finding, UNKNOWN_REF, did_you_mean};
-use crate::ir::{Origin, RetryId, ServiceId};
+use crate::diag::{DUPLICATE, Finding, TYPE_MISMATCH, UNKNOWN_REF, did_you_mean};
+use crate::ir::{Caller, GatewayId, Origin, RetryId, ServiceId};
 use crate::load::{FileId, Loaded};
 
 /// The namespace of items outside any `namespace` block.
@@ -63,17 +63,22 @@ pub struct Symbols<'a> {
     pub policies: Vec<Decl<'a, ast::Policy>>,
     /// Tests in load order.
     pub tests: Vec<Decl<'a, ast::Test>>,
+    /// Gateways, sorted by (namespace, name); the index is the [`GatewayId`].
+    pub gateways: Vec<Decl<'a, ast::Gateway>>,
     service_index: BTreeMap<(&'a str, &'a str), ServiceId>,
+    gateway_index: BTreeMap<(&'a str, &'a str), GatewayId>,
     retry_index: BTreeMap<(&'a str, &'a str), RetryId>,
     /// Namespaces that hold at least one item.
     pub namespaces: Vec<&'a str>,
 }
 
-/// What a name in a namespace scope refers to (services and retry profiles share it).
+/// What a name in a namespace scope refers to (services, gateways and retry profiles
+/// share it).
 #[derive(Clone, Copy)]
 enum Named<'a> {
     Service(Decl<'a, ast::Service>),
     Retry(Decl<'a, ast::RetryProfile>),
+    Gateway(Decl<'a, ast::Gateway>),
 }
 
 impl<'a> Named<'a> {
@@ -81,6 +86,7 @@ impl<'a> Named<'a> {
         match self {
             Named::Service(d) => &d.node.name,
             Named::Retry(d) => &d.node.name,
+            Named::Gateway(d) => &d.node.name,
         }
     }
 
@@ -88,6 +94,7 @@ impl<'a> Named<'a> {
         match self {
             Named::Service(d) => d.file,
             Named::Retry(d) => d.file,
+            Named::Gateway(d) => d.file,
         }
     }
 
@@ -95,6 +102,7 @@ impl<'a> Named<'a> {
         match self {
             Named::Service(_) => "service",
             Named::Retry(_) => "retry profile",
+            Named::Gateway(_) => "gateway",
         }
     }
 }
@@ -144,7 +152,14 @@ pub fn collect<'a>(loaded: &'a Loaded, findings: &mut Vec<Finding>) -> Symbols<'
         match named {
             Named::Service(d) => symbols.services.push(d),
             Named::Retry(d) => symbols.retries.push(d),
+            Named::Gateway(d) => symbols.gateways.push(d),
         }
+    }
+    for (i, d) in symbols.gateways.iter().enumerate() {
+        symbols.gateway_index.insert(
+            (d.namespace, d.node.name.name.as_str()),
+            GatewayId(i as u32),
+        );
     }
     for (i, d) in symbols.services.iter().enumerate() {
         symbols.service_index.insert(
@@ -227,6 +242,13 @@ fn declare<'a>(
             node,
             is_std,
         }),
+        ItemKind::Gateway(node) => Named::Gateway(Decl {
+            file,
+            namespace,
+            item,
+            node,
+            is_std,
+        }),
         ItemKind::Import(_) | ItemKind::Namespace(_) | ItemKind::Error => return,
     };
     let name = named.name();
@@ -265,7 +287,7 @@ pub fn duplicate(
         format!("{kind} `{}` defined again here", name.name),
     );
     let scope_help =
-        "services and retry profiles share one scope per namespace: rename one of them";
+        "services, gateways and retry profiles share one scope per namespace: rename one of them";
     let diagnostic = if first_file == file {
         diagnostic
             .with_label(first.span, format!("first defined here as a {first_kind}"))
@@ -336,10 +358,18 @@ impl<'a> Symbols<'a> {
             return None;
         }
         let Some(id) = self.service_id(ns, &r.name.name) else {
-            findings.push(Finding {
-                file,
-                diagnostic: self.unknown_service(r, ns, namespace),
-            });
+            let diagnostic = if self.gateway_id(ns, &r.name.name).is_some() {
+                Diagnostic::error(
+                    TYPE_MISMATCH,
+                    format!("`{}` is a gateway, not a service", r.name.name),
+                    r.span,
+                    "a gateway",
+                )
+                .with_help("nothing in the mesh calls a gateway: routes, policies, backends and tests name services")
+            } else {
+                self.unknown_service(r, ns, namespace)
+            };
+            findings.push(Finding { file, diagnostic });
             return None;
         };
         let subset = match &r.subset {
@@ -419,6 +449,101 @@ impl<'a> Symbols<'a> {
             ));
         } else if let Some(close) = did_you_mean(&written, candidates.iter().map(String::as_str)) {
             d = d.with_help(format!("did you mean `{close}`?"));
+        }
+        d
+    }
+
+    /// The gateway `namespace/name`, if declared.
+    pub fn gateway_id(&self, namespace: &str, name: &str) -> Option<GatewayId> {
+        self.gateway_index.get(&(namespace, name)).copied()
+    }
+
+    /// Resolves a caller written in `namespace` (a `from` entry, `source == ...`, a test's
+    /// `from`): a service, or a gateway as `NAME`, `NS/NAME` or `gateway/NAME`. The last
+    /// names the gateway NAME of `namespace`, else the only gateway of that name in the
+    /// mesh, unless a namespace is actually named `gateway`. Reports `E0002` (or `E0004`
+    /// for a subset) and returns `None` when it does not resolve.
+    pub fn resolve_caller(
+        &self,
+        r: &Ref,
+        namespace: &str,
+        file: FileId,
+        findings: &mut Vec<Finding>,
+    ) -> Option<Caller> {
+        let written_ns = r.namespace.as_ref().map(|n| n.name.as_str());
+        let gateway = if written_ns == Some("gateway") && !self.has_namespace("gateway") {
+            let gateway = self.gateway_id(namespace, &r.name.name).or_else(|| {
+                let mut named = self
+                    .gateways
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, g)| g.node.name.name == r.name.name);
+                match (named.next(), named.next()) {
+                    (Some((i, _)), None) => Some(GatewayId(i as u32)),
+                    _ => None,
+                }
+            });
+            if gateway.is_none() {
+                findings.push(Finding {
+                    file,
+                    diagnostic: self.unknown_gateway(r),
+                });
+                return None;
+            }
+            gateway
+        } else {
+            self.gateway_id(written_ns.unwrap_or(namespace), &r.name.name)
+        };
+        match gateway {
+            Some(id) => {
+                if r.subset.is_some() {
+                    findings.push(Finding {
+                        file,
+                        diagnostic: Diagnostic::error(
+                            TYPE_MISMATCH,
+                            "a gateway has no subsets",
+                            r.span,
+                            "names a subset",
+                        )
+                        .with_help("name the gateway alone: `gateway/NAME`"),
+                    });
+                    return None;
+                }
+                Some(Caller::Gateway(id))
+            }
+            None => self
+                .resolve_service(r, namespace, file, findings)
+                .map(|s| Caller::Service(s.service)),
+        }
+    }
+
+    fn unknown_gateway(&self, r: &Ref) -> Diagnostic {
+        let ambiguous: Vec<String> = self
+            .gateways
+            .iter()
+            .filter(|g| g.node.name.name == r.name.name)
+            .map(|g| format!("`{}/{}`", g.namespace, g.node.name.name))
+            .collect();
+        let message = if ambiguous.len() > 1 {
+            format!("gateway `{}` is ambiguous", r.name.name)
+        } else {
+            format!("unknown gateway `{}`", r.name.name)
+        };
+        let mut d = Diagnostic::error(UNKNOWN_REF, message, r.span, "no gateway of that name");
+        let names: Vec<&str> = self
+            .gateways
+            .iter()
+            .map(|g| g.node.name.name.as_str())
+            .collect();
+        if ambiguous.len() > 1 {
+            d = d.with_help(format!(
+                "several namespaces have a gateway of that name: write {}",
+                ambiguous.join(" or ")
+            ));
+        } else if let Some(close) = did_you_mean(&r.name.name, names.iter().copied()) {
+            d = d.with_help(format!("did you mean `gateway/{close}`?"));
+        } else if names.is_empty() {
+            d = d.with_help("the mesh declares no gateways: `gateway NAME { ... }`");
         }
         d
     }

@@ -142,6 +142,8 @@ pub enum ItemKind {
     Policy(Policy),
     /// `test "NAME" { ... }`
     Test(Test),
+    /// `gateway NAME { ... }`: an ingress gateway (LANGUAGE.md §10).
+    Gateway(Gateway),
     /// Something that did not parse; a syntax diagnostic was reported for it.
     Error,
 }
@@ -164,8 +166,79 @@ pub enum MeshMember {
     Mtls(Ident),
     /// `default_policy allow|deny`
     DefaultPolicy(Ident),
+    /// `telemetry { tracing PERCENT  access_log off|json }` (LANGUAGE.md §10).
+    Telemetry(Vec<Spanned<TelemetryMember>>),
     /// A member that did not parse.
     Error,
+}
+
+/// A member of `telemetry { ... }`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum TelemetryMember {
+    /// `tracing PERCENT`: the share of new requests that start a sampled trace.
+    Tracing(Literal),
+    /// `access_log off|json`
+    AccessLog(Ident),
+    /// A member that did not parse.
+    Error,
+}
+
+/// `gateway NAME { MEMBERS }`: an ingress gateway (LANGUAGE.md §10).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Gateway {
+    /// The gateway's name.
+    pub name: Ident,
+    /// Members in source order.
+    pub members: Vec<Spanned<GatewayMember>>,
+}
+
+/// A member of a `gateway` block.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum GatewayMember {
+    /// `listen PORT [tls { cert "PATH"  key "PATH" }]`
+    Listen {
+        /// The port as written.
+        port: Literal,
+        /// The listener's certificate; absent: plain HTTP.
+        tls: Option<Tls>,
+    },
+    /// `host "NAME" [tls { ... }] { RULES }`
+    Host(GatewayHost),
+    /// `identity "service-account"`: the identity the gateway uses inside the mesh.
+    Identity(StrLit),
+    /// A member that did not parse.
+    Error,
+}
+
+/// `tls { cert "PATH"  key "PATH" }`
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Tls {
+    /// Its members in source order.
+    pub members: Vec<Spanned<TlsMember>>,
+    /// From `tls` to the closing brace.
+    pub span: Span,
+}
+
+/// A member of a `tls { ... }` block.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum TlsMember {
+    /// `cert "PATH"`: the certificate chain (PEM).
+    Cert(StrLit),
+    /// `key "PATH"`: the private key (PEM).
+    Key(StrLit),
+    /// A member that did not parse.
+    Error,
+}
+
+/// `host "NAME" [tls { ... }] { RULES }` in a gateway.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GatewayHost {
+    /// The host name, `*.suffix` or `*`.
+    pub name: StrLit,
+    /// The certificate for TLS clients naming this host.
+    pub tls: Option<Tls>,
+    /// Its rules (`RouteMember::Rule`, or `Error`) in source order.
+    pub rules: Vec<Spanned<RouteMember>>,
 }
 
 /// `namespace NAME { ITEMS }`
@@ -534,15 +607,16 @@ pub enum TestCase {
     Error,
 }
 
-/// `request METHOD "PATH" from REF to SERVICE [header "K" = "V"]... [query "K" = "V"]...`
+/// `request METHOD "PATH" [from REF] to SERVICE [header "K" = "V"]... [query "K" = "V"]...`
+/// (without `from`: a request from outside the mesh, to a gateway).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Request {
     /// The HTTP method.
     pub method: Ident,
     /// The request path.
     pub path: StrLit,
-    /// The calling service.
-    pub from: Ref,
+    /// The calling service or gateway; `None` for a client outside the mesh.
+    pub from: Option<Ref>,
     /// The called service.
     pub to: Ref,
     /// Header and query parameters, in source order.

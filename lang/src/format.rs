@@ -236,6 +236,7 @@ impl<'a> Printer<'a> {
                             }
                             MeshMember::Mtls(mode) => format!("mtls {}", mode.name),
                             MeshMember::DefaultPolicy(d) => format!("default_policy {}", d.name),
+                            MeshMember::Telemetry(members) => p.telemetry(members),
                             MeshMember::Error => p.text(member.span).to_string(),
                         };
                         p.leaf(member.span, &text);
@@ -299,9 +300,87 @@ impl<'a> Printer<'a> {
                     }
                 });
             }
+            ItemKind::Gateway(gateway) => {
+                let header = format!("gateway {}", gateway.name.name);
+                self.block(item.span, &header, gateway.name.span.end, |p| {
+                    for member in &gateway.members {
+                        p.gateway_member(member);
+                    }
+                });
+            }
             ItemKind::Error => {
                 let text = self.text(item.span).to_string();
                 self.leaf(item.span, &text);
+            }
+        }
+    }
+
+    /// `telemetry { tracing 10% access_log json }`, on one line.
+    fn telemetry(&self, members: &[Spanned<TelemetryMember>]) -> String {
+        let parts: Vec<String> = members
+            .iter()
+            .map(|m| match &m.node {
+                TelemetryMember::Tracing(p) => format!("tracing {}", self.text(p.span)),
+                TelemetryMember::AccessLog(format) => format!("access_log {}", format.name),
+                TelemetryMember::Error => self.text(m.span).to_string(),
+            })
+            .collect();
+        if parts.is_empty() {
+            "telemetry {}".into()
+        } else {
+            format!("telemetry {{ {} }}", parts.join(" "))
+        }
+    }
+
+    /// `tls { cert "PATH" key "PATH" }`, on one line.
+    fn tls(&self, tls: &Tls) -> String {
+        let parts: Vec<String> = tls
+            .members
+            .iter()
+            .map(|m| match &m.node {
+                TlsMember::Cert(path) => format!("cert {}", self.text(path.span)),
+                TlsMember::Key(path) => format!("key {}", self.text(path.span)),
+                TlsMember::Error => self.text(m.span).to_string(),
+            })
+            .collect();
+        if parts.is_empty() {
+            "tls {}".into()
+        } else {
+            format!("tls {{ {} }}", parts.join(" "))
+        }
+    }
+
+    fn gateway_member(&mut self, member: &Spanned<GatewayMember>) {
+        match &member.node {
+            GatewayMember::Listen { port, tls } => {
+                let mut text = format!("listen {}", self.text(port.span));
+                if let Some(tls) = tls {
+                    text.push(' ');
+                    text.push_str(&self.tls(tls));
+                }
+                self.leaf(member.span, &text);
+            }
+            GatewayMember::Host(host) => {
+                let mut header = format!("host {}", self.text(host.name.span));
+                let mut header_end = host.name.span.end;
+                if let Some(tls) = &host.tls {
+                    header.push(' ');
+                    header.push_str(&self.tls(tls));
+                    header_end = tls.span.end;
+                }
+                self.block(member.span, &header, header_end, |p| {
+                    for rule in &host.rules {
+                        p.route_member(rule);
+                    }
+                });
+            }
+            GatewayMember::Identity(s) => {
+                let text = format!("identity {}", self.text(s.span));
+                self.leaf(member.span, &text);
+            }
+            GatewayMember::Error => {
+                let text = self.text(member.span).to_string();
+                self.leaf(member.span, &text);
             }
         }
     }
@@ -609,11 +688,15 @@ impl<'a> Printer<'a> {
                 return;
             }
         };
+        let from = request
+            .from
+            .as_ref()
+            .map(|from| format!(" from {}", ref_text(from)))
+            .unwrap_or_default();
         let mut line = format!(
-            "request {} {} from {} to {}",
+            "request {} {}{from} to {}",
             request.method.name,
             self.text(request.path.span),
-            ref_text(&request.from),
             ref_text(&request.to)
         );
         for param in &request.params {

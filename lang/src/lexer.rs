@@ -272,6 +272,22 @@ pub enum Token<'s> {
     KwBaseEjection,
     #[token("max_ejected")]
     KwMaxEjected,
+    #[token("gateway")]
+    KwGateway,
+    #[token("listen")]
+    KwListen,
+    #[token("tls")]
+    KwTls,
+    #[token("cert")]
+    KwCert,
+    #[token("key")]
+    KwKey,
+    #[token("telemetry")]
+    KwTelemetry,
+    #[token("tracing")]
+    KwTracing,
+    #[token("access_log")]
+    KwAccessLog,
 
     // Punctuation.
     #[token("{")]

@@ -4,7 +4,8 @@
 use lalrpop_util::{ErrorRecovery, ParseError};
 
 use crate::ast::{
-    Comment, CommentKind, File, Ident, Item, ItemKind, Ref, RouteMember, ServiceMember, Span,
+    Comment, CommentKind, File, GatewayMember, Ident, Item, ItemKind, Ref, RouteMember,
+    ServiceMember, Span,
 };
 use crate::diagnostic::Diagnostic;
 use crate::grammar::FileParser;
@@ -453,6 +454,17 @@ fn attach_to_items(src: &str, comments: &[Comment], items: &mut [Item]) {
                 for member in &mut route.members {
                     if let RouteMember::Rule(rule) = &mut member.node {
                         rule.doc = doc_before(src, comments, member.span.start);
+                    }
+                }
+            }
+            ItemKind::Gateway(gateway) => {
+                for member in &mut gateway.members {
+                    if let GatewayMember::Host(host) = &mut member.node {
+                        for rule in &mut host.rules {
+                            if let RouteMember::Rule(r) = &mut rule.node {
+                                r.doc = doc_before(src, comments, rule.span.start);
+                            }
+                        }
                     }
                 }
             }

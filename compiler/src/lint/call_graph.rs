@@ -81,7 +81,10 @@ impl CallGraph {
                             }
                         }
                         // Not followed: see the module's documentation.
-                        Principal::Service(_) | Principal::Any | Principal::Authenticated => {}
+                        Principal::Service(_)
+                        | Principal::Gateway(_)
+                        | Principal::Any
+                        | Principal::Authenticated => {}
                     }
                 }
             }

@@ -109,12 +109,14 @@ fn atom_implies(a: &Cond, b: &Cond) -> bool {
             CondKind::Source {
                 negated: false,
                 services: a_s,
+                gateways: a_g,
             },
             CondKind::Source {
                 negated: false,
                 services: b_s,
+                gateways: b_g,
             },
-        ) => a_s.iter().all(|s| b_s.contains(s)),
+        ) => a_s.iter().all(|s| b_s.contains(s)) && a_g.iter().all(|g| b_g.contains(g)),
         (_, CondKind::Any(options)) => options.iter().any(|o| atom_implies(a, o)),
         _ => false,
     }

@@ -4,6 +4,7 @@
 mod allow_any;
 mod allows_nothing;
 mod call_graph;
+mod gateway_denied;
 mod implies;
 mod retry_amplification;
 mod shadowed;
@@ -29,5 +30,6 @@ pub fn run(mesh: &Mesh, loaded: &Loaded, complete: bool, findings: &mut Vec<Find
         unused::check(mesh, loaded, findings);
         // An allow dropped by an error would make a policy look empty of allows.
         allows_nothing::check(mesh, findings);
+        gateway_denied::check(mesh, findings);
     }
 }

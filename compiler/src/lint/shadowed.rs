@@ -120,6 +120,9 @@ fn principal_covers(mesh: &Mesh, outer: &Principal, inner: &Principal) -> bool {
         (Principal::Namespace(ns), Principal::Service(id)) => {
             namespace_of(*id) == Some(ns.as_str())
         }
+        (Principal::Namespace(ns), Principal::Gateway(id)) => {
+            mesh.gateway(*id).map(|g| g.namespace.as_str()) == Some(ns.as_str())
+        }
         (a, b) => a == b,
     }
 }

@@ -1,4 +1,4 @@
-//! W0002: a subset that no route, split or mirror ever sends traffic to, and a retry
+//! W0002: a subset that no route, gateway, split or mirror ever sends traffic to, and a retry
 //! profile of the user's that nothing uses.
 
 use std::collections::BTreeSet;
@@ -17,32 +17,40 @@ pub fn check(mesh: &Mesh, loaded: &Loaded, findings: &mut Vec<Finding>) {
             used_retries.insert(*id);
         }
     };
-    for service in &mesh.services {
-        let Some(route) = &service.route else {
-            continue;
-        };
-        note_retry(&route.retry);
-        for rule in &route.rules {
-            note_retry(&rule.retry);
-            match &rule.dest {
-                Some(Dest::To(t)) => {
-                    if let Some(s) = &t.subset {
+    let gateway_rules = mesh
+        .gateways
+        .iter()
+        .flat_map(|g| &g.hosts)
+        .flat_map(|h| &h.rules);
+    let route_rules = mesh
+        .services
+        .iter()
+        .filter_map(|s| s.route.as_ref())
+        .flat_map(|route| {
+            note_retry(&route.retry);
+            &route.rules
+        })
+        .collect::<Vec<_>>();
+    for rule in route_rules.into_iter().chain(gateway_rules) {
+        note_retry(&rule.retry);
+        match &rule.dest {
+            Some(Dest::To(t)) => {
+                if let Some(s) = &t.subset {
+                    used_subsets.insert((t.service, s));
+                }
+            }
+            Some(Dest::Split(targets)) => {
+                for (t, weight) in targets {
+                    if let (Some(s), true) = (&t.subset, weight.milli > 0) {
                         used_subsets.insert((t.service, s));
                     }
                 }
-                Some(Dest::Split(targets)) => {
-                    for (t, weight) in targets {
-                        if let (Some(s), true) = (&t.subset, weight.milli > 0) {
-                            used_subsets.insert((t.service, s));
-                        }
-                    }
-                }
-                None => {}
             }
-            for mirror in &rule.mirrors {
-                if let Some(s) = &mirror.target.subset {
-                    used_subsets.insert((mirror.target.service, s));
-                }
+            None => {}
+        }
+        for mirror in &rule.mirrors {
+            if let Some(s) = &mirror.target.subset {
+                used_subsets.insert((mirror.target.service, s));
             }
         }
     }

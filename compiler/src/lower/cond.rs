@@ -5,7 +5,7 @@ use mesh_lang::Diagnostic;
 use mesh_lang::ast::{CmpOp, Expr, ExprKind, LiteralKind, Operand, OperandKind, StrLit, Value};
 
 use crate::diag::{TYPE_MISMATCH, did_you_mean};
-use crate::ir::{Cond, CondKind, Method, ServiceId, TextAttr, TextOp};
+use crate::ir::{Caller, Cond, CondKind, Method, TextAttr, TextOp};
 
 use super::values::Type;
 use super::{Cx, pattern, route};
@@ -147,11 +147,8 @@ fn compare(
                 operator_mismatch(cx, op, op_span, "Service", "`==`, `!=` and `in`");
                 return None;
             }
-            let service = source_operand(cx, rhs)?;
-            Some(CondKind::Source {
-                negated,
-                services: vec![service],
-            })
+            let caller = source_operand(cx, rhs)?;
+            Some(source_cond(negated, &[caller]))
         }
         Attr::Text(attr) => {
             let value = string_operand(cx, rhs)?;
@@ -210,12 +207,9 @@ fn in_list(cx: &mut Cx<'_>, lhs: &Operand, list: &[Value]) -> Option<CondKind> {
             })
         }
         Attr::Source => {
-            let services: Vec<Option<ServiceId>> =
-                list.iter().map(|v| source_value(cx, v)).collect();
-            Some(CondKind::Source {
-                negated: false,
-                services: services.into_iter().collect::<Option<Vec<_>>>()?,
-            })
+            let callers: Vec<Option<Caller>> = list.iter().map(|v| source_value(cx, v)).collect();
+            let callers = callers.into_iter().collect::<Option<Vec<_>>>()?;
+            Some(source_cond(false, &callers))
         }
         Attr::Text(attr) => {
             let values: Vec<Option<String>> = list
@@ -338,7 +332,30 @@ fn method_mismatch(
     );
 }
 
-fn source_operand(cx: &mut Cx<'_>, operand: &Operand) -> Option<ServiceId> {
+/// `source == ...` / `source in [...]` over services and gateways.
+fn source_cond(negated: bool, callers: &[Caller]) -> CondKind {
+    let services = callers
+        .iter()
+        .filter_map(|c| match c {
+            Caller::Service(id) => Some(*id),
+            Caller::Gateway(_) => None,
+        })
+        .collect();
+    let gateways = callers
+        .iter()
+        .filter_map(|c| match c {
+            Caller::Gateway(id) => Some(*id),
+            Caller::Service(_) => None,
+        })
+        .collect();
+    CondKind::Source {
+        negated,
+        services,
+        gateways,
+    }
+}
+
+fn source_operand(cx: &mut Cx<'_>, operand: &Operand) -> Option<Caller> {
     match &operand.kind {
         OperandKind::Ref(r) => source_value(cx, &Value::Ref(r.clone())),
         OperandKind::Literal(lit) => source_value(cx, &Value::Literal(lit.clone())),
@@ -349,14 +366,15 @@ fn source_operand(cx: &mut Cx<'_>, operand: &Operand) -> Option<ServiceId> {
     }
 }
 
-/// A service named as a caller (`source == frontend`); subsets share their service's
-/// identity, so they cannot be told apart as callers.
-pub fn source_value(cx: &mut Cx<'_>, value: &Value) -> Option<ServiceId> {
+/// A service or gateway named as a caller (`source == frontend`,
+/// `source == gateway/public`); subsets share their service's identity, so they cannot be
+/// told apart as callers.
+pub fn source_value(cx: &mut Cx<'_>, value: &Value) -> Option<Caller> {
     match value {
         Value::Ref(r) => {
             let resolved = cx
                 .symbols
-                .resolve_service(r, cx.namespace, cx.file, cx.findings)?;
+                .resolve_caller(r, cx.namespace, cx.file, cx.findings)?;
             if r.subset.is_some() {
                 cx.push(
                     Diagnostic::error(
@@ -369,7 +387,7 @@ pub fn source_value(cx: &mut Cx<'_>, value: &Value) -> Option<ServiceId> {
                 );
                 return None;
             }
-            Some(resolved.service)
+            Some(resolved)
         }
         Value::Literal(lit) => {
             cx.mismatch_service(lit.kind.type_name(), lit.span);

@@ -4,6 +4,7 @@
 //! mistake does not hide the next.
 
 mod cond;
+mod gateway;
 mod pattern;
 mod policy;
 mod rate_limit;
@@ -12,6 +13,7 @@ mod retry;
 mod route;
 mod service;
 mod tcp;
+mod telemetry;
 mod test;
 mod values;
 
@@ -120,6 +122,21 @@ pub fn lower(loaded: &Loaded, findings: &mut Vec<Finding>) -> ir::Mesh {
             retry::lower_profile(&mut cx, decl)
         })
         .collect();
+    let gateways: Vec<ir::Gateway> = symbols
+        .gateways
+        .iter()
+        .map(|decl| {
+            let mut cx = Cx {
+                loaded,
+                symbols: &symbols,
+                findings,
+                file: decl.file,
+                namespace: decl.namespace,
+            };
+            gateway::lower(&mut cx, decl, &mesh)
+        })
+        .collect();
+    mesh.gateways = gateways;
     for decl in &symbols.routes {
         let mut cx = Cx {
             loaded,
@@ -187,6 +204,8 @@ fn settings(loaded: &Loaded, symbols: &Symbols<'_>, findings: &mut Vec<Finding>)
         retries: Vec::new(),
         namespaces: Vec::new(),
         tests: Vec::new(),
+        gateways: Vec::new(),
+        telemetry: None,
     };
     let mut user_decl: Option<(FileId, Span)> = None;
     let ordered = symbols
@@ -223,6 +242,7 @@ fn settings(loaded: &Loaded, symbols: &Symbols<'_>, findings: &mut Vec<Finding>)
             file: decl.file,
             namespace: resolve::DEFAULT_NAMESPACE,
         };
+        let mut telemetry_seen = false;
         for member in &decl.node.members {
             match &member.node {
                 MeshMember::TrustDomain(s) => {
@@ -252,6 +272,24 @@ fn settings(loaded: &Loaded, symbols: &Symbols<'_>, findings: &mut Vec<Finding>)
                     if let Some(effect) = cx.vocabulary(p, "a default policy", &words) {
                         mesh.default_policy = effect;
                     }
+                }
+                MeshMember::Telemetry(members) => {
+                    if telemetry_seen {
+                        cx.push(
+                            Diagnostic::error(
+                                DUPLICATE,
+                                "`telemetry` is set twice",
+                                member.span,
+                                "set again here",
+                            )
+                            .with_help(
+                                "put every telemetry setting in one `telemetry { ... }` block",
+                            ),
+                        );
+                        continue;
+                    }
+                    telemetry_seen = true;
+                    mesh.telemetry = Some(telemetry::lower(&mut cx, members));
                 }
                 MeshMember::Error => {}
             }

@@ -7,7 +7,9 @@ use mesh_lang::Diagnostic;
 use mesh_lang::ast::{self, AccessRule as AstRule, Constraint, PolicyMember, Source, Span, Value};
 
 use crate::diag::{CONFLICT, DUPLICATE, TYPE_MISMATCH, UNKNOWN_REF, did_you_mean};
-use crate::ir::{AccessRule, CedarBlock, Effect, Mesh, Policy, PolicyMode, Principal, Service};
+use crate::ir::{
+    AccessRule, Caller, CedarBlock, Effect, Mesh, Policy, PolicyMode, Principal, Service,
+};
 use crate::resolve::Decl;
 
 use super::values::Type;
@@ -154,7 +156,10 @@ fn access_rule(
                 }
             }
             Source::Service(r) => (
-                cond::source_value(cx, &Value::Ref(r.clone())).map(Principal::Service),
+                cond::source_value(cx, &Value::Ref(r.clone())).map(|caller| match caller {
+                    Caller::Service(id) => Principal::Service(id),
+                    Caller::Gateway(id) => Principal::Gateway(id),
+                }),
                 r.span,
             ),
         };

@@ -127,14 +127,14 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Route>, mesh: &mut Mesh) {
                 );
             }
             RouteMember::To(r) => {
-                let dest = self::target(cx, r, service_id, mesh).map(Dest::To);
+                let dest = self::target(cx, r, Some(service_id), mesh).map(Dest::To);
                 default = Some((
                     member.span,
                     default_rule(cx, member.span, member.span, dest),
                 ));
             }
             RouteMember::Split(targets) => {
-                let dest = split(cx, targets, member.span, service_id, mesh).map(Dest::Split);
+                let dest = split(cx, targets, member.span, Some(service_id), mesh).map(Dest::Split);
                 let keyword = Span::new(member.span.start, member.span.start + 5);
                 default = Some((member.span, default_rule(cx, member.span, keyword, dest)));
             }
@@ -170,7 +170,7 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Route>, mesh: &mut Mesh) {
                     continue;
                 }
                 rule_names.push((rule.name.name.clone(), rule.name.span));
-                let lowered = lower_rule(cx, rule, member.span, service_id, mesh);
+                let lowered = lower_rule(cx, rule, member.span, Some(service_id), mesh);
                 if let (Some(service), Some(when)) = (mesh.service(service_id), &lowered.when) {
                     tcp::forbid_l7_cond(cx, service, when);
                 }
@@ -272,11 +272,13 @@ fn default_rule(cx: &Cx<'_>, span: Span, name_span: Span, dest: Option<Dest>) ->
     }
 }
 
-fn lower_rule(
+/// Lowers a `rule` block. `routed` is the service a route is for (other targets get
+/// `W0007`); `None` for a gateway's rules, whose targets may be any service.
+pub(super) fn lower_rule(
     cx: &mut Cx<'_>,
     rule: &ast::Rule,
     span: Span,
-    routed: ServiceId,
+    routed: Option<ServiceId>,
     mesh: &Mesh,
 ) -> Rule {
     let mut out = Rule {
@@ -412,11 +414,13 @@ fn lower_rule(
 }
 
 /// A backend of a rule; other services than the routed one get `W0007`.
-fn target(cx: &mut Cx<'_>, r: &Ref, routed: ServiceId, mesh: &Mesh) -> Option<Target> {
+fn target(cx: &mut Cx<'_>, r: &Ref, routed: Option<ServiceId>, mesh: &Mesh) -> Option<Target> {
     let resolved = cx
         .symbols
         .resolve_service(r, cx.namespace, cx.file, cx.findings)?;
-    if resolved.service != routed {
+    if let Some(routed) = routed
+        && resolved.service != routed
+    {
         let routed_name = mesh
             .service(routed)
             .map(|s| s.name.clone())
@@ -443,7 +447,7 @@ fn split(
     cx: &mut Cx<'_>,
     targets: &[ast::SplitTarget],
     span: Span,
-    routed: ServiceId,
+    routed: Option<ServiceId>,
     mesh: &Mesh,
 ) -> Option<Vec<(Target, Percent)>> {
     let mut out = Vec::new();
@@ -573,7 +577,7 @@ pub fn header_name(cx: &mut Cx<'_>, name: &ast::StrLit) -> Option<String> {
 
 /// `E0006` when `per_try_timeout × attempts` exceeds the timeout: the later tries could
 /// never run.
-fn check_retry_fits(
+pub(super) fn check_retry_fits(
     cx: &mut Cx<'_>,
     mesh: &Mesh,
     timeout: Option<Micros>,

@@ -216,7 +216,7 @@ fn label_map(cx: &mut Cx<'_>, labels: &[Label]) -> BTreeMap<String, String> {
 }
 
 /// An RFC 1123 subdomain: what Kubernetes accepts as a service account name.
-fn is_dns_name(name: &str) -> bool {
+pub(super) fn is_dns_name(name: &str) -> bool {
     name.len() <= 253
         && name.split('.').all(|part| {
             !part.is_empty()

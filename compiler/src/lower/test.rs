@@ -2,13 +2,17 @@
 //! the rest of the mesh — unknown services, subsets, rules and ports are errors here, not
 //! at `meshc test` time. A `connect` case goes to a tcp port of its service and expects
 //! only `allow`, `deny` and `backend`; `rate_limit NAME` names a limit of the callee's
-//! policy, by name or by position.
+//! policy, by name or by position. A `request` without `from` comes from outside the mesh
+//! and goes to a gateway (`to gateway/NAME`); its `rule` expectations name the gateway's
+//! host rules.
 
 use mesh_lang::Diagnostic;
 use mesh_lang::ast::{self, Expectation, ParamKind, TestCase};
 
 use crate::diag::{TYPE_MISMATCH, UNKNOWN_REF, did_you_mean};
-use crate::ir::{Case, Expect, Mesh, Probe, Protocol, ServiceId, Target, Test};
+use crate::ir::{
+    Callee, Caller, Case, Expect, GatewayId, Mesh, Probe, Protocol, ServiceId, Target, Test,
+};
 use crate::resolve::{Decl, quoted_list};
 
 use super::{Cx, cond, route, tcp};
@@ -52,11 +56,19 @@ fn lower_case(
             span: request.method.span,
         }),
     );
-    let from = cond::source_value(cx, &ast::Value::Ref(request.from.clone()));
-    let to = cx
-        .symbols
-        .resolve_service(&request.to, cx.namespace, cx.file, cx.findings);
-    if request.to.subset.is_some() {
+    let (from, to) = match &request.from {
+        Some(from) => (
+            cond::source_value(cx, &ast::Value::Ref(from.clone())),
+            cx.symbols
+                .resolve_service(&request.to, cx.namespace, cx.file, cx.findings)
+                .map(|r| Callee::Service(r.service)),
+        ),
+        None => {
+            let gateway = gateway_entry(cx, &request.to);
+            (gateway.map(Caller::Gateway), gateway.map(Callee::Gateway))
+        }
+    };
+    if request.from.is_some() && request.to.subset.is_some() {
         cx.push(
             Diagnostic::error(
                 crate::diag::TYPE_MISMATCH,
@@ -91,7 +103,7 @@ fn lower_case(
         }
     }
     let (method, from, to) = (method?, from?, to?);
-    let (expectations, expect_ok) = expectations(cx, expect, to.service, mesh, false);
+    let (expectations, expect_ok) = expectations(cx, expect, to, mesh, false);
     ok &= expect_ok;
     ok.then(|| Case {
         origin: cx.origin(span),
@@ -103,9 +115,34 @@ fn lower_case(
             query,
         },
         from,
-        to: to.service,
+        to,
         expect: expectations,
     })
+}
+
+/// The gateway a request without `from` enters; `E0004` when `to` names a service.
+fn gateway_entry(cx: &mut Cx<'_>, to: &ast::Ref) -> Option<GatewayId> {
+    match cx
+        .symbols
+        .resolve_caller(to, cx.namespace, cx.file, cx.findings)?
+    {
+        Caller::Gateway(id) => Some(id),
+        Caller::Service(_) => {
+            cx.push(
+                Diagnostic::error(
+                    TYPE_MISMATCH,
+                    "a request without `from` comes from outside the mesh and enters a gateway",
+                    to.span,
+                    "a service, not a gateway",
+                )
+                .with_help(format!(
+                    "name the caller: `from CALLER to {}`, or send the request to a gateway: `to gateway/NAME header \"host\" = \"…\"`",
+                    mesh_lang::format::ref_text(to)
+                )),
+            );
+            None
+        }
+    }
 }
 
 fn lower_connect(
@@ -156,14 +193,14 @@ fn lower_connect(
         );
         return None;
     }
-    let (expectations, ok) = expectations(cx, expect, to.service, mesh, true);
+    let (expectations, ok) = expectations(cx, expect, Callee::Service(to.service), mesh, true);
     let (from, port) = (from?, port?);
     ok.then(|| Case {
         origin: cx.origin(span),
         request: cx.origin(connect.span),
         probe: Probe::Connect { port },
         from,
-        to: to.service,
+        to: Callee::Service(to.service),
         expect: expectations,
     })
 }
@@ -223,7 +260,7 @@ fn rate_limit_name(
 fn expectations(
     cx: &mut Cx<'_>,
     expect: &[ast::Spanned<Expectation>],
-    to: ServiceId,
+    to: Callee,
     mesh: &Mesh,
     connect: bool,
 ) -> (Vec<(Expect, crate::ir::Origin)>, bool) {
@@ -237,6 +274,21 @@ fn expectations(
             Expectation::RateLimit(_) => Some("rate_limit"),
             Expectation::Allow | Expectation::Deny | Expectation::Backend { .. } => None,
         };
+        if let (Some("rate_limit"), Callee::Gateway(_)) = (keyword, to) {
+            cx.push(
+                Diagnostic::error(
+                    TYPE_MISMATCH,
+                    "`rate_limit` cannot be expected of a request through a gateway",
+                    e.span,
+                    "not for a gateway request",
+                )
+                .with_help(
+                    "expect the backend's rate limits in a case `from gateway/NAME to SERVICE`",
+                ),
+            );
+            ok = false;
+            continue;
+        }
         if let Some(keyword) = keyword.filter(|_| connect) {
             cx.push(
                 Diagnostic::error(
@@ -258,26 +310,50 @@ fn expectations(
             Expectation::Allow => Some(Expect::Allow),
             Expectation::Deny => Some(Expect::Deny),
             Expectation::Rule(name) => {
-                let rules: Vec<&str> = mesh
-                    .service(to)
-                    .and_then(|s| s.route.as_ref())
-                    .map(|r| r.rules.iter().map(|r| r.name.as_str()).collect())
-                    .unwrap_or_default();
+                let (rules, owner, empty): (Vec<&str>, String, String) = match to {
+                    Callee::Service(to) => {
+                        let name = mesh
+                            .service(to)
+                            .map(|s| s.name.as_str())
+                            .unwrap_or_default();
+                        (
+                            mesh.service(to)
+                                .and_then(|s| s.route.as_ref())
+                                .map(|r| r.rules.iter().map(|r| r.name.as_str()).collect())
+                                .unwrap_or_default(),
+                            format!("the route of `{name}`"),
+                            format!("`{name}` has no route rules"),
+                        )
+                    }
+                    Callee::Gateway(g) => (
+                        mesh.gateway(g)
+                            .map(|g| {
+                                g.hosts
+                                    .iter()
+                                    .flat_map(|h| &h.rules)
+                                    .map(|r| r.name.as_str())
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        format!(
+                            "gateway `{}`",
+                            mesh.gateway(g).map(|g| g.name.as_str()).unwrap_or_default()
+                        ),
+                        "the gateway's hosts have no rules".to_string(),
+                    ),
+                };
                 if rules.contains(&name.name.as_str()) {
                     Some(Expect::Rule(name.name.clone()))
                 } else {
-                    let service = mesh.service(to).map(|s| s.name.clone()).unwrap_or_default();
                     let mut d = Diagnostic::error(
                         UNKNOWN_REF,
-                        format!("the route of `{service}` has no rule `{}`", name.name),
+                        format!("{owner} has no rule `{}`", name.name),
                         name.span,
                         "unknown rule",
                     );
                     d = match did_you_mean(&name.name, rules.iter().copied()) {
                         Some(close) => d.with_help(format!("did you mean `{close}`?")),
-                        None if rules.is_empty() => {
-                            d.with_help(format!("`{service}` has no route rules"))
-                        }
+                        None if rules.is_empty() => d.with_help(empty),
                         None => d.with_help(format!("its rules are {}", quoted_list(&rules))),
                     };
                     cx.push(d);
@@ -298,9 +374,10 @@ fn expectations(
             Expectation::Retries(n) => cx
                 .int_in(n, 0, 9, "retries")
                 .map(|n| Expect::Retries(n as u32)),
-            Expectation::RateLimit(name) => {
-                rate_limit_name(cx, name, to, mesh).map(Expect::RateLimit)
-            }
+            Expectation::RateLimit(name) => match to {
+                Callee::Service(to) => rate_limit_name(cx, name, to, mesh).map(Expect::RateLimit),
+                Callee::Gateway(_) => None,
+            },
         };
         match lowered {
             Some(l) => expectations.push((l, cx.origin(e.span))),

@@ -3,7 +3,8 @@
 //! `to`, `from`, `mirror`, `backend` and inside `split`, retry profiles after `retry`,
 //! condition attributes after `when`/`&&`/`||`, methods, status classes and retry
 //! conditions in their lists, the optional parts of a `rate_limit` (`burst`, `per caller`,
-//! `when`), and the words of small vocabularies (`balance`, `mtls`, …).
+//! `when`), the members of gateways, their hosts and `tls` blocks and of `telemetry`, and
+//! the words of small vocabularies (`balance`, `mtls`, `access_log`, …).
 
 use mesh_compiler::load::FileId;
 use mesh_compiler::resolve::DEFAULT_NAMESPACE;
@@ -41,9 +42,14 @@ fn block_keywords(block: Block) -> &'static [&'static str] {
             "route",
             "policy",
             "test",
+            "gateway",
         ],
-        Block::Namespace => &["service", "retry", "route", "policy", "test"],
-        Block::Mesh => &["trust_domain", "mtls", "default_policy"],
+        Block::Namespace => &["service", "retry", "route", "policy", "test", "gateway"],
+        Block::Mesh => &["trust_domain", "mtls", "default_policy", "telemetry"],
+        Block::Telemetry => &["tracing", "access_log"],
+        Block::Gateway => &["listen", "host", "identity"],
+        Block::Host => &["rule"],
+        Block::Tls => &["cert", "key"],
         Block::Service => &[
             "port", "identity", "labels", "subset", "balance", "limits", "outlier",
         ],
@@ -101,6 +107,10 @@ enum Block {
     Test,
     Split,
     Labels,
+    Telemetry,
+    Gateway,
+    Host,
+    Tls,
     Other,
 }
 
@@ -120,6 +130,10 @@ fn opener(token: &Token<'_>) -> Option<Block> {
         Token::KwTest => Block::Test,
         Token::KwSplit => Block::Split,
         Token::KwLabels | Token::KwSubset => Block::Labels,
+        Token::KwTelemetry => Block::Telemetry,
+        Token::KwGateway => Block::Gateway,
+        Token::KwHost => Block::Host,
+        Token::KwTls => Block::Tls,
         _ => return None,
     })
 }
@@ -196,9 +210,13 @@ fn context(src: &str, offset: usize) -> Option<Context<'_>> {
             }
             token => {
                 if let Some(block) = opener(token) {
-                    // `retry NAME` inside a route is a reference, not a block.
+                    // `retry NAME` inside a route is a reference, not a block; `host` opens
+                    // a block only in a gateway (elsewhere it is a request attribute).
                     let in_route = matches!(blocks.last(), Some(Block::Route | Block::Rule));
-                    if !(matches!(token, Token::KwRetry) && in_route) {
+                    let retry_ref = matches!(token, Token::KwRetry) && in_route;
+                    let host_attr =
+                        matches!(token, Token::KwHost) && blocks.last() != Some(&Block::Gateway);
+                    if !retry_ref && !host_attr {
                         pending = Some(block);
                     }
                     if matches!(token, Token::KwNamespace)
@@ -416,6 +434,11 @@ pub fn complete(analysis: &Analysis, file: FileId, offset: usize) -> Vec<Complet
             CompletionItemKind::ENUM_MEMBER,
             "effect",
         ),
+        Some(Token::KwAccessLog) => words(
+            &["off", "json"],
+            CompletionItemKind::ENUM_MEMBER,
+            "access log format",
+        ),
         Some(Token::KwMode) => words(
             &["enforce", "audit"],
             CompletionItemKind::ENUM_MEMBER,
@@ -607,6 +630,35 @@ mod tests {
             "{MESH}  test \"t\" {{ connect \"80\" from web to cart expect | }}\n}}"
         ));
         assert!(!got.contains(&"rate_limit".to_string()));
+    }
+
+    #[test]
+    fn gateway_and_telemetry_keywords_complete_in_their_blocks() {
+        let got = labels(&format!("{MESH}  | \n}}"));
+        assert!(got.contains(&"gateway".to_string()), "{got:?}");
+        let got = labels(&format!("{MESH}  gateway g {{ | }}\n}}"));
+        assert_eq!(got, ["listen", "host", "identity"]);
+        let got = labels(&format!(
+            "{MESH}  gateway g {{ listen 80 tls {{ | }} }}\n}}"
+        ));
+        assert_eq!(got, ["cert", "key"]);
+        let got = labels(&format!("{MESH}  gateway g {{ host \"*\" {{ | }} }}\n}}"));
+        assert_eq!(got, ["rule"]);
+        let got = labels(&format!(
+            "{MESH}  gateway g {{ host \"*\" {{ rule r {{ to | }} }} }}\n}}"
+        ));
+        assert!(got.contains(&"cart.v1".to_string()), "{got:?}");
+        // `host` in a condition is an attribute, not a gateway host block.
+        let got = labels(&format!(
+            "{MESH}  route cart {{ rule r when host == \"a\" {{ | }} }}\n}}"
+        ));
+        assert!(got.contains(&"mirror".to_string()), "{got:?}");
+        let got = labels("mesh m { telemetry { | } }");
+        assert_eq!(got, ["tracing", "access_log"]);
+        let got = labels("mesh m { telemetry { access_log | } }");
+        assert_eq!(got, ["off", "json"]);
+        let got = labels("mesh m { | }");
+        assert!(got.contains(&"telemetry".to_string()), "{got:?}");
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use mesh_compiler::load::{FileId, Loaded};
 use mesh_compiler::resolve::{self, DEFAULT_NAMESPACE, Symbols};
 use mesh_lang::ast::{
-    self, AccessRule, Expectation, Expr, ExprKind, Item, ItemKind, LimitsMember, Literal, Operand,
-    OperandKind, OutlierMember, PolicyMember, Ref, RetrySpec, RouteMember, RuleMember,
-    ServiceMember, Source, Span, TestCase,
+    self, AccessRule, Expectation, Expr, ExprKind, GatewayMember, Item, ItemKind, LimitsMember,
+    Literal, MeshMember, Operand, OperandKind, OutlierMember, PolicyMember, Ref, RetrySpec,
+    RouteMember, RuleMember, ServiceMember, Source, Span, TelemetryMember, TestCase,
 };
 
 use crate::signature;
@@ -380,14 +380,18 @@ impl<'a> Walker<'a> {
             ItemKind::Test(test) => {
                 for case in &test.cases {
                     let (from, to, expect) = match &case.node {
-                        TestCase::Case { request, expect } => (&request.from, &request.to, expect),
+                        TestCase::Case { request, expect } => {
+                            (request.from.as_ref(), &request.to, expect)
+                        }
                         TestCase::Connect { connect, expect } => {
                             self.literal(&connect.port);
-                            (&connect.from, &connect.to, expect)
+                            (Some(&connect.from), &connect.to, expect)
                         }
                         TestCase::Error => continue,
                     };
-                    self.service_ref(ns, from);
+                    if let Some(from) = from {
+                        self.service_ref(ns, from);
+                    }
                     let to = self.service_ref(ns, to);
                     for e in expect {
                         match &e.node {
@@ -421,7 +425,60 @@ impl<'a> Walker<'a> {
                     self.occur(Symbol::File(target), path.span, false);
                 }
             }
-            ItemKind::Mesh(_) | ItemKind::Namespace(_) | ItemKind::Error => {}
+            ItemKind::Mesh(mesh) => {
+                for member in &mesh.members {
+                    if let MeshMember::Telemetry(members) = &member.node {
+                        self.keyword_site(member.span, "telemetry", signature::TELEMETRY_DOC);
+                        for m in members {
+                            if let TelemetryMember::Tracing(lit) = &m.node {
+                                self.literal(lit);
+                            }
+                        }
+                    }
+                }
+            }
+            ItemKind::Gateway(gateway) => self.gateway(ns, item, gateway),
+            ItemKind::Namespace(_) | ItemKind::Error => {}
+        }
+    }
+
+    /// A gateway: hover on its keywords, and the references in its hosts' rules.
+    fn gateway(&mut self, ns: &str, item: &Item, gateway: &'a ast::Gateway) {
+        let summary = signature::gateway(ns, gateway);
+        self.site(
+            Span::new(item.span.start, gateway.name.span.end),
+            hover_block(&summary, item.doc.as_deref()),
+        );
+        for member in &gateway.members {
+            match &member.node {
+                GatewayMember::Listen { port, tls } => {
+                    self.keyword_site(member.span, "listen", signature::LISTEN_DOC);
+                    self.literal(port);
+                    if let Some(tls) = tls {
+                        self.keyword_site(tls.span, "tls", signature::TLS_DOC);
+                    }
+                }
+                GatewayMember::Host(host) => {
+                    self.keyword_site(member.span, "host", signature::GATEWAY_HOST_DOC);
+                    if let Some(tls) = &host.tls {
+                        self.keyword_site(tls.span, "tls", signature::TLS_DOC);
+                    }
+                    for rule in &host.rules {
+                        if let RouteMember::Rule(rule) = &rule.node {
+                            if let Some(when) = &rule.when {
+                                self.expr(ns, when);
+                            }
+                            for m in &rule.members {
+                                self.rule_member(ns, &m.node);
+                            }
+                        }
+                    }
+                }
+                GatewayMember::Identity(_) => {
+                    self.keyword_site(member.span, "identity", signature::GATEWAY_IDENTITY_DOC);
+                }
+                GatewayMember::Error => {}
+            }
         }
     }
 

@@ -172,6 +172,55 @@ pub const LIMITS_DOC: &str = "circuit breaking: how much of this service each ca
 /// What `outlier { ... }` does, for hover.
 pub const OUTLIER_DOC: &str = "outlier ejection, decided by each caller's agent: after `consecutive_5xx` failures in a row (default 5; failures further apart than `interval`, default 10s, do not count) an endpoint gets no traffic for `base_ejection` (default 30s, longer each time), with at most `max_ejected` of the endpoints out at once (default 10%).";
 
+/// What `telemetry { ... }` does, for hover.
+pub const TELEMETRY_DOC: &str = "telemetry, for every agent of the mesh: `tracing PERCENT` samples that share of requests that arrive without W3C trace context (default 0%; `traceparent`/`tracestate` are always propagated, spans exported with OTLP); `access_log off|json` writes one JSON line per request (or tcp connection) to stdout (default `off`).";
+
+/// What `listen` does in a gateway, for hover.
+pub const LISTEN_DOC: &str = "`listen PORT` accepts plain HTTP from clients outside the mesh; `listen PORT tls { cert \"PATH\" key \"PATH\" }` terminates TLS with that certificate (a host's own certificate wins when the client's SNI names it). Relative paths are relative to this file.";
+
+/// What `tls { ... }` does, for hover.
+pub const TLS_DOC: &str = "`tls { cert \"PATH\" key \"PATH\" }`: a PEM certificate chain and its private key, read by the gateway's agent (and read again when they change); relative paths are relative to this file. The files need not exist when checking.";
+
+/// What `host` does in a gateway, for hover.
+pub const GATEWAY_HOST_DOC: &str = "`host \"NAME\" { RULES }`: requests whose host is NAME (exact, `*.SUFFIX` for subdomains, `*` for any) are routed by these rules — the rules of a `route`, to any service; a request matching none gets `404`, and so does a host no entry names.";
+
+/// What `identity` does in a gateway, for hover.
+pub const GATEWAY_IDENTITY_DOC: &str = "`identity \"SA\"`: the service account the gateway calls mesh services as (default: the gateway's name); their policies name it `from gateway/NAME`.";
+
+/// A gateway's hover: its listeners and hosts.
+pub fn gateway(ns: &str, gateway: &ast::Gateway) -> String {
+    let mut listeners = Vec::new();
+    let mut hosts = Vec::new();
+    let mut identity = gateway.name.name.clone();
+    for member in &gateway.members {
+        match &member.node {
+            ast::GatewayMember::Listen { port, tls } => listeners.push(match (&port.kind, tls) {
+                (ast::LiteralKind::Int(n), Some(_)) => format!("{n} (TLS)"),
+                (ast::LiteralKind::Int(n), None) => format!("{n}"),
+                _ => "?".into(),
+            }),
+            ast::GatewayMember::Host(host) => hosts.push(format!("`{}`", host.name.value)),
+            ast::GatewayMember::Identity(s) => identity.clone_from(&s.value),
+            ast::GatewayMember::Error => {}
+        }
+    }
+    format!(
+        "gateway {ns}/{}\nidentity: {identity} (policies: `from gateway/{}`)\nlistens on: {}\nhosts: {}",
+        gateway.name.name,
+        gateway.name.name,
+        if listeners.is_empty() {
+            "nothing".into()
+        } else {
+            listeners.join(", ")
+        },
+        if hosts.is_empty() {
+            "none".into()
+        } else {
+            hosts.join(", ")
+        },
+    )
+}
+
 /// What a literal is: its type and value.
 pub fn literal(kind: &LiteralKind, written: &str) -> String {
     let ty = kind.type_name();
@@ -232,6 +281,19 @@ mod tests {
         assert_eq!(
             rate_limit(limit, 1, src),
             "rate limit `1`: 10 requests per second, bursts of up to its rate per second (the default); one bucket per calling identity; counts requests where `path == \"/x\"`. Enforced by this service's agent: a request over the limit gets `429` with `retry-after` and `mesh-error: rate-limited`. Tests name it `expect rate_limit 1`."
+        );
+    }
+
+    #[test]
+    fn a_gateway_hover_lists_its_listeners_and_hosts() {
+        let src = "gateway public { listen 8080 listen 8443 tls { cert \"c\" key \"k\" } host \"a.example.com\" { } host \"*\" { } identity \"ingress\" }";
+        let parsed = mesh_lang::parse(src);
+        let ast::ItemKind::Gateway(g) = &parsed.file.items[0].kind else {
+            unreachable!("a gateway")
+        };
+        assert_eq!(
+            gateway("shop", g),
+            "gateway shop/public\nidentity: ingress (policies: `from gateway/public`)\nlistens on: 8080, 8443 (TLS)\nhosts: `a.example.com`, `*`"
         );
     }
 

@@ -2,7 +2,7 @@
 //! subsets, routes their rules) and the workspace-wide symbol search.
 
 use mesh_compiler::load::FileId;
-use mesh_lang::ast::{Item, ItemKind, RouteMember, ServiceMember, Span, TestCase};
+use mesh_lang::ast::{GatewayMember, Item, ItemKind, RouteMember, ServiceMember, Span, TestCase};
 use tower_lsp_server::ls_types::{DocumentSymbol, Location, OneOf, SymbolKind, WorkspaceSymbol};
 
 use crate::analysis::Analysis;
@@ -170,6 +170,33 @@ fn item_symbol(item: &Item, lines: &LineIndex) -> Option<DocumentSymbol> {
                 t.name.span,
                 lines,
                 Vec::new(),
+            )
+        }
+        ItemKind::Gateway(g) => {
+            let hosts = g
+                .members
+                .iter()
+                .filter_map(|m| match &m.node {
+                    GatewayMember::Host(host) => Some(symbol(
+                        host.name.value.clone(),
+                        Some("host".into()),
+                        SymbolKind::FIELD,
+                        m.span,
+                        host.name.span,
+                        lines,
+                        Vec::new(),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            symbol(
+                g.name.name.clone(),
+                Some("gateway".into()),
+                SymbolKind::MODULE,
+                item.span,
+                g.name.span,
+                lines,
+                hosts,
             )
         }
         ItemKind::Error => return None,

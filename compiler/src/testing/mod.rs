@@ -3,14 +3,18 @@
 //! the agent runs — and compared with its expectations. A `request` goes to the callee's
 //! first HTTP port; a `connect` case is routed and authorized as an opaque TCP connection.
 //! `rate_limit NAME` holds when the request is allowed and counts against that limit of
-//! the callee (`Config::rate_limits`, as the agent decides it).
+//! the callee (`Config::rate_limits`, as the agent decides it). A case `from
+//! gateway/NAME` is authorized as the gateway's identity; the gateway calls the service
+//! as a whole (its hosts' rules route only requests from outside the mesh).
 
 use mesh_config::schema::{Authz, FULL_WEIGHT, WorkloadConfig};
 use mesh_config::{AuthzDecision, Config, Peer, RouteDecision, SimpleRequest, Verdict};
 
 use crate::Checked;
 use crate::emit::{self, Emitter, Neighbours};
-use crate::ir::{Case, Expect, Mesh, Probe, Protocol, ServiceId};
+use crate::ir::{Callee, Caller, Case, Expect, Mesh, Probe, Protocol, ServiceId};
+
+mod gateway;
 
 /// The outcome of one case.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +80,29 @@ impl<'c> Evaluator<'c> {
         compile(config)
     }
 
+    /// [`Evaluator::caller`] for a service or a gateway: a gateway calls `targets` as
+    /// itself, without route rules (it routes by its hosts' rules only).
+    pub fn caller_of(&self, from: Caller, targets: &[ServiceId]) -> Result<Config, String> {
+        match from {
+            Caller::Service(id) => self.caller(id, targets),
+            Caller::Gateway(id) => compile(self.emitter.gateway_calling(id, targets)),
+        }
+    }
+
+    /// [`Evaluator::peer`] for a service or a gateway.
+    pub fn peer_of(&self, from: Caller) -> Option<Peer> {
+        match from {
+            Caller::Service(id) => self.peer(id),
+            Caller::Gateway(id) => {
+                let gateway = self.mesh.gateway(id)?;
+                Some(Peer::from_spiffe_id(
+                    &emit::gateway_spiffe_id(self.mesh, gateway),
+                    &self.mesh.trust_domain,
+                ))
+            }
+        }
+    }
+
     /// The compiled config of `to` without outbound services (for authorizing what it
     /// receives).
     pub fn callee(&self, to: ServiceId) -> Result<Config, String> {
@@ -106,8 +133,8 @@ pub fn http_port(mesh: &Mesh, to: ServiceId) -> u16 {
         .map_or(0, |p| p.number)
 }
 
-/// The request of a case; `None` for a `connect` case.
-pub fn request(mesh: &Mesh, case: &Case) -> Option<SimpleRequest> {
+/// The request of a case to service `to`; `None` for a `connect` case.
+pub fn request(mesh: &Mesh, case: &Case, to: ServiceId) -> Option<SimpleRequest> {
     let Probe::Request {
         method,
         path,
@@ -117,12 +144,8 @@ pub fn request(mesh: &Mesh, case: &Case) -> Option<SimpleRequest> {
     else {
         return None;
     };
-    let host = mesh
-        .service(case.to)
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
-    let mut request =
-        SimpleRequest::new(method.as_str(), path, &host).on_port(http_port(mesh, case.to));
+    let host = mesh.service(to).map(|s| s.name.clone()).unwrap_or_default();
+    let mut request = SimpleRequest::new(method.as_str(), path, &host).on_port(http_port(mesh, to));
     request.headers = headers.clone();
     request.query.extend(query.iter().cloned());
     Some(request)
@@ -151,24 +174,34 @@ pub fn run(checked: &Checked) -> Result<Vec<TestResult>, String> {
         .map(|test| vec![None; test.cases.len()])
         .collect();
     let mut callee: Option<(ServiceId, Config)> = None;
-    let mut caller: Option<(ServiceId, ServiceId, Config)> = None;
+    let mut caller: Option<(Caller, ServiceId, Config)> = None;
     for (t, c, case) in order {
-        if callee.as_ref().is_none_or(|(to, _)| *to != case.to) {
-            callee = Some((case.to, evaluator.callee(case.to)?));
+        let to = match case.to {
+            Callee::Service(to) => to,
+            Callee::Gateway(id) => {
+                let result = gateway::run_case(&evaluator, mesh, case, id)?;
+                if let Some(slot) = outcomes.get_mut(t).and_then(|cases| cases.get_mut(c)) {
+                    *slot = Some(result);
+                }
+                continue;
+            }
+        };
+        if callee.as_ref().is_none_or(|(callee, _)| *callee != to) {
+            callee = Some((to, evaluator.callee(to)?));
         }
         if caller
             .as_ref()
-            .is_none_or(|(from, to, _)| (*from, *to) != (case.from, case.to))
+            .is_none_or(|(from, callee, _)| (*from, *callee) != (case.from, to))
         {
-            caller = Some((case.from, case.to, evaluator.caller(case.from, &[case.to])?));
+            caller = Some((case.from, to, evaluator.caller_of(case.from, &[to])?));
         }
         let configs = Configs {
             caller: caller.as_ref().map(|(_, _, config)| config),
             callee: callee.as_ref().map(|(_, config)| config),
-            peer: evaluator.peer(case.from),
+            peer: evaluator.peer_of(case.from),
         };
         if let Some(slot) = outcomes.get_mut(t).and_then(|cases| cases.get_mut(c)) {
-            *slot = Some(run_case(&configs, mesh, case));
+            *slot = Some(run_case(&configs, mesh, case, to));
         }
     }
     Ok(mesh
@@ -196,9 +229,9 @@ fn key(mesh: &Mesh, id: ServiceId) -> String {
     mesh.service(id).map(|s| s.key()).unwrap_or_default()
 }
 
-fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
+fn run_case(configs: &Configs, mesh: &Mesh, case: &Case, to: ServiceId) -> CaseResult {
     let caller = configs.caller;
-    let target_key = key(mesh, case.to);
+    let target_key = key(mesh, to);
     let index = caller.and_then(|c| c.service_by_key(&target_key));
     let authorized = |authorize: &dyn Fn(&Config, &Peer) -> AuthzDecision| {
         configs
@@ -214,7 +247,7 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
                 .zip(index)
                 .and_then(|(c, i)| c.route_connection(i, 0)),
         ),
-        Probe::Request { .. } => match request(mesh, case) {
+        Probe::Request { .. } => match request(mesh, case, to) {
             Some(request) => {
                 let authz = authorized(&|callee, peer| callee.authorize(&request, peer));
                 // Rate limits apply only to requests the policy allows.
@@ -249,12 +282,8 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
             r.backends
                 .iter()
                 .map(|b| {
-                    let name = backend_name(
-                        &b.backend.service,
-                        b.backend.subset.as_deref(),
-                        mesh,
-                        case.to,
-                    );
+                    let name =
+                        backend_name(&b.backend.service, b.backend.subset.as_deref(), mesh, to);
                     if b.weight_milli == FULL_WEIGHT {
                         name
                     } else {
@@ -315,7 +344,7 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case) -> CaseResult {
                             .sum::<u32>()
                     })
                     .unwrap_or(0);
-                let name = backend_name(&want_service, target.subset.as_deref(), mesh, case.to);
+                let name = backend_name(&want_service, target.subset.as_deref(), mesh, to);
                 let holds = if *only {
                     weight == FULL_WEIGHT
                 } else {
