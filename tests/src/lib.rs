@@ -329,6 +329,59 @@ impl Http {
     }
 }
 
+/// `GET path` over TLS to `addr`, sending SNI and `Host` `host` and trusting only the
+/// certificates in the PEM file `trust` (a gateway's own certificate, self-signed in the
+/// examples), over HTTP/1.1; panics when no answer comes within 20 s.
+pub async fn https_get(addr: &str, host: &str, path: &str, trust: &Path) -> Got {
+    use mesh_identity::rustls::pki_types::pem::PemObject;
+    use mesh_identity::rustls::pki_types::{CertificateDer, ServerName};
+    use mesh_identity::rustls::{ClientConfig, RootCertStore};
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(trust).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = ClientConfig::builder_with_provider(mesh_identity::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = connector
+            .connect(ServerName::try_from(host.to_string()).unwrap(), tcp)
+            .await
+            .unwrap_or_else(|e| panic!("TLS to {addr} as {host}: {e}"));
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::get(path)
+            .header("host", host)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let started = Instant::now();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let mesh_error = response
+            .headers()
+            .get("mesh-error")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Got {
+            status,
+            mesh_error,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            elapsed: started.elapsed(),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no answer from https://{addr}{path} within 20s"))
+}
+
 /// The sum of every series of metric `name` (e.g. `mesh_retries_total`) whose labels
 /// contain `labels` (e.g. `service="shop/checkout"`), from the agent admin at `admin`.
 pub async fn metric(http: &Http, admin: &str, name: &str, labels: &str) -> f64 {

@@ -40,6 +40,7 @@ async fn bookinfo_does_what_its_policies_say() {
     .await;
     call_chains_carry_each_callers_identity(&http, &mesh.addr(PRODUCTPAGE, None, "app")).await;
     live_views_show_the_traffic(&http, &productpage, &mesh.state_path).await;
+    the_gateway_takes_users_to_productpage_only(&http, &mesh.state).await;
     the_dashboard_queries_metrics_the_agents_export(&http, &mesh.state).await;
 
     let pids: Vec<u64> = mesh.state["workloads"]
@@ -243,6 +244,43 @@ async fn the_dashboard_queries_metrics_the_agents_export(http: &Http, state: &se
         }
     }
     assert!(checked >= 15, "only {checked} metric references checked");
+}
+
+/// Istio's ingress gateway task: through `bookinfo-gateway`, plain and over TLS (the
+/// example's certificate for bookinfo.example.com), users reach productpage's pages as
+/// the gateway's identity; other paths and other hosts get `404 no-route`.
+async fn the_gateway_takes_users_to_productpage_only(http: &Http, state: &serde_json::Value) {
+    let gateway = &state["gateways"][0];
+    assert_eq!(gateway["gateway"], "bookinfo/bookinfo-gateway", "{state}");
+    let plain = gateway["listeners"]["8080"].as_str().unwrap();
+    let tls = gateway["listeners"]["8443"].as_str().unwrap();
+    const HOST: &str = "bookinfo.example.com";
+    let identity = format!("URI={SPIFFE}/bookinfo-gateway");
+
+    let page = http.send(plain, "GET", HOST, "/productpage", &[]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(&identity), "{}", page.body);
+    assert!(
+        page.body.contains("\"x-forwarded-proto\":\"http\""),
+        "{}",
+        page.body
+    );
+
+    let certificate = mesh_e2e::root().join("examples/bookinfo/certs/bookinfo.pem");
+    let page = mesh_e2e::https_get(tls, HOST, "/productpage", &certificate).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(&identity), "{}", page.body);
+    assert!(
+        page.body.contains("\"x-forwarded-proto\":\"https\""),
+        "{}",
+        page.body
+    );
+
+    for (host, path) in [(HOST, "/reviews/1"), ("evil.example.com", "/productpage")] {
+        let refused = http.send(plain, "GET", host, path, &[]).await;
+        assert_eq!(refused.status, 404, "{host}{path}: {}", refused.body);
+        assert_eq!(refused.mesh_error.as_deref(), Some("no-route"));
+    }
 }
 
 async fn jason_always_gets_v2(http: &Http, productpage: &str) {

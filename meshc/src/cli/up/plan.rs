@@ -1,7 +1,8 @@
 //! What `meshc up` runs for a checked mesh: one workload per service subset (one per
 //! service without subsets), each with its four loopback addresses, its identity, its
-//! config file and the labels its endpoint carries. Pure data, decided before anything
-//! is started, so the rest of `up` only executes it.
+//! config file and the labels its endpoint carries; and one agent per ingress gateway,
+//! with its admin address and a loopback address per listener. Pure data, decided before
+//! anything is started, so the rest of `up` only executes it.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -19,6 +20,41 @@ pub struct Plan {
     pub workloads: Vec<Workload>,
     /// With `--isolated`: each service's virtual address.
     pub services: Vec<ServiceAddress>,
+    /// The ingress gateways.
+    pub gateways: Vec<Gateway>,
+}
+
+/// An ingress gateway's agent.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    /// `namespace/name`.
+    pub key: String,
+    /// Its name (what `mesh-agent --gateway` is given).
+    pub name: String,
+    /// The SPIFFE id its certificate carries.
+    pub identity: String,
+    /// The config's path relative to the config directory (`NS/NAME.json`).
+    pub config: String,
+    /// Its agent's admin listener.
+    pub admin: SocketAddr,
+    /// Each listener: its config port, whether it is TLS, and where it listens here.
+    pub listeners: Vec<(u16, bool, SocketAddr)>,
+    /// The hosts it serves, as configured (`*` and `*.suffix` included).
+    pub hosts: Vec<String>,
+    /// A path its first host's first rule routes (for the commands `meshc up` prints).
+    pub example_path: String,
+}
+
+impl Gateway {
+    /// `gateway shop/public`.
+    pub fn label(&self) -> String {
+        format!("gateway {}", self.key)
+    }
+
+    /// A file-name-safe form of the key: `gateway.shop.public`.
+    pub fn slug(&self) -> String {
+        format!("gateway.{}", self.key.replace('/', "."))
+    }
 }
 
 /// Where apps call a service under `--isolated`.
@@ -96,11 +132,16 @@ impl Workload {
     }
 }
 
-/// The set of (service, subset) pairs: what `--watch` cannot change without a restart.
+/// The set of (service, subset) pairs and the gateways with their listener ports: what
+/// `--watch` cannot change without a restart.
 pub fn shape(plan: &Plan) -> Vec<(String, Option<String>)> {
     plan.workloads
         .iter()
         .map(|w| (w.service.clone(), w.subset.clone()))
+        .chain(plan.gateways.iter().map(|g| {
+            let ports: Vec<String> = g.listeners.iter().map(|l| l.0.to_string()).collect();
+            (g.label(), Some(ports.join(",")))
+        }))
         .collect()
 }
 
@@ -128,7 +169,8 @@ pub enum PortError {
 
 /// Plans the workloads of `checked` (which must have no errors). With `base_port` 0 every
 /// address is a free port chosen by the OS; otherwise workload `i` gets `base + 4i` to
-/// `base + 4i + 3` (outbound, inbound, admin, app).
+/// `base + 4i + 3` (outbound, inbound, admin, app), and the gateways the ports after the
+/// workloads' (admin, then one per listener).
 pub fn plan(checked: &Checked, base_port: u16) -> Result<Plan, PortError> {
     let mesh = &checked.mesh;
     let configs = emit::workloads(mesh, &checked.cedar, Neighbours::Allowed);
@@ -158,8 +200,44 @@ pub fn plan(checked: &Checked, base_port: u16) -> Result<Plan, PortError> {
         }
     }
     workloads.sort_by(|a, b| (&a.service, &a.subset).cmp(&(&b.service, &b.subset)));
-    let addresses = assign(base_port, workloads.len() * 4)?;
-    for (workload, four) in workloads.iter_mut().zip(addresses.chunks_exact(4)) {
+    let mut gateways: Vec<Gateway> = emit::gateways(mesh, &checked.cedar)
+        .into_iter()
+        .filter_map(|(key, config)| {
+            let gateway = config.gateway?;
+            Some(Gateway {
+                config: format!("{key}.json"),
+                key,
+                name: gateway.name,
+                identity: config.workload.identity,
+                admin: Ports::UNASSIGNED.admin,
+                listeners: gateway
+                    .listeners
+                    .iter()
+                    .map(|l| (l.port, l.tls.is_some(), Ports::UNASSIGNED.admin))
+                    .collect(),
+                example_path: gateway
+                    .hosts
+                    .first()
+                    .and_then(|h| h.rules.first())
+                    .and_then(|r| r.when.as_ref())
+                    .and_then(routed_path)
+                    .unwrap_or_else(|| "/".to_string()),
+                hosts: gateway.hosts.into_iter().map(|h| h.host).collect(),
+            })
+        })
+        .collect();
+    let gateway_ports: usize = gateways.iter().map(|g| 1 + g.listeners.len()).sum();
+    let addresses = assign(base_port, workloads.len() * 4 + gateway_ports)?;
+    let (workload_addresses, mut rest) = addresses.split_at(workloads.len() * 4);
+    for gateway in &mut gateways {
+        let (mine, after) = rest.split_at(1 + gateway.listeners.len());
+        gateway.admin = mine[0];
+        for (listener, address) in gateway.listeners.iter_mut().zip(&mine[1..]) {
+            listener.2 = *address;
+        }
+        rest = after;
+    }
+    for (workload, four) in workloads.iter_mut().zip(workload_addresses.chunks_exact(4)) {
         workload.ports = Ports {
             outbound: four[0],
             inbound: four[1],
@@ -171,6 +249,7 @@ pub fn plan(checked: &Checked, base_port: u16) -> Result<Plan, PortError> {
         mesh: mesh.name.clone(),
         workloads,
         services: Vec::new(),
+        gateways,
     })
 }
 
@@ -217,6 +296,20 @@ impl Ports {
         admin: SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         app: SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
     };
+}
+
+/// A path a condition accepts, when it names one (`path == P`, `path starts_with P`).
+fn routed_path(when: &mesh_config::schema::Match) -> Option<String> {
+    use mesh_config::schema::{Attr, Match, TextOp};
+    match when {
+        Match::Text {
+            attr: Attr::Path,
+            op: TextOp::Eq | TextOp::StartsWith,
+            value,
+        } => Some(value.clone()),
+        Match::All(items) | Match::Any(items) => items.iter().find_map(routed_path),
+        _ => None,
+    }
 }
 
 fn callees(config: &WorkloadConfig) -> Vec<Callee> {

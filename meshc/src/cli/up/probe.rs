@@ -10,7 +10,7 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::plan::Workload;
+use super::plan::{Gateway, Workload};
 
 /// The status of `GET path` on `addr`, or why there is none.
 pub async fn get_status(addr: SocketAddr, path: &str) -> Result<u16, String> {
@@ -95,6 +95,32 @@ pub async fn wait_ready_isolated(workloads: &[Workload], limit: Duration) -> Res
     } else {
         Err(reasons.join("\n  "))
     }
+}
+
+/// Waits until every gateway's agent answers `/ready` with 200, or `limit` passes.
+pub async fn wait_gateways_ready(gateways: &[Gateway], limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    for gateway in gateways {
+        loop {
+            match get_status(gateway.admin, "/ready").await {
+                Ok(200) => break,
+                Ok(status) if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "{}: the agent is not ready (/ready answered {status})",
+                        gateway.label()
+                    ));
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "{}: the agent's admin listener: {e}",
+                        gateway.label()
+                    ));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn ready(workload: &Workload) -> Result<(), String> {

@@ -1,5 +1,5 @@
 //! The child processes of a local mesh: one `mesh-agent` and one `mesh-demo` app per
-//! workload. Each runs under a supervisor task that restarts it when it dies unexpectedly
+//! workload, and one `mesh-agent --gateway` per ingress gateway. Each runs under a supervisor task that restarts it when it dies unexpectedly
 //! (and reports that), and kills it when the mesh stops. Children get their own process
 //! group, so a Ctrl-C at the terminal reaches `meshc up` alone, which then stops them; and
 //! they are started through `setpriv --pdeathsig KILL`, so the kernel kills them when
@@ -13,7 +13,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::plan::Workload;
+use super::plan::{Gateway, Workload};
 use super::setup::Layout;
 
 /// Restarts allowed within [`RESTART_WINDOW`] before a process is given up on.
@@ -140,6 +140,31 @@ pub fn agent_command(binaries: &Binaries, layout: &Layout, workload: &Workload) 
         .arg(app.to_string())
         .arg("--resync")
         .arg("1s");
+    command
+}
+
+/// The agent of an ingress gateway: its listeners on the loopback addresses of the plan,
+/// calling the mesh's agents as the gateway's identity.
+pub fn gateway_command(binaries: &Binaries, layout: &Layout, gateway: &Gateway) -> Command {
+    let mut command = binaries.tied(&binaries.agent);
+    command
+        .arg("--config")
+        .arg(layout.gateway_config(gateway))
+        .arg("--gateway")
+        .arg(&gateway.name)
+        .arg("--endpoints")
+        .arg(layout.endpoints())
+        .arg("--identity-dir")
+        .arg(layout.identity_of(&gateway.identity))
+        .arg("--admin")
+        .arg(gateway.admin.to_string())
+        .arg("--resync")
+        .arg("1s");
+    for (port, _, address) in &gateway.listeners {
+        command
+            .arg("--gateway-port")
+            .arg(format!("{port}={address}"));
+    }
     command
 }
 

@@ -11,10 +11,15 @@ pub fn table(plan: &Plan, dir: &Path) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "mesh {} is up: {} workload{} (configs, certificates and logs in {})\n",
+        "mesh {} is up: {} workload{}{} (configs, certificates and logs in {})\n",
         plan.mesh,
         plan.workloads.len(),
         if plan.workloads.len() == 1 { "" } else { "s" },
+        match plan.gateways.len() {
+            0 => String::new(),
+            1 => " and 1 gateway".to_string(),
+            n => format!(" and {n} gateways"),
+        },
         dir.display()
     );
     let width = plan
@@ -100,8 +105,47 @@ pub fn table(plan: &Plan, dir: &Path) -> String {
             first.label()
         );
     }
+    gateway_lines(plan, &mut out);
     let _ = writeln!(out, "\nCtrl-C stops the mesh.");
     out
+}
+
+/// The gateways' addresses, with a request to try through each listener.
+fn gateway_lines(plan: &Plan, out: &mut String) {
+    if plan.gateways.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nIngress gateways (clients outside the mesh come in here):"
+    );
+    for gateway in &plan.gateways {
+        let host = gateway
+            .hosts
+            .iter()
+            .find(|h| !h.contains('*'))
+            .cloned()
+            .unwrap_or_else(|| "localhost".to_string());
+        for (port, tls, address) in &gateway.listeners {
+            let scheme = if *tls { "https" } else { "http" };
+            let _ = writeln!(
+                out,
+                "  {}: {scheme}://{host}:{} (listener {port}, admin {})",
+                gateway.label(),
+                address.port(),
+                gateway.admin
+            );
+            let _ = writeln!(
+                out,
+                "    curl -s{} --resolve {host}:{}:{} {scheme}://{host}:{}{}",
+                if *tls { "k" } else { "" },
+                address.port(),
+                address.ip(),
+                address.port(),
+                gateway.example_path
+            );
+        }
+    }
 }
 
 /// One call per caller service (its first subset) to another service it may call, the
@@ -130,7 +174,11 @@ fn examples(plan: &Plan) -> Vec<(&Workload, &str, &str)> {
 
 /// The `--state` document: the mesh and every workload's addresses (and the process ids,
 /// so a script can check or clean up).
-pub fn state(plan: &Plan, pids: &[(Option<u32>, Option<u32>)]) -> serde_json::Value {
+pub fn state(
+    plan: &Plan,
+    pids: &[(Option<u32>, Option<u32>)],
+    gateway_pids: &[Option<u32>],
+) -> serde_json::Value {
     let workloads: Vec<_> = plan
         .workloads
         .iter()
@@ -158,6 +206,28 @@ pub fn state(plan: &Plan, pids: &[(Option<u32>, Option<u32>)]) -> serde_json::Va
         })
         .collect();
     let mut state = serde_json::json!({ "mesh": plan.mesh, "workloads": workloads });
+    if !plan.gateways.is_empty() {
+        state["gateways"] = plan
+            .gateways
+            .iter()
+            .zip(gateway_pids)
+            .map(|(g, pid)| {
+                let listeners: serde_json::Map<String, serde_json::Value> = g
+                    .listeners
+                    .iter()
+                    .map(|(port, _, address)| (port.to_string(), address.to_string().into()))
+                    .collect();
+                serde_json::json!({
+                    "gateway": g.key,
+                    "identity": g.identity,
+                    "admin": g.admin.to_string(),
+                    "listeners": listeners,
+                    "hosts": g.hosts,
+                    "agent_pid": pid,
+                })
+            })
+            .collect();
+    }
     if !plan.services.is_empty() {
         state["services"] = plan
             .services

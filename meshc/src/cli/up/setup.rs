@@ -1,7 +1,7 @@
 //! The files a local mesh runs on, in one throwaway directory: the compiled configs
 //! (`config/NS/NAME.json`), an endpoints file listing every workload's inbound address
-//! with its labels, a fresh CA and one certificate per identity (`identity/NS/SA/`),
-//! and a log file per process (`logs/`).
+//! with its labels, a fresh CA and one certificate per identity (`identity/NS/SA/`,
+//! gateways' included), and a log file per process (`logs/`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mesh_identity::{Ca, SpiffeId};
 
-use super::plan::{Plan, Workload};
+use super::plan::{Gateway, Plan, Workload};
 
 /// How long `meshc up` certificates are valid: longer than any local session.
 const CERT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -39,11 +39,25 @@ impl Layout {
 
     /// A workload's identity directory (shared by the subsets of a service).
     pub fn identity(&self, workload: &Workload) -> PathBuf {
-        let slug = workload
-            .identity
-            .trim_start_matches("spiffe://")
-            .replace('/', ".");
+        self.identity_of(&workload.identity)
+    }
+
+    /// The identity directory of SPIFFE id `id`.
+    pub fn identity_of(&self, id: &str) -> PathBuf {
+        let slug = id.trim_start_matches("spiffe://").replace('/', ".");
         self.root.join("identity").join(slug)
+    }
+
+    /// A gateway's config file.
+    pub fn gateway_config(&self, gateway: &Gateway) -> PathBuf {
+        self.configs().join(&gateway.config)
+    }
+
+    /// A gateway agent's log file.
+    pub fn gateway_log(&self, gateway: &Gateway) -> PathBuf {
+        self.root
+            .join("logs")
+            .join(format!("{}.agent.log", gateway.slug()))
     }
 
     /// A process's log file.
@@ -67,12 +81,17 @@ pub fn write_all(
     let ca = Ca::generate(&format!("meshc up CA for {}", plan.mesh)).map_err(|e| e.to_string())?;
     ca.write(&layout.root.join("ca"))
         .map_err(|e| e.to_string())?;
-    for workload in &plan.workloads {
-        let dir = layout.identity(workload);
+    let identities = plan
+        .workloads
+        .iter()
+        .map(|w| &w.identity)
+        .chain(plan.gateways.iter().map(|g| &g.identity));
+    for identity in identities {
+        let dir = layout.identity_of(identity);
         if dir.exists() {
             continue;
         }
-        let id = SpiffeId::parse(&workload.identity).map_err(|e| e.to_string())?;
+        let id = SpiffeId::parse(identity).map_err(|e| e.to_string())?;
         ca.issue(&id, CERT_TTL)
             .and_then(|issued| issued.write(&dir))
             .map_err(|e| e.to_string())?;
