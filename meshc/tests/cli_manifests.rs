@@ -483,3 +483,89 @@ fn cert_manager_issues_every_identity_into_the_secret_the_agent_mounts() {
         }
     }
 }
+
+/// bookinfo's ingress gateway as a whole workload: its config (certificate paths moved
+/// to where the Secret is mounted) loads in the agent's own loader, every path it names
+/// is a key of the TLS Secret the Deployment mounts there, the Deployment runs the
+/// gateway as its service account, and a LoadBalancer Service exposes its listeners.
+#[test]
+fn the_gateway_is_deployed_with_its_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca_dir(dir.path());
+    let output = run_meshc(
+        &[
+            "manifests",
+            "examples/bookinfo",
+            "--ca",
+            ca.to_str().unwrap(),
+            "-o",
+            "-",
+        ],
+        &root(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(output.stdout).unwrap()).unwrap();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .clone()
+    };
+    let config_map: ConfigMap =
+        serde_json::from_value(find("ConfigMap", "bookinfo-gateway")).unwrap();
+    let text = &config_map.data.unwrap()["config.json"];
+    let config = mesh_config::Config::from_json(text.as_bytes()).unwrap();
+    let gateway = config.gateway().unwrap();
+    assert_eq!(gateway.name, "bookinfo-gateway");
+    let secret: Secret =
+        serde_json::from_value(find("Secret", "bookinfo-gateway-gateway-tls")).unwrap();
+    let data = secret.data.unwrap();
+    let deployment: k8s_openapi::api::apps::v1::Deployment =
+        serde_json::from_value(find("Deployment", "bookinfo-gateway")).unwrap();
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some("bookinfo-gateway")
+    );
+    let container = &pod.containers[0];
+    let mount = container
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "mesh-gateway-tls")
+        .unwrap();
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "mesh-gateway-tls")
+        .unwrap();
+    assert_eq!(
+        volume.secret.unwrap().secret_name.as_deref(),
+        Some("bookinfo-gateway-gateway-tls")
+    );
+    let tls = gateway.listeners[1].tls.as_ref().unwrap();
+    for path in [&tls.cert, &tls.key] {
+        let key = path
+            .strip_prefix(&format!("{}/", mount.mount_path))
+            .unwrap_or_else(|| panic!("{path} is not under {}", mount.mount_path));
+        assert!(data.contains_key(key), "the Secret has no {key}");
+    }
+    assert_eq!(
+        data[tls.cert.rsplit('/').next().unwrap()].0,
+        std::fs::read(root().join("examples/bookinfo/certs/bookinfo.pem")).unwrap()
+    );
+    let args = container.args.as_ref().unwrap().join(" ");
+    assert!(args.contains("--gateway bookinfo-gateway"), "{args}");
+    let service: k8s_openapi::api::core::v1::Service =
+        serde_json::from_value(find("Service", "bookinfo-gateway")).unwrap();
+    let spec = service.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    let ports: Vec<i32> = spec.ports.unwrap().iter().map(|p| p.port).collect();
+    assert_eq!(ports, [8080, 8443]);
+    // Its identity is issued like every other.
+    find("Secret", "bookinfo-gateway-mesh-identity");
+    find("ServiceAccount", "bookinfo-gateway");
+}

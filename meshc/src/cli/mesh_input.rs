@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use mesh_compiler::report::Style;
-use mesh_kube::{MeshInput, WorkloadInput};
+use mesh_kube::{GatewayInput, MeshInput, WorkloadInput};
 
 use super::{Exit, report_human};
 
@@ -49,10 +49,45 @@ pub fn load(paths: &[PathBuf], style: Style, verb: &str) -> Result<MeshInput, Ex
         name: mesh.name.clone(),
         trust_domain: mesh.trust_domain.clone(),
         workloads,
-        gateways: Vec::new(),
+        gateways: gateways(&checked, &files),
         cedar_schema: checked.cedar.schema.clone(),
         sources: sources(&checked.loaded),
     })
+}
+
+/// The mesh's gateways, with the config bytes `meshc compile` writes.
+fn gateways(
+    checked: &mesh_compiler::Checked,
+    files: &BTreeMap<String, String>,
+) -> Vec<GatewayInput> {
+    let mut gateways: Vec<GatewayInput> =
+        mesh_compiler::emit::gateways(&checked.mesh, &checked.cedar)
+            .into_iter()
+            .filter_map(|(key, config)| {
+                let gateway = config.gateway.as_ref()?;
+                let (namespace, name) = key.split_once('/')?;
+                let service_account = config
+                    .workload
+                    .identity
+                    .rsplit("/sa/")
+                    .next()
+                    .unwrap_or(name)
+                    .to_string();
+                Some(GatewayInput {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    service_account,
+                    spiffe_id: config.workload.identity.clone(),
+                    listeners: gateway.listeners.iter().map(|l| l.port).collect(),
+                    config: files
+                        .get(&format!("{key}.json"))
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+            })
+            .collect();
+    gateways.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    gateways
 }
 
 /// The mesh's own source files by path relative to their common directory.
