@@ -63,6 +63,11 @@ fn compile_writes_the_gateway_config_and_lists_it() {
         &root(),
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).starts_with("compiled 3 workloads and 1 gateway into "),
+        "{}",
+        text(&output.stderr)
+    );
     let index: Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("index.json")).unwrap())
             .unwrap();
