@@ -96,3 +96,40 @@ fn compile_writes_the_gateway_config_and_lists_it() {
     assert_eq!(frontend["mesh"]["telemetry"]["tracing_milli"], 10_000);
     assert_eq!(frontend["mesh"]["telemetry"]["access_log"], "json");
 }
+
+#[test]
+fn explain_asks_as_the_gateway() {
+    let explain = |args: &[&str]| {
+        let mut all = vec!["explain", FIXTURE];
+        all.extend_from_slice(args);
+        let output = run_meshc(&all, &root());
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    let allowed = explain(&[
+        "--from",
+        "gateway/public",
+        "--to",
+        "shop/catalog",
+        "GET",
+        "/items",
+    ]);
+    assert!(
+        allowed.starts_with("GET /items from default/public to shop/catalog"),
+        "{allowed}"
+    );
+    assert!(allowed.contains("ALLOW"), "{allowed}");
+    let denied: Value = serde_json::from_str(&explain(&[
+        "--from",
+        "default/public",
+        "--to",
+        "shop/catalog",
+        "POST",
+        "/items",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(denied["request"]["from"], "default/public");
+    assert_eq!(denied["authorization"]["decision"], "deny");
+}
