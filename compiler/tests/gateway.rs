@@ -361,7 +361,8 @@ fn telemetry_and_the_index() {
 }
 
 /// Subsets a gateway sends traffic to are used (no W0002); a gateway rule may name any
-/// service (no W0007); a gateway cannot be routed or protected.
+/// service (no W0007); a rule after a host's catch-all is unreachable (W0001); a gateway
+/// cannot be routed or protected.
 #[test]
 fn gateway_rules_in_the_lints() {
     let checked = check(
@@ -377,6 +378,25 @@ fn gateway_rules_in_the_lints() {
         "#,
     );
     assert_eq!(codes(&checked), Vec::<&str>::new());
+
+    let unreachable = check(
+        r#"
+        service web { port http 80 }
+        gateway edge {
+          listen 80
+          host "*" {
+            rule all { to web }
+            rule api when path starts_with "/api" { to web }
+          }
+        }
+        policy web { allow from edge }
+        "#,
+    );
+    assert_eq!(codes(&unreachable), ["W0001"]);
+    assert_eq!(
+        unreachable.findings[0].diagnostic.message,
+        "rule `api` is unreachable"
+    );
 
     let policy_for_gateway = check(
         r#"

@@ -38,8 +38,13 @@ pub fn run(paths: &[PathBuf], out: &Path, style: Style) -> Exit {
             }
         }
     }
+    let gateways = match checked.mesh.gateways.len() {
+        0 => String::new(),
+        1 => " and 1 gateway".to_string(),
+        n => format!(" and {n} gateways"),
+    };
     eprintln!(
-        "compiled {} workload{} into {} ({written} file{} written)",
+        "compiled {} workload{}{gateways} into {} ({written} file{} written)",
         checked.mesh.services.len(),
         if checked.mesh.services.len() == 1 {
             ""

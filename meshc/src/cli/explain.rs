@@ -5,11 +5,13 @@
 //! (when it has any). With `--connect PORT` instead of `METHOD URLPATH`, the same
 //! for an opaque TCP connection to that tcp port: the rule (only rules decided without a
 //! request apply) or the whole service, backends, connect and idle timeouts, and the
-//! decision on action `TCP`. Evaluated by `mesh-config`, as the agent would.
+//! decision on action `TCP`. Evaluated by `mesh-config`, as the agent would. `--from
+//! gateway/NAME` (or a gateway's `NS/NAME` or name) asks as an ingress gateway: it calls
+//! the service as a whole, authorized as the gateway's identity.
 
 use std::path::PathBuf;
 
-use mesh_compiler::ir::{Mesh, Protocol, Service, ServiceId};
+use mesh_compiler::ir::{Caller, GatewayId, Mesh, Protocol, Service, ServiceId};
 use mesh_compiler::testing::Evaluator;
 use mesh_compiler::{Checked, report::Style};
 use mesh_config::schema::FULL_WEIGHT;
@@ -56,6 +58,46 @@ fn find(mesh: &Mesh, name: &str) -> Result<ServiceId, String> {
     }
 }
 
+/// The caller named `name` and its key: a gateway as `gateway/NAME` (unless a service is
+/// named so), `NS/NAME` or its name when no service has it; else a service.
+fn find_caller(mesh: &Mesh, name: &str) -> Result<(Caller, String), String> {
+    let service = find(mesh, name);
+    if service.is_ok() && !name.starts_with("gateway/") {
+        return service.map(|id| (Caller::Service(id), service_key(mesh, id)));
+    }
+    let short = name.strip_prefix("gateway/").unwrap_or(name);
+    let gateways: Vec<usize> = mesh
+        .gateways
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.key() == name || g.name == short)
+        .map(|(i, _)| i)
+        .collect();
+    match (gateways.as_slice(), service) {
+        (_, Ok(id)) => Ok((Caller::Service(id), service_key(mesh, id))),
+        ([one], Err(_)) => {
+            let key = mesh
+                .gateway(GatewayId(*one as u32))
+                .map(|g| g.key())
+                .unwrap_or_default();
+            Ok((Caller::Gateway(GatewayId(*one as u32)), key))
+        }
+        ([], Err(err)) => Err(err),
+        (many, Err(_)) => Err(format!(
+            "`{name}` is ambiguous: gateways {}",
+            many.iter()
+                .filter_map(|i| mesh.gateways.get(*i))
+                .map(|g| g.key())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+fn service_key(mesh: &Mesh, id: ServiceId) -> String {
+    mesh.service(id).map(Service::key).unwrap_or_default()
+}
+
 pub fn run(q: &Question, style: Style) -> Exit {
     let checked = match mesh_compiler::check_paths(&q.paths) {
         Ok(checked) => checked,
@@ -82,14 +124,13 @@ pub fn run(q: &Question, style: Style) -> Exit {
 
 fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
     let mesh = &checked.mesh;
-    let from = find(mesh, &q.from)?;
+    let (from, caller_key) = find_caller(mesh, &q.from)?;
     let to = find(mesh, &q.to)?;
-    let (caller, callee) = (
-        mesh.service(from).ok_or("no caller")?,
-        mesh.service(to).ok_or("no callee")?,
-    );
+    let callee = mesh.service(to).ok_or("no callee")?;
     let (method, path) = match &q.probe {
-        Probe::Connect(port) => return explain_connection(checked, q, from, to, *port),
+        Probe::Connect(port) => {
+            return explain_connection(checked, q, (from, &caller_key), to, *port);
+        }
         Probe::Request { method, path } => (method, path),
     };
     if !path.starts_with('/') {
@@ -110,7 +151,7 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         request = request.header(name, value.trim());
     }
     let evaluator = Evaluator::new(checked);
-    let config = evaluator.caller(from, &[to])?;
+    let config = evaluator.caller_of(from, &[to])?;
     let index = config
         .service_by_key(&callee.key())
         .ok_or("callee not in the caller's config")?;
@@ -118,7 +159,7 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         .route(index, &request, 0)
         .ok_or("no route decision")?;
     let matches = config.rule_matches(index, &request);
-    let peer = evaluator.peer(from).ok_or("no caller identity")?;
+    let peer = evaluator.peer_of(from).ok_or("no caller identity")?;
     let callee_config = evaluator.callee(to)?;
     let authz = callee_config.authorize(&request, &peer);
     let limits = applied_rate_limits(&callee_config, &request, &peer, &authz);
@@ -141,7 +182,7 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
     }
     if q.json {
         let mut value = json!({
-            "request": { "method": request.method, "path": path, "from": caller.key(), "to": callee.key(), "headers": request.headers },
+            "request": { "method": request.method, "path": path, "from": caller_key, "to": callee.key(), "headers": request.headers },
             "route": {
                 "rules": rules_json(&rules),
                 "rule": chosen,
@@ -160,7 +201,7 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         "{} {} from {} to {}\n\n",
         request.method,
         path,
-        caller.key(),
+        caller_key,
         callee.key()
     );
     route_text(
@@ -392,15 +433,12 @@ fn authorization_text(out: &mut String, callee: &Service, authz: &AuthzDecision)
 fn explain_connection(
     checked: &Checked,
     q: &Question,
-    from: ServiceId,
+    (from, caller_key): (Caller, &str),
     to: ServiceId,
     port: u16,
 ) -> Result<String, String> {
     let mesh = &checked.mesh;
-    let (caller, callee) = (
-        mesh.service(from).ok_or("no caller")?,
-        mesh.service(to).ok_or("no callee")?,
-    );
+    let callee = mesh.service(to).ok_or("no callee")?;
     match callee.port(port) {
         None => {
             let ports: Vec<String> = callee.ports.iter().map(|p| p.number.to_string()).collect();
@@ -423,14 +461,14 @@ fn explain_connection(
         Some(_) => {}
     }
     let evaluator = Evaluator::new(checked);
-    let config = evaluator.caller(from, &[to])?;
+    let config = evaluator.caller_of(from, &[to])?;
     let index = config
         .service_by_key(&callee.key())
         .ok_or("callee not in the caller's config")?;
     let decision = config
         .route_connection(index, 0)
         .ok_or("no route decision")?;
-    let peer = evaluator.peer(from).ok_or("no caller identity")?;
+    let peer = evaluator.peer_of(from).ok_or("no caller identity")?;
     let authz = evaluator.callee(to)?.authorize_connection(port, &peer);
     let route = callee.route.as_ref();
     let chosen = decision.rule.map(|r| r.name.clone());
@@ -460,7 +498,7 @@ fn explain_connection(
     let idle_timeout = route.and_then(|r| r.idle_timeout);
     if q.json {
         let value = json!({
-            "connection": { "port": port, "from": caller.key(), "to": callee.key() },
+            "connection": { "port": port, "from": caller_key, "to": callee.key() },
             "route": {
                 "rules": rules_json(&rules),
                 "rule": chosen,
@@ -474,7 +512,7 @@ fn explain_connection(
     }
     let mut out = format!(
         "connect {port} from {} to {} (opaque TCP)\n\n",
-        caller.key(),
+        caller_key,
         callee.key()
     );
     route_text(
