@@ -497,7 +497,10 @@ fn rate_limit(mesh: &Mesh, limit: &ir::RateLimit) -> RateLimit {
         period_us: limit.period,
         burst: limit.burst,
         per_caller: limit.per_caller,
-        when: limit.when.as_ref().map(|c| condition(mesh, c)),
+        when: limit
+            .when
+            .as_ref()
+            .map(|c| condition(mesh, c, Side::Callee)),
     }
 }
 
@@ -528,7 +531,7 @@ fn route_rule(mesh: &Mesh, rule: &ir::Rule) -> Option<RouteRule> {
     let percent = |p: mesh_lang::ast::Percent| u32::try_from(p.milli).unwrap_or(cfg::FULL_WEIGHT);
     Some(RouteRule {
         name: rule.name.clone(),
-        when: rule.when.as_ref().map(|c| condition(mesh, c)),
+        when: rule.when.as_ref().map(|c| condition(mesh, c, Side::Caller)),
         backends,
         timeout_us: rule.timeout,
         retry: rule.retry.as_ref().and_then(|r| retry(mesh, r)),
@@ -634,12 +637,24 @@ fn attr_of(attr: &ir::TextAttr) -> Attr {
     }
 }
 
-/// A condition in the config's terms.
-pub fn condition(mesh: &Mesh, cond: &Cond) -> Match {
+/// Which agent evaluates a condition, and so what `source` is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The caller's (route rules): `source` is the workload's own service key.
+    Caller,
+    /// The callee's (rate limits): `source` is the verified caller, known by its SPIFFE
+    /// id's namespace and service account — a service's principal id, which differs from
+    /// its key when it has its own `identity`.
+    Callee,
+}
+
+/// A condition in the config's terms, for the agent on `side`.
+pub fn condition(mesh: &Mesh, cond: &Cond, side: Side) -> Match {
+    let nested = |c| condition(mesh, c, side);
     match &cond.kind {
-        CondKind::All(items) => Match::All(items.iter().map(|c| condition(mesh, c)).collect()),
-        CondKind::Any(items) => Match::Any(items.iter().map(|c| condition(mesh, c)).collect()),
-        CondKind::Not(inner) => Match::Not(Box::new(condition(mesh, inner))),
+        CondKind::All(items) => Match::All(items.iter().map(nested).collect()),
+        CondKind::Any(items) => Match::Any(items.iter().map(nested).collect()),
+        CondKind::Not(inner) => Match::Not(Box::new(nested(inner))),
         CondKind::Method { negated, methods } => Match::Method {
             methods: methods.iter().map(|m| m.as_str().to_string()).collect(),
             negated: *negated,
@@ -669,7 +684,13 @@ pub fn condition(mesh: &Mesh, cond: &Cond) -> Match {
         } => Match::Source {
             services: services
                 .iter()
-                .filter_map(|id| mesh.service(*id).map(Service::key))
+                .filter_map(|id| {
+                    let service = mesh.service(*id)?;
+                    Some(match side {
+                        Side::Caller => service.key(),
+                        Side::Callee => crate::cedar::principal_id(service),
+                    })
+                })
                 .chain(
                     gateways
                         .iter()

@@ -219,3 +219,54 @@ fn audit_mode_keeps_the_limits() {
         3
     );
 }
+
+/// `source` in a rate limit's condition is decided by the callee's agent from the
+/// caller's certificate (namespace and service account): a caller with its own
+/// `identity` is still the service the condition names.
+#[test]
+fn a_source_condition_names_callers_with_their_own_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mesh.mesh"),
+        r#"namespace shop {
+  service web {
+    port http 8080
+    identity "web-sa"
+  }
+  service api {
+    port http 8080
+  }
+  service search {
+    port http 8080
+  }
+  policy search {
+    allow from web, api
+    rate_limit browsers 5/s when source == web
+  }
+  test "only web's calls count against browsers" {
+    request GET "/q" from web to search
+    expect allow, rate_limit browsers
+    request GET "/q" from api to search
+    expect allow
+  }
+}
+"#,
+    )
+    .unwrap();
+    let output = run_meshc(&["test", "mesh.mesh"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    // And the compiled condition names web as its certificate does.
+    let out = dir.path().join("out");
+    let output = run_meshc(
+        &["compile", "mesh.mesh", "-o", out.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("shop/search.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        config["inbound"]["rate_limits"][0]["when"]["source"]["services"],
+        serde_json::json!(["shop/web-sa"])
+    );
+}
