@@ -17,7 +17,8 @@
 # Knobs (environment): DURATION (s per point, 8), WARMUP (s, 1), ROUNDS (3), RATES ("500 2000 5000"),
 # CONNS (64), PROTOCOLS ("http1 http2"), SCALES ("100 1000 10000"), LOADGEN_CPUS /
 # SUT_CPUS (taskset lists; on 2+ cores "0" and "1"), SKIP_LOAD=1, SKIP_COMPILER=1, WRITE=0,
-# KEEP=1 (keep the work directory).
+# KEEP=1 (keep the work directory), SKIP_GATEWAY=1 (skip tests/perf/gateway.sh, the
+# ingress gateway against Envoy's, which otherwise runs after the sidecar points).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -450,6 +451,15 @@ run_compiler() {
 
 [ "${SKIP_LOAD:-0}" = 1 ] || run_load
 [ "${SKIP_COMPILER:-0}" = 1 ] || run_compiler
+# The ingress gateway against an Envoy ingress (its own topology and table; the sidecar
+# pair above is stopped first so the two do not share the SUT CPUs).
+if [ "${SKIP_GATEWAY:-0}" != 1 ]; then
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    PIDS=()
+    DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS CONNS=$CONNS PROTOCOLS=$PROTOCOLS \
+        "$PERF/gateway.sh" | tee "$RESULTS/gateway.md"
+fi
 cut -d' ' -f1-3 /proc/loadavg >"$RESULTS/load_after"
 
 report_args=("$RESULTS")
