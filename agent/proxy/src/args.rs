@@ -86,6 +86,17 @@ pub struct Args {
     #[arg(long = "gateway-port", value_name = "PORT=ADDR", requires = "gateway",
           value_parser = parse_app_port)]
     pub gateway_ports: Vec<(u16, SocketAddr)>,
+    /// Where sampled requests' spans are exported with OTLP/HTTP (protobuf): a base URL
+    /// such as `http://127.0.0.1:4318`, to which `/v1/traces` is appended. Without one,
+    /// trace context is still propagated but no span is recorded.
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+          value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<crate::trace::export::Endpoint>,
+    /// Finished spans waiting for the OTLP exporter at most; beyond, new ones are dropped
+    /// (and counted in `mesh_trace_spans_dropped_total`) rather than slowing requests.
+    #[arg(long, default_value_t = 2048, value_name = "SPANS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub otlp_queue: u32,
 }
 
 impl Args {
@@ -134,6 +145,11 @@ pub fn parse_app_port(text: &str) -> Result<(u16, SocketAddr), String> {
         .parse()
         .map_err(|_| format!("`{addr}` is not an address (IP:PORT)"))?;
     Ok((port, addr))
+}
+
+/// An OTLP/HTTP base URL (`http://HOST:PORT[/PREFIX]`).
+pub fn parse_otlp_endpoint(text: &str) -> Result<crate::trace::export::Endpoint, String> {
+    crate::trace::export::Endpoint::parse(text).map_err(|e| e.to_string())
 }
 
 /// A duration that must not be zero (a zero header-read timeout would close every
