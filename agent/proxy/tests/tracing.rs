@@ -596,3 +596,127 @@ async fn without_an_endpoint_context_still_propagates() {
     let (_, _, flags) = app_traceparent(&got);
     assert_eq!(flags, "01");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_span_is_the_parent_of_the_callee_s() {
+    const INGRESS: &str = "spiffe://cluster.local/ns/ns/sa/ingress";
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let url = receiver.url();
+    let ca = Ca::generate("test mesh CA").unwrap();
+    let app = Upstream::start("reviews-app").await;
+    let issue = |dir: &std::path::Path, id: &str| {
+        let path = dir.join("identity");
+        ca.issue(&SpiffeId::parse(id).unwrap(), DAY)
+            .unwrap()
+            .write(&path)
+            .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let reviews_dir = tempfile::tempdir().unwrap();
+    let id = issue(reviews_dir.path(), REVIEWS);
+    let mut config = reviews_config(100_000);
+    config["inbound"]["authz"] = json!({"kind": "allow_all"});
+    write(reviews_dir.path(), "config.json", &config);
+    write(reviews_dir.path(), "endpoints.json", &endpoints(&[]));
+    let reviews = Agent::start_with(
+        reviews_dir.path(),
+        app.addr,
+        &["--identity-dir", &id, "--otlp-endpoint", &url],
+    );
+
+    let gateway_dir = tempfile::tempdir().unwrap();
+    let id = issue(gateway_dir.path(), INGRESS);
+    let mut reviews_service = service("reviews", &[], vec![]);
+    reviews_service["identity"] = json!(REVIEWS);
+    let config = telemetry(
+        json!({
+            "version": 1,
+            "mesh": {"name": "test", "trust_domain": "cluster.local"},
+            "workload": {"service": "ns/ingress", "identity": INGRESS, "ports": []},
+            "inbound": {"mtls": "strict", "authz": {"kind": "deny_all"}},
+            "outbound": {"egress": "deny", "services": [reviews_service]},
+            "gateway": {
+                "name": "public",
+                "listeners": [{"port": 8080, "tls": null}],
+                "hosts": [{"host": "shop.example.com", "rules": [
+                    rule("all", Value::Null, "reviews", &[(None, 100)])
+                ]}]
+            }
+        }),
+        100_000,
+    );
+    write(gateway_dir.path(), "config.json", &config);
+    write(
+        gateway_dir.path(),
+        "endpoints.json",
+        &endpoints(&[("reviews", None, reviews.inbound)]),
+    );
+    let gateway = GatewayAgent::start(
+        gateway_dir.path(),
+        "public",
+        &[8080],
+        &["--identity-dir", &id, "--otlp-endpoint", &url],
+    );
+    let http = Http::default();
+    for admin in [gateway.admin, reviews.admin] {
+        let ready = eventually(Duration::from_secs(10), async || {
+            http.get(admin, "admin", "/ready").await.status == 200
+        })
+        .await;
+        assert!(ready, "agent at {admin} never became ready");
+    }
+
+    let got = http
+        .get(
+            gateway.listeners[&8080],
+            "shop.example.com",
+            "/allowed/1?q=1",
+        )
+        .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let (trace, app_parent, flags) = app_traceparent(&got);
+    assert_eq!(flags, "01");
+    let spans = receiver.trace(&trace, 2).await;
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let edge = spans
+        .iter()
+        .find(|s| s.service == "ns/ingress")
+        .expect("the gateway's span");
+    let server = spans
+        .iter()
+        .find(|s| s.service == "ns/reviews")
+        .expect("the callee's span");
+    assert_eq!(edge.span.kind, SpanKind::Server as i32);
+    assert!(edge.span.parent_span_id.is_empty());
+    assert_eq!(edge.attr("mesh.direction"), "gateway");
+    assert_eq!(edge.attr("mesh.rule"), "all");
+    assert_eq!(edge.attr("mesh.backend"), "ns/reviews");
+    assert_eq!(edge.attr("mesh.retry.attempts"), 1);
+    assert_eq!(edge.attr("url.path"), "/allowed/1");
+    assert_eq!(edge.span.name, "GET ns/reviews");
+    assert_eq!(server.parent(), edge.id());
+    assert_eq!(server.attr("mesh.peer.identity"), INGRESS);
+    assert_eq!(app_parent, server.id());
+
+    // A host no entry serves: the gateway's own 404, traced with its cause.
+    let got = http
+        .send(
+            gateway.listeners[&8080],
+            "GET",
+            "elsewhere.example.com",
+            "/",
+            &[(
+                "traceparent",
+                "00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )],
+        )
+        .await;
+    assert_eq!(got.status, 404, "{}", got.body);
+    let spans = receiver.trace("1af7651916cd43dd8448eb211c80319c", 1).await;
+    let [edge] = spans.as_slice() else {
+        panic!("one gateway span: {spans:#?}")
+    };
+    assert_eq!(edge.attr("mesh.error"), "no-route");
+    assert_eq!(edge.attr("http.response.status_code"), 404);
+    assert_eq!(edge.parent(), "b7ad6b7169203331");
+}
