@@ -169,6 +169,7 @@ pub struct Note {
     routed: OnceLock<Routed>,
     decision: OnceLock<String>,
     tries: AtomicU64,
+    upstream_identity: OnceLock<String>,
 }
 
 impl Note {
@@ -185,6 +186,18 @@ impl Note {
     /// Counts a try sent to an endpoint (mirrored copies are not tries).
     pub fn tried(&self) {
         self.tries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the SPIFFE id the called endpoints must present (mTLS; the first try's).
+    pub fn upstream_identity(&self, identity: &str) {
+        if self.upstream_identity.get().is_none() {
+            let _ = self.upstream_identity.set(identity.to_string());
+        }
+    }
+
+    /// The SPIFFE id the called endpoints had to present, when called over mTLS.
+    pub fn upstream(&self) -> Option<&str> {
+        self.upstream_identity.get().map(String::as_str)
     }
 
     /// The tries sent so far: 1, or more when retried.

@@ -412,6 +412,11 @@ async fn a_request_through_two_agents_is_one_trace() {
     assert_eq!(client.attr("mesh.backend"), "ns/reviews");
     assert_eq!(client.attr("mesh.retry.attempts"), 1);
     assert_eq!(server.attr("mesh.peer.identity"), CLIENT);
+    assert_eq!(
+        client.attr("mesh.peer.identity"),
+        REVIEWS,
+        "the callee's required id"
+    );
     let decision = server.attr("mesh.authz.decision");
     assert!(
         decision
@@ -694,6 +699,7 @@ async fn a_gateway_span_is_the_parent_of_the_callee_s() {
     assert_eq!(edge.attr("mesh.retry.attempts"), 1);
     assert_eq!(edge.attr("url.path"), "/allowed/1");
     assert_eq!(edge.span.name, "GET ns/reviews");
+    assert_eq!(edge.attr("mesh.peer.identity"), REVIEWS);
     assert_eq!(server.parent(), edge.id());
     assert_eq!(server.attr("mesh.peer.identity"), INGRESS);
     assert_eq!(app_parent, server.id());

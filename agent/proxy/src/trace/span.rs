@@ -138,7 +138,8 @@ impl Pending {
         if tries > 0 {
             attributes.push(int("mesh.retry.attempts", tries));
         }
-        if let Some(peer) = &r.peer {
+        // Inbound: the caller's verified id; outbound: the id the callee had to present.
+        if let Some(peer) = r.peer.as_deref().or_else(|| r.note.upstream()) {
             attributes.push(text("mesh.peer.identity", peer));
         }
         if let Some(decision) = r.note.decision() {
