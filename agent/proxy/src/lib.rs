@@ -131,7 +131,7 @@ type Serving<'a> = std::pin::Pin<Box<dyn Future<Output = ()> + 'a>>;
 /// listeners instead of the outbound and inbound ones.
 pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let shared = Arc::new(Shared::new(args.identity_dir.is_some()));
-    if let Some(endpoint) = &args.otlp_endpoint {
+    if let Some(endpoint) = args.otlp() {
         let mut settings = trace::export::Settings::new(endpoint.clone(), instance_id());
         settings.queue = usize::try_from(args.otlp_queue).unwrap_or(usize::MAX);
         tracing::info!(endpoint = %endpoint.traces(), "exporting trace spans");
