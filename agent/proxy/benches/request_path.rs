@@ -253,6 +253,19 @@ fn tracing_per_request(c: &mut Criterion) {
         peer: None,
     };
     let mut group = c.benchmark_group("tracing");
+    // The same request and response without tracing: what the others add to.
+    group.bench_function("baseline_request_and_response", |b| {
+        b.iter(|| {
+            let request = http::Request::builder()
+                .uri("/reviews/1")
+                .header("host", "reviews:9080")
+                .body(mesh_agent::http::full(""))
+                .unwrap();
+            let response = http::Response::new(mesh_agent::http::full(""));
+            drop(black_box(response));
+            black_box(request)
+        });
+    });
     for (name, tracer, milli) in [
         ("no_telemetry_no_exporter", &silent, None),
         ("0%", &exporting, Some(0)),
