@@ -5,6 +5,8 @@
 //! inbound decision: the caller's principal (per connection) and the Cedar authorization
 //! of a request against a bookinfo-sized policy set. And the rate limit decision: which
 //! of two limits a request counts against and a token from each (shared and per caller).
+//! And tracing's cost per request: a hop's trace decision and `traceparent` (always),
+//! and the span recorded and queued for export when sampled, at 0%, 1% and 100%.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark setup")]
 
 use std::hint::black_box;
@@ -205,5 +207,94 @@ fn inbound_rate_limit(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, request_path, inbound_authorize, inbound_rate_limit);
+/// One hop's tracing, as a listener does it: the decision and `traceparent` on the
+/// request, and the span finished when the response (body) is dropped.
+fn tracing_per_request(c: &mut Criterion) {
+    use std::sync::Arc;
+
+    use mesh_agent::state::{LoadedConfig, Snapshot};
+    use mesh_agent::trace::export::{Counters, Endpoint, Settings};
+    use mesh_agent::trace::span::Kind;
+    use mesh_agent::trace::{HopOf, Tracer, finish};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let snapshot = |milli: Option<u32>| {
+        let mut value = json!({
+            "version": 1,
+            "mesh": {"name": "bench", "trust_domain": "cluster.local"},
+            "workload": {"service": "ns/productpage",
+                         "identity": "spiffe://cluster.local/ns/ns/sa/productpage", "ports": []},
+            "inbound": {"mtls": "permissive", "authz": {"kind": "allow_all"}},
+            "outbound": {"egress": "allow", "services": []}
+        });
+        if let Some(milli) = milli {
+            value["mesh"]["telemetry"] = json!({"tracing_milli": milli, "access_log": "off"});
+        }
+        let loaded = LoadedConfig {
+            config: Config::from_json(value.to_string().as_bytes()).unwrap(),
+            hash: String::new(),
+            loaded_at: std::time::SystemTime::now(),
+        };
+        Snapshot::new(Arc::new(loaded), Arc::default(), None, &Registry::default())
+    };
+    // Exports go nowhere (a refused connection); a full queue drops, as in production.
+    let exporting = Tracer::default();
+    let endpoint = Endpoint::parse("http://127.0.0.1:9").unwrap();
+    exporting.start_export(Settings::new(endpoint, "bench".into()), Counters::default());
+    let silent = Tracer::default();
+    let hop = HopOf {
+        kind: Kind::Client,
+        direction: "outbound",
+        peer: None,
+    };
+    let mut group = c.benchmark_group("tracing");
+    // The same request and response without tracing: what the others add to.
+    group.bench_function("baseline_request_and_response", |b| {
+        b.iter(|| {
+            let request = http::Request::builder()
+                .uri("/reviews/1")
+                .header("host", "reviews:9080")
+                .body(mesh_agent::http::full(""))
+                .unwrap();
+            let response = http::Response::new(mesh_agent::http::full(""));
+            drop(black_box(response));
+            black_box(request)
+        });
+    });
+    for (name, tracer, milli) in [
+        ("no_telemetry_no_exporter", &silent, None),
+        ("0%", &exporting, Some(0)),
+        ("1%", &exporting, Some(1_000)),
+        ("100%", &exporting, Some(100_000)),
+    ] {
+        let snapshot = snapshot(milli);
+        group.bench_function(format!("hop_{name}"), |b| {
+            b.iter(|| {
+                let mut request = http::Request::builder()
+                    .uri("/reviews/1")
+                    .header("host", "reviews:9080")
+                    .body(mesh_agent::http::full(""))
+                    .unwrap();
+                let span = tracer.begin(Some(&snapshot), &hop, black_box(&mut request));
+                let response = http::Response::new(mesh_agent::http::full(""));
+                drop(black_box(finish(span, response)));
+                request
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    request_path,
+    inbound_authorize,
+    inbound_rate_limit,
+    tracing_per_request
+);
 criterion_main!(benches);

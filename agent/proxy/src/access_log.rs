@@ -161,13 +161,50 @@ pub struct Routed {
 /// What the layers learn about a logged request (its routing decision, its authorization)
 /// for its line, whether the request is answered or fails. It travels in the request's
 /// extensions (as a [`NoteSlot`]) only while the log is on.
+///
+/// The request's trace span ([`crate::trace`]) reads the same note: a request that is
+/// logged and traced carries one note for both.
 #[derive(Debug, Default)]
 pub struct Note {
     routed: OnceLock<Routed>,
     decision: OnceLock<String>,
+    tries: AtomicU64,
+    upstream_identity: OnceLock<String>,
 }
 
 impl Note {
+    /// The routing decision, once made.
+    pub fn routing(&self) -> Option<&Routed> {
+        self.routed.get()
+    }
+
+    /// The inbound authorization decision, once made.
+    pub fn decision(&self) -> Option<&str> {
+        self.decision.get().map(String::as_str)
+    }
+
+    /// Counts a try sent to an endpoint (mirrored copies are not tries).
+    pub fn tried(&self) {
+        self.tries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the SPIFFE id the called endpoints must present (mTLS; the first try's).
+    pub fn upstream_identity(&self, identity: &str) {
+        if self.upstream_identity.get().is_none() {
+            let _ = self.upstream_identity.set(identity.to_string());
+        }
+    }
+
+    /// The SPIFFE id the called endpoints had to present, when called over mTLS.
+    pub fn upstream(&self) -> Option<&str> {
+        self.upstream_identity.get().map(String::as_str)
+    }
+
+    /// The tries sent so far: 1, or more when retried.
+    pub fn tries(&self) -> u64 {
+        self.tries.load(Ordering::Relaxed)
+    }
+
     /// Records the routing decision (the first one: a request is routed once).
     pub fn routed(&self, routed: Routed) {
         let _ = self.routed.set(routed);
@@ -270,9 +307,16 @@ impl Started {
         peer: Option<String>,
     ) -> (Started, Request<Body>) {
         let received = Arc::new(AtomicU64::new(0));
-        let note = Arc::new(Note::default());
         let mut request = request;
-        request.extensions_mut().insert(NoteSlot(Arc::clone(&note)));
+        // A traced request already has its note: both read the same one.
+        let note = match request.extensions().get::<NoteSlot>() {
+            Some(slot) => Arc::clone(&slot.0),
+            None => {
+                let note = Arc::new(Note::default());
+                request.extensions_mut().insert(NoteSlot(Arc::clone(&note)));
+                note
+            }
+        };
         let entry = Entry {
             method: Some(request.method().as_str().to_string()),
             path: request

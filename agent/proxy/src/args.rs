@@ -86,9 +86,30 @@ pub struct Args {
     #[arg(long = "gateway-port", value_name = "PORT=ADDR", requires = "gateway",
           value_parser = parse_app_port)]
     pub gateway_ports: Vec<(u16, SocketAddr)>,
+    /// Where sampled requests' spans are exported with OTLP/HTTP (protobuf): a base URL
+    /// such as `http://127.0.0.1:4318`, to which `/v1/traces` is appended. Without one
+    /// (or empty), trace context is still propagated but no span is recorded.
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+          value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<OtlpEndpoint>,
+    /// Finished spans waiting for the OTLP exporter at most; beyond, new ones are dropped
+    /// (and counted in `mesh_trace_spans_dropped_total`) rather than slowing requests.
+    #[arg(long, default_value_t = 2048, value_name = "SPANS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub otlp_queue: u32,
 }
 
+/// `--otlp-endpoint`'s value: an endpoint, or none for an empty value (OpenTelemetry
+/// reads an empty variable as unset).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtlpEndpoint(pub Option<crate::trace::export::Endpoint>);
+
 impl Args {
+    /// The OTLP endpoint spans are exported to, if any.
+    pub fn otlp(&self) -> Option<&crate::trace::export::Endpoint> {
+        self.otlp_endpoint.as_ref().and_then(|e| e.0.as_ref())
+    }
+
     /// Where the gateway listener of config port `port` binds.
     pub fn gateway_bind(&self, port: u16) -> SocketAddr {
         self.gateway_ports
@@ -134,6 +155,16 @@ pub fn parse_app_port(text: &str) -> Result<(u16, SocketAddr), String> {
         .parse()
         .map_err(|_| format!("`{addr}` is not an address (IP:PORT)"))?;
     Ok((port, addr))
+}
+
+/// An OTLP/HTTP base URL (`http://HOST:PORT[/PREFIX]`).
+pub fn parse_otlp_endpoint(text: &str) -> Result<OtlpEndpoint, String> {
+    if text.trim().is_empty() {
+        return Ok(OtlpEndpoint(None));
+    }
+    crate::trace::export::Endpoint::parse(text)
+        .map(|e| OtlpEndpoint(Some(e)))
+        .map_err(|e| e.to_string())
 }
 
 /// A duration that must not be zero (a zero header-read timeout would close every
@@ -218,6 +249,25 @@ mod tests {
             error
                 .as_deref()
                 .is_some_and(|e| e.contains("--gateway <NAME>")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn the_otlp_endpoint_is_an_http_url_or_empty() {
+        let args = parse(&["--otlp-endpoint", "http://127.0.0.1:4318"]).ok();
+        let url = args
+            .as_ref()
+            .and_then(|a| a.otlp())
+            .map(|e| e.traces().to_string());
+        assert_eq!(url.as_deref(), Some("http://127.0.0.1:4318/v1/traces"));
+        let empty = parse(&["--otlp-endpoint", ""]).ok();
+        assert!(empty.is_some_and(|a| a.otlp().is_none()));
+        let error = parse(&["--otlp-endpoint", "https://collector:4318"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            error.as_deref().is_some_and(|e| e.contains("only http://")),
             "{error:?}"
         );
     }

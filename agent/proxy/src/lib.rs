@@ -40,6 +40,7 @@ pub mod stack;
 pub mod state;
 pub mod tcp;
 pub mod tls;
+pub mod trace;
 pub mod upgrade;
 
 use std::future::Future;
@@ -130,6 +131,14 @@ type Serving<'a> = std::pin::Pin<Box<dyn Future<Output = ()> + 'a>>;
 /// listeners instead of the outbound and inbound ones.
 pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let shared = Arc::new(Shared::new(args.identity_dir.is_some()));
+    if let Some(endpoint) = args.otlp() {
+        let mut settings = trace::export::Settings::new(endpoint.clone(), instance_id());
+        settings.queue = usize::try_from(args.otlp_queue).unwrap_or(usize::MAX);
+        tracing::info!(endpoint = %endpoint.traces(), "exporting trace spans");
+        shared
+            .tracer
+            .start_export(settings, shared.metrics.traces.clone());
+    }
     let discovery = discovery(&args, &shared).await?;
     let mut reloader = Reloader::new(
         &args.config,
@@ -320,6 +329,21 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
         }
     }
     Ok(())
+}
+
+/// The `service.instance.id` of this agent's spans: the host name (a pod's name) and the
+/// process id.
+fn instance_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}/{}", std::process::id())
 }
 
 /// The endpoints source `args` ask for.

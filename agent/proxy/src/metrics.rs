@@ -269,6 +269,8 @@ pub struct Metrics {
     pub outlier_ejections: Family<ServiceLabels, Counter>,
     /// Access-log lines dropped because standard output could not keep up.
     pub access_log_dropped: Counter,
+    /// Trace spans dropped, exported, and failed exports ([`crate::trace::export`]).
+    pub traces: crate::trace::export::Counters,
     /// TLS handshakes on gateway listeners, by listener and result.
     pub gateway_handshakes: Family<HandshakeLabels, Counter>,
 }
@@ -408,6 +410,22 @@ impl Default for Metrics {
             "Access-log lines dropped because standard output did not keep up (the request path never waits for it)",
             access_log_dropped.clone(),
         );
+        let traces = crate::trace::export::Counters::default();
+        registry.register(
+            "trace_spans_dropped",
+            "Trace spans dropped because the OTLP exporter did not keep up (the request path never waits for it)",
+            traces.dropped.clone(),
+        );
+        registry.register(
+            "trace_spans_exported",
+            "Trace spans the OTLP collector accepted",
+            traces.exported.clone(),
+        );
+        registry.register(
+            "trace_exports_failed",
+            "OTLP span exports that failed (refused, unreachable, timed out); their spans are lost",
+            traces.failed.clone(),
+        );
         let gateway_handshakes = Family::<HandshakeLabels, Counter>::default();
         registry.register(
             "gateway_tls_handshakes",
@@ -417,6 +435,7 @@ impl Default for Metrics {
         Metrics {
             gateway_handshakes,
             access_log_dropped,
+            traces,
             overloaded,
             outlier_ejections,
             rate_limits,

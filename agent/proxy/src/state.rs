@@ -340,6 +340,8 @@ pub struct Shared {
     pub gates: Arc<Gates>,
     /// The access log's writer (started by the first line).
     pub access_log: Arc<crate::access_log::Writer>,
+    /// Trace propagation, and span export once started.
+    pub tracer: Arc<crate::trace::Tracer>,
     /// The gateway's bound listeners, once bound (gateway mode only).
     pub gateway: OnceLock<crate::gateway::GatewayInfo>,
 }
@@ -364,6 +366,7 @@ impl Shared {
             budgets: Arc::default(),
             gateway: OnceLock::new(),
             access_log,
+            tracer: Arc::default(),
         }
     }
 

@@ -25,6 +25,8 @@ use crate::outbound::call::Call;
 use crate::outbound::route::routed_call;
 use crate::outbound::{Routed, routed};
 use crate::state::{Shared, Snapshots};
+use crate::trace::span::Kind;
+use crate::trace::{HopOf, Tracer};
 
 /// `x-forwarded-for`: the clients a request passed through, the latest last.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -39,6 +41,7 @@ pub struct GatewayRoutes {
     snapshots: Snapshots,
     routed: Routed,
     metrics: Arc<Metrics>,
+    tracer: Arc<Tracer>,
 }
 
 impl GatewayRoutes {
@@ -49,6 +52,7 @@ impl GatewayRoutes {
             snapshots: shared.snapshots(),
             routed: routed(shared, clients),
             metrics: Arc::clone(&shared.metrics),
+            tracer: Arc::clone(&shared.tracer),
         }
     }
 
@@ -59,16 +63,21 @@ impl GatewayRoutes {
         port: u16,
         caller: &Caller,
     ) -> Response<Body> {
-        let logged = self
-            .snapshots
-            .borrow()
-            .as_deref()
-            .is_some_and(access_log::enabled);
-        access_log::exchange(
+        let snapshot = self.snapshots.borrow().clone();
+        let logged = snapshot.as_deref().is_some_and(access_log::enabled);
+        let mut request = request.map(boxed);
+        let hop = HopOf {
+            kind: Kind::Server,
+            direction: "gateway",
+            peer: None,
+        };
+        let span = self.tracer.begin(snapshot.as_deref(), &hop, &mut request);
+        drop(snapshot);
+        let response = access_log::exchange(
             &self.access_log,
             logged,
             "gateway",
-            request.map(boxed),
+            request,
             caller.remote(),
             None,
             |request| async move {
@@ -91,7 +100,8 @@ impl GatewayRoutes {
             },
             |error| error.respond(&self.metrics, "gateway"),
         )
-        .await
+        .await;
+        crate::trace::finish(span, response)
     }
 
     /// The routed call for `request`, or why the gateway answers it itself.
@@ -181,6 +191,7 @@ mod tests {
             snapshots: testing::snapshots(config).0,
             routed: routed(&shared, Clients::default()),
             metrics: Arc::clone(&shared.metrics),
+            tracer: Arc::clone(&shared.tracer),
         }
     }
 

@@ -30,6 +30,8 @@ use crate::http::{Body, boxed};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::observe::{Labelled, Observe};
 use crate::state::{Shared, Snapshot, Snapshots};
+use crate::trace::span::Kind;
+use crate::trace::{HopOf, Tracer};
 
 use self::app::App;
 use self::authorize::Authorize;
@@ -59,6 +61,7 @@ pub struct Inbound {
     snapshots: Snapshots,
     stack: Observe<Authorize<RateLimit<ForwardedClientCert<App>>>>,
     metrics: Arc<Metrics>,
+    tracer: Arc<Tracer>,
 }
 
 impl Inbound {
@@ -76,6 +79,7 @@ impl Inbound {
             snapshots: shared.snapshots(),
             stack: Observe::new(authorize, metrics.requests.clone(), metrics.latency.clone()),
             metrics,
+            tracer: Arc::clone(&shared.tracer),
         }
     }
 
@@ -86,11 +90,18 @@ impl Inbound {
         };
         let logged = crate::access_log::enabled(&snapshot);
         let (remote, peer) = (caller.remote(), caller.id().cloned());
-        crate::access_log::exchange(
+        let mut request = request.map(boxed);
+        let hop = HopOf {
+            kind: Kind::Server,
+            direction: "inbound",
+            peer: peer.as_ref(),
+        };
+        let span = self.tracer.begin(Some(&snapshot), &hop, &mut request);
+        let response = crate::access_log::exchange(
             &self.access_log,
             logged,
             "inbound",
-            request.map(boxed),
+            request,
             remote,
             peer.as_ref(),
             |request| {
@@ -102,7 +113,8 @@ impl Inbound {
             },
             |error| error.respond(&self.metrics, "inbound"),
         )
-        .await
+        .await;
+        crate::trace::finish(span, response)
     }
 }
 

@@ -85,6 +85,14 @@ impl Service<Dispatch> for Endpoint {
                 addr,
                 service,
             } = dispatch;
+            if call.mirror.is_none()
+                && let Some(note) = crate::access_log::note(&call.head.extensions)
+            {
+                note.tried();
+                if let Transport::Mtls(_) = &transport {
+                    note.upstream_identity(&service.identity);
+                }
+            }
             // Named only when a try fails: no allocation on the way of a success.
             let service_ref = call.service_ref();
             let overloaded = || ProxyError::Overloaded {

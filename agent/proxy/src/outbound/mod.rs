@@ -42,6 +42,8 @@ use crate::http::{Body, boxed};
 use crate::metrics::Metrics;
 use crate::observe::Observe;
 use crate::state::{Shared, Snapshots};
+use crate::trace::span::Kind;
+use crate::trace::{HopOf, Tracer};
 
 use self::balance::Balance;
 use self::breaker::Breaker;
@@ -69,6 +71,7 @@ pub struct Outbound {
     metrics: Arc<Metrics>,
     snapshots: Snapshots,
     access_log: Arc<Writer>,
+    tracer: Arc<Tracer>,
 }
 
 /// The routed layers, from observe down to the endpoint, over the agent's state.
@@ -109,6 +112,7 @@ impl Outbound {
             metrics,
             snapshots: shared.snapshots(),
             access_log: Arc::clone(&shared.access_log),
+            tracer: Arc::clone(&shared.tracer),
         }
     }
 
@@ -116,17 +120,22 @@ impl Outbound {
     /// `original_dst` is where the app was connecting when capture rules redirected its
     /// connection here; `None`: sent to the proxy).
     pub async fn handle(&self, request: Request<Incoming>, caller: &Caller) -> Response<Body> {
-        let logged = self
-            .snapshots
-            .borrow()
-            .as_deref()
-            .is_some_and(access_log::enabled);
+        let snapshot = self.snapshots.borrow().clone();
+        let logged = snapshot.as_deref().is_some_and(access_log::enabled);
+        let mut request = request.map(boxed);
+        let hop = HopOf {
+            kind: Kind::Client,
+            direction: "outbound",
+            peer: None,
+        };
+        let span = self.tracer.begin(snapshot.as_deref(), &hop, &mut request);
+        drop(snapshot);
         let original_dst = caller.original_dst();
-        access_log::exchange(
+        let response = access_log::exchange(
             &self.access_log,
             logged,
             "outbound",
-            request.map(boxed),
+            request,
             caller.remote(),
             None,
             |request| {
@@ -137,6 +146,7 @@ impl Outbound {
             },
             |error| error.respond(&self.metrics, "outbound"),
         )
-        .await
+        .await;
+        crate::trace::finish(span, response)
     }
 }
