@@ -17,17 +17,16 @@ use std::path::Path;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretVolumeSource,
-    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, PodSpec,
+    PodTemplateSpec, Probe, Secret, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
 use crate::error::KubeError;
-use crate::inject::{self, ADMIN_PORT, CONFIG_DIR, IDENTITY_DIR, PROXY_UID};
+use crate::inject::{self, ADMIN_PORT, CONFIG_DIR, IDENTITY_DIR};
 use crate::input::GatewayInput;
 use crate::labels::{self, sha256_hex};
 use crate::object::Object;
@@ -271,34 +270,15 @@ fn deployment(
         ports: Some(ports),
         readiness_probe: Some(probe("/ready", 2)),
         liveness_probe: Some(probe("/live", 10)),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), Quantity("100m".to_string())),
-                ("memory".to_string(), Quantity("64Mi".to_string())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_string(),
-                Quantity("512Mi".to_string()),
-            )])),
-            ..ResourceRequirements::default()
-        }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_user: Some(PROXY_UID),
-            run_as_group: Some(PROXY_UID),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_string()]),
-                // Listeners on ports below 1024 (443, 80) need it; nothing else does.
-                add: gateway
-                    .listeners
-                    .iter()
-                    .any(|p| *p < 1024)
-                    .then(|| vec!["NET_BIND_SERVICE".to_string()]),
-            }),
-            ..SecurityContext::default()
-        }),
+        resources: Some(inject::resources("100m", "64Mi", "512Mi")),
+        // Listeners on ports below 1024 (443, 80) need NET_BIND_SERVICE; nothing else does.
+        security_context: Some(inject::unprivileged(
+            gateway
+                .listeners
+                .iter()
+                .any(|p| *p < 1024)
+                .then(|| vec!["NET_BIND_SERVICE".to_string()]),
+        )),
         volume_mounts: Some(mounts),
         ..Container::default()
     };

@@ -477,17 +477,7 @@ fn capture_init(probe_ports: &BTreeSet<u16>, options: &Options) -> Container {
         name: CAPTURE_INIT.to_string(),
         image: Some(options.image.clone()),
         args: Some(args),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), Quantity("10m".to_string())),
-                ("memory".to_string(), Quantity("16Mi".to_string())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_string(),
-                Quantity("64Mi".to_string()),
-            )])),
-            ..ResourceRequirements::default()
-        }),
+        resources: Some(resources("10m", "16Mi", "64Mi")),
         security_context: Some(SecurityContext {
             capabilities: Some(Capabilities {
                 add: Some(vec!["NET_ADMIN".to_string(), "NET_RAW".to_string()]),
@@ -561,17 +551,7 @@ fn sidecar(app_port: u16, options: &Options) -> Container {
                 ..ContainerPort::default()
             },
         ]),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), Quantity("50m".to_string())),
-                ("memory".to_string(), Quantity("32Mi".to_string())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_string(),
-                Quantity("256Mi".to_string()),
-            )])),
-            ..ResourceRequirements::default()
-        }),
+        resources: Some(resources("50m", "32Mi", "256Mi")),
         readiness_probe: Some(probe("/ready", 2)),
         liveness_probe: Some(probe("/live", 10)),
         lifecycle: Some(Lifecycle {
@@ -583,20 +563,7 @@ fn sidecar(app_port: u16, options: &Options) -> Container {
             }),
             ..Lifecycle::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            // The capture rules leave this uid's connections alone; in proxy-env mode it
-            // is simply an unprivileged user.
-            run_as_user: Some(PROXY_UID),
-            run_as_group: Some(PROXY_UID),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_string()]),
-                ..Capabilities::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(unprivileged(None)),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: CONFIG_VOLUME.to_string(),
@@ -612,5 +579,40 @@ fn sidecar(app_port: u16, options: &Options) -> Container {
             },
         ]),
         ..Container::default()
+    }
+}
+
+/// CPU and memory requests and a memory limit, as every container `meshc` writes has.
+pub(crate) fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.to_string())),
+            ("memory".to_string(), Quantity(memory.to_string())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity(memory_limit.to_string()),
+        )])),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// The security context of the mesh's long-running containers (the sidecar, gateways,
+/// the injector): uid and gid [`PROXY_UID`], no privilege escalation, a read-only root,
+/// every capability dropped but `add`.
+pub(crate) fn unprivileged(add: Option<Vec<String>>) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        // The capture rules leave this uid's connections alone; elsewhere it is simply
+        // an unprivileged user.
+        run_as_user: Some(PROXY_UID),
+        run_as_group: Some(PROXY_UID),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            add,
+        }),
+        ..SecurityContext::default()
     }
 }

@@ -27,12 +27,10 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction,
-    KeyToPath, Namespace, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret,
-    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
-    VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
+    Namespace, PodSpec, PodTemplateSpec, Probe, Secret, SecretVolumeSource, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
@@ -41,7 +39,7 @@ use mesh_identity::Ca;
 
 use crate::certs::{self, TlsData};
 use crate::error::KubeError;
-use crate::inject::{Mode, PROXY_UID};
+use crate::inject::Mode;
 use crate::labels::{self, sha256_hex};
 use crate::object::Object;
 use crate::webhook::NAMESPACE_LABEL;
@@ -303,29 +301,8 @@ fn deployment(
             period_seconds: Some(10),
             ..probe
         }),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), Quantity("50m".to_string())),
-                ("memory".to_string(), Quantity("64Mi".to_string())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_string(),
-                Quantity("512Mi".to_string()),
-            )])),
-            ..ResourceRequirements::default()
-        }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_user: Some(PROXY_UID),
-            run_as_group: Some(PROXY_UID),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_string()]),
-                ..Capabilities::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        resources: Some(crate::inject::resources("50m", "64Mi", "512Mi")),
+        security_context: Some(crate::inject::unprivileged(None)),
         volume_mounts: Some(vec![mount("sources", SOURCES_DIR), mount("tls", TLS_DIR)]),
         ..Container::default()
     };
