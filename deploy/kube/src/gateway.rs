@@ -66,7 +66,8 @@ pub fn objects(mesh: &str, gateway: &GatewayInput, image: &str) -> Result<Vec<Ob
         }
         sha256_hex(&all)
     };
-    if !files.is_empty() {
+    let uses_tls = !files.is_empty();
+    if uses_tls {
         objects.push(Object::Secret(Secret {
             metadata: labels::meta(
                 mesh,
@@ -86,7 +87,7 @@ pub fn objects(mesh: &str, gateway: &GatewayInput, image: &str) -> Result<Vec<Ob
     }
     let selector = BTreeMap::from([(GATEWAY_LABEL.to_string(), gateway.name.clone())]);
     objects.push(Object::Deployment(Box::new(deployment(
-        mesh, gateway, image, &selector, &tls_hash,
+        mesh, gateway, image, &selector, &tls_hash, uses_tls,
     ))));
     objects.push(Object::Service(Box::new(Service {
         metadata: labels::meta(mesh, namespace, &gateway.name, String::new()),
@@ -190,6 +191,8 @@ fn deployment(
     image: &str,
     selector: &BTreeMap<String, String>,
     tls_hash: &str,
+    // Whether there is a TLS Secret to mount.
+    uses_tls: bool,
 ) -> Deployment {
     let mut pod_labels = selector.clone();
     pod_labels.insert(labels::MESH.to_string(), mesh.to_string());
@@ -239,7 +242,7 @@ fn deployment(
         },
         inject::identity_volume(&gateway.service_account),
     ];
-    if gateway_uses_tls(gateway) {
+    if uses_tls {
         mounts.push(mount(TLS_VOLUME, TLS_DIR));
         volumes.push(Volume {
             name: TLS_VOLUME.to_string(),
@@ -312,17 +315,6 @@ fn deployment(
         }),
         ..Deployment::default()
     }
-}
-
-fn gateway_uses_tls(gateway: &GatewayInput) -> bool {
-    serde_json::from_str::<Value>(&gateway.config).is_ok_and(|config| {
-        let gw = &config["gateway"];
-        ["listeners", "hosts"].iter().any(|list| {
-            gw[*list]
-                .as_array()
-                .is_some_and(|entries| entries.iter().any(|e| e["tls"].is_object()))
-        })
-    })
 }
 
 #[cfg(test)]

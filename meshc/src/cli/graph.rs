@@ -144,20 +144,9 @@ fn edges(mesh: &Mesh, cedar: &mesh_compiler::cedar::CedarOutput) -> Vec<Edge> {
 
 /// Requests per (caller, callee) service over `window`, from the agents of the state file.
 fn live(state: &Path, window: Duration) -> Result<BTreeMap<(String, String), Live>, String> {
-    let text = std::fs::read_to_string(state)
-        .map_err(|e| format!("cannot read the state file {}: {e}", state.display()))?;
-    let document: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a `meshc up --state` file: {e}", state.display()))?;
-    let agents: Vec<(String, SocketAddr)> = document["workloads"]
-        .as_array()
-        .ok_or_else(|| format!("{} has no workloads", state.display()))?
-        .iter()
-        .filter_map(|w| {
-            Some((
-                w["service"].as_str()?.to_string(),
-                w["admin"].as_str()?.parse().ok()?,
-            ))
-        })
+    let agents: Vec<(String, SocketAddr)> = scrape::agents(state)?
+        .into_iter()
+        .map(|agent| (agent.service, agent.admin))
         .collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,9 +1,11 @@
 //! Reading running agents' numbers: `GET /metrics` on an admin address over plain
 //! HTTP/1.1, and the counters of the Prometheus text format picked out by name and
-//! labels. What `meshc graph --state` turns into live request and success rates.
+//! labels, and the agents a `meshc up --state` file lists. What `meshc graph --state`
+//! and `meshc stat` turn into live rates.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,6 +49,42 @@ pub async fn get_text(addr: SocketAddr, path: &str) -> Result<String, String> {
     tokio::time::timeout(TIMEOUT, fetch)
         .await
         .map_err(|_| format!("{addr}{path}: no answer within {}s", TIMEOUT.as_secs()))?
+}
+
+/// One agent of the state file.
+pub struct Agent {
+    /// `ns/name`, with ` SUBSET` when the service has subsets.
+    pub label: String,
+    /// `ns/name`.
+    pub service: String,
+    /// Its admin listener.
+    pub admin: SocketAddr,
+}
+
+/// The agents of a `meshc up --state` file.
+pub fn agents(state: &Path) -> Result<Vec<Agent>, String> {
+    let text = std::fs::read_to_string(state)
+        .map_err(|e| format!("cannot read the state file {}: {e}", state.display()))?;
+    let document: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a `meshc up --state` file: {e}", state.display()))?;
+    let workloads = document["workloads"]
+        .as_array()
+        .ok_or_else(|| format!("{} has no workloads", state.display()))?;
+    Ok(workloads
+        .iter()
+        .filter_map(|w| {
+            let service = w["service"].as_str()?.to_string();
+            let label = match w["subset"].as_str() {
+                Some(subset) => format!("{service} {subset}"),
+                None => service.clone(),
+            };
+            Some(Agent {
+                label,
+                service,
+                admin: w["admin"].as_str()?.parse().ok()?,
+            })
+        })
+        .collect())
 }
 
 /// One sample of a metric: its labels and value.

@@ -9,11 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Exit, scrape};
+use super::Exit;
+use super::scrape::{self, Agent, agents};
 
 /// What `meshc stat` was asked for.
 pub struct Request {
@@ -23,13 +23,6 @@ pub struct Request {
     pub by_rule: bool,
     pub watch: bool,
     pub json: bool,
-}
-
-/// One agent of the state file.
-struct Agent {
-    label: String,
-    service: String,
-    admin: SocketAddr,
 }
 
 /// The counters of one agent at one moment.
@@ -138,31 +131,6 @@ pub fn run(request: &Request) -> Exit {
             before = after;
         }
     })
-}
-
-fn agents(state: &Path) -> Result<Vec<Agent>, String> {
-    let text = std::fs::read_to_string(state)
-        .map_err(|e| format!("cannot read the state file {}: {e}", state.display()))?;
-    let document: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a `meshc up --state` file: {e}", state.display()))?;
-    let workloads = document["workloads"]
-        .as_array()
-        .ok_or_else(|| format!("{} has no workloads", state.display()))?;
-    Ok(workloads
-        .iter()
-        .filter_map(|w| {
-            let service = w["service"].as_str()?.to_string();
-            let label = match w["subset"].as_str() {
-                Some(subset) => format!("{service} {subset}"),
-                None => service.clone(),
-            };
-            Some(Agent {
-                label,
-                service,
-                admin: w["admin"].as_str()?.parse().ok()?,
-            })
-        })
-        .collect())
 }
 
 async fn snapshots(agents: &[Agent]) -> Result<Vec<Snapshot>, String> {
