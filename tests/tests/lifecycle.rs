@@ -54,13 +54,14 @@ async fn a_crashed_agent_is_reported_and_restarted() {
         .args(["-KILL", &pid.to_string()])
         .status()
         .unwrap();
+    // Waited for by name: another workload's restart (a port taken by a concurrent test
+    // between `meshc up` choosing it and its agent binding it) must not pass for this one.
     assert!(
-        mesh.wait_stderr("exited unexpectedly", 1, Duration::from_secs(10)),
-        "{}",
-        mesh.stderr()
-    );
-    assert!(
-        mesh.stderr().contains("agent bookinfo/productpage"),
+        mesh.wait_stderr(
+            "agent bookinfo/productpage exited unexpectedly",
+            1,
+            Duration::from_secs(10)
+        ),
         "{}",
         mesh.stderr()
     );
