@@ -7,6 +7,7 @@
 
 mod isolated;
 mod plan;
+mod ports;
 mod probe;
 mod processes;
 mod report;

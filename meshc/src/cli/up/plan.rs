@@ -5,11 +5,13 @@
 //! anything is started, so the rest of `up` only executes it.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use mesh_compiler::Checked;
 use mesh_compiler::emit::{self, Neighbours};
 use mesh_config::schema::WorkloadConfig;
+
+use super::ports::{PortError, assign};
 
 /// Every workload of the mesh, in a stable order (service, then subset).
 #[derive(Clone, Debug)]
@@ -145,30 +147,8 @@ pub fn shape(plan: &Plan) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-/// Why ports could not be assigned.
-#[derive(Debug, thiserror::Error)]
-pub enum PortError {
-    /// A fixed port is taken.
-    #[error("port {port} is already in use (pick another --base-port)")]
-    InUse {
-        /// The port.
-        port: u16,
-    },
-    /// The fixed range does not fit below 65536.
-    #[error("--base-port {base} leaves no room for {needed} ports")]
-    OutOfRange {
-        /// The base port.
-        base: u16,
-        /// How many ports are needed.
-        needed: usize,
-    },
-    /// The OS gave no free port.
-    #[error("cannot find a free loopback port: {0}")]
-    NoFreePort(std::io::Error),
-}
-
 /// Plans the workloads of `checked` (which must have no errors). With `base_port` 0 every
-/// address is a free port chosen by the OS; otherwise workload `i` gets `base + 4i` to
+/// address is a free port ([`super::ports`]); otherwise workload `i` gets `base + 4i` to
 /// `base + 4i + 3` (outbound, inbound, admin, app), and the gateways the ports after the
 /// workloads' (admin, then one per listener).
 pub fn plan(checked: &Checked, base_port: u16) -> Result<Plan, PortError> {
@@ -327,37 +307,6 @@ fn callees(config: &WorkloadConfig) -> Vec<Callee> {
                     .to_string()
             }),
             routed: !s.rules.is_empty(),
-        })
-        .collect()
-}
-
-/// `count` loopback addresses: free ones from the OS, or the fixed range from `base`
-/// (each checked to be free).
-fn assign(base: u16, count: usize) -> Result<Vec<SocketAddr>, PortError> {
-    let localhost = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    if base == 0 {
-        // Hold every listener until all are chosen so the OS never hands out one twice.
-        let listeners = (0..count)
-            .map(|_| TcpListener::bind(localhost(0)).map_err(PortError::NoFreePort))
-            .collect::<Result<Vec<_>, _>>()?;
-        return listeners
-            .iter()
-            .map(|l| l.local_addr().map_err(PortError::NoFreePort))
-            .collect();
-    }
-    let last = usize::from(base) + count;
-    if last > usize::from(u16::MAX) + 1 {
-        return Err(PortError::OutOfRange {
-            base,
-            needed: count,
-        });
-    }
-    (0..count)
-        .map(|i| {
-            let port = base + u16::try_from(i).unwrap_or(0);
-            TcpListener::bind(localhost(port))
-                .map(|_| localhost(port))
-                .map_err(|_| PortError::InUse { port })
         })
         .collect()
 }
