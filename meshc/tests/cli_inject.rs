@@ -304,6 +304,27 @@ fn proxy_env_mode_sets_http_proxy_and_captures_nothing() {
 }
 
 #[test]
+fn sidecars_export_spans_where_they_are_told() {
+    let collector = "http://otel-collector.observability:4318";
+    for (_, spec) in injected_deployments(&["--otlp-endpoint", collector]) {
+        let sidecar = init_container(&spec, "mesh-agent").unwrap();
+        let args = sidecar.args.clone().unwrap().join(" ");
+        assert!(
+            args.ends_with(&format!("--otlp-endpoint {collector}")),
+            "{args}"
+        );
+    }
+    for (_, spec) in injected_deployments(&[]) {
+        let sidecar = init_container(&spec, "mesh-agent").unwrap();
+        let args = sidecar.args.clone().unwrap().join(" ");
+        assert!(
+            !args.contains("--otlp-endpoint"),
+            "none unless asked: {args}"
+        );
+    }
+}
+
+#[test]
 fn injected_bookinfo_snapshot_and_idempotence() {
     let once = ok(&inject(&example()));
     insta::assert_snapshot!(once);

@@ -396,3 +396,52 @@ pub async fn metric(http: &Http, admin: &str, name: &str, labels: &str) -> f64 {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// An OTLP/HTTP collector for the tests: accepts `POST /v1/traces` on loopback, answers
+/// 200, and keeps each request's (protobuf) body.
+pub struct OtlpSink {
+    /// Its base URL, for `--otlp-endpoint`.
+    pub url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Bytes>>>,
+}
+
+impl OtlpSink {
+    /// Starts a collector on a free loopback port (serving until the test's runtime ends).
+    pub async fn start() -> OtlpSink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let kept = kept.clone();
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let kept = kept.clone();
+                        async move {
+                            let body = request.into_body().collect().await?.to_bytes();
+                            kept.lock().unwrap().push(body);
+                            Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
+                        }
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        OtlpSink { url, bodies }
+    }
+
+    /// How many export requests so far carried `bytes` (e.g. a trace id, as the 16 raw
+    /// bytes protobuf encodes it).
+    pub fn exports_containing(&self, bytes: &[u8]) -> usize {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|body| body.windows(bytes.len()).any(|w| w == bytes))
+            .count()
+    }
+}

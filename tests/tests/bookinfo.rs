@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mesh_e2e::{Http, Mesh, alive};
+use mesh_e2e::{Http, Mesh, OtlpSink, alive};
 
 const PRODUCTPAGE: &str = "bookinfo/productpage";
 const REVIEWS: &str = "bookinfo/reviews";
@@ -22,7 +22,11 @@ const SPIFFE: &str = "spiffe://cluster.local/ns/bookinfo/sa";
 /// One mesh for every scenario (starting one takes seconds); each scenario is a function.
 #[tokio::test(flavor = "multi_thread")]
 async fn bookinfo_does_what_its_policies_say() {
-    let mesh = Mesh::up(Path::new("examples/bookinfo"), &[]);
+    let collector = OtlpSink::start().await;
+    let mesh = Mesh::up(
+        Path::new("examples/bookinfo"),
+        &["--otlp-endpoint", &collector.url],
+    );
     assert_eq!(mesh.state["mesh"], "bookinfo");
     assert_eq!(mesh.state["workloads"].as_array().unwrap().len(), 7);
     let http = Http::default();
@@ -39,6 +43,7 @@ async fn bookinfo_does_what_its_policies_say() {
     )
     .await;
     call_chains_carry_each_callers_identity(&http, &mesh.addr(PRODUCTPAGE, None, "app")).await;
+    a_sampled_call_is_traced_by_both_agents(&http, &productpage, &collector).await;
     live_views_show_the_traffic(&http, &productpage, &mesh.state_path).await;
     the_gateway_takes_users_to_productpage_only(&http, &mesh.state).await;
     the_dashboard_queries_metrics_the_agents_export(&http, &mesh.state).await;
@@ -59,6 +64,40 @@ async fn bookinfo_does_what_its_policies_say() {
     for pid in pids {
         assert!(!alive(pid), "process {pid} outlived meshc up");
     }
+}
+
+/// `meshc up --otlp-endpoint`: a call that arrives sampled (`traceparent … -01`) has its
+/// spans exported by the caller's agent (outbound) and the callee's (inbound), each to
+/// the collector the mesh was pointed at.
+async fn a_sampled_call_is_traced_by_both_agents(
+    http: &Http,
+    productpage: &str,
+    collector: &OtlpSink,
+) {
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let got = http
+        .get(
+            productpage,
+            "reviews",
+            "/reviews/1",
+            &[("traceparent", &traceparent)],
+        )
+        .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let raw: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    // Agents export in batches every second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while collector.exports_containing(&raw) < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        collector.exports_containing(&raw),
+        2,
+        "productpage's and reviews' agents each export the trace's span once"
+    );
 }
 
 /// `meshc graph --state` and `meshc stat`: while productpage's agent carries calls to
@@ -92,6 +131,29 @@ async fn live_views_show_the_traffic(http: &Http, productpage: &str, state: &Pat
             String::from_utf8(output.stdout).unwrap()
         })
     };
+    // Taps first: they see requests as they pass, while the load runs.
+    let tapped_inbound = meshc(&["tap", "bookinfo/reviews", "--max", "3", "--format", "json"]);
+    let tapped_outbound = meshc(&[
+        "tap",
+        "productpage",
+        "--to",
+        "reviews",
+        "--direction",
+        "outbound",
+        "--path",
+        "/reviews",
+        "-n",
+        "2",
+    ]);
+    let within = std::time::Duration::from_secs(60);
+    let tapped_inbound = tokio::time::timeout(within, tapped_inbound)
+        .await
+        .expect("meshc tap saw 3 requests")
+        .unwrap();
+    let tapped_outbound = tokio::time::timeout(within, tapped_outbound)
+        .await
+        .expect("meshc tap saw 2 requests")
+        .unwrap();
     let dot = meshc(&["graph", "examples/bookinfo", "--window", "1.5"])
         .await
         .unwrap();
@@ -102,6 +164,46 @@ async fn live_views_show_the_traffic(http: &Http, productpage: &str, state: &Pat
     .unwrap();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let sent = load.await.unwrap();
+
+    // Each tapped request: reviews' agents saw productpage's calls arrive over mTLS,
+    // allowed; productpage's agent routed them to a reviews subset.
+    let lines: Vec<serde_json::Value> = tapped_inbound
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{tapped_inbound}");
+    for line in &lines {
+        assert!(
+            line["workload"]
+                .as_str()
+                .unwrap()
+                .starts_with("bookinfo/reviews."),
+            "{line}"
+        );
+        assert_eq!(line["direction"], "inbound", "{line}");
+        assert_eq!(
+            (&line["method"], &line["path"]),
+            (&"GET".into(), &"/reviews/1".into()),
+            "{line}"
+        );
+        assert_eq!(line["response_code"], 200, "{line}");
+        assert!(
+            line["decision"].as_str().unwrap().starts_with("allow"),
+            "{line}"
+        );
+        assert!(
+            line["peer"].as_str().unwrap().ends_with("productpage"),
+            "{line}"
+        );
+    }
+    let lines: Vec<&str> = tapped_outbound.lines().collect();
+    assert_eq!(lines.len(), 2, "{tapped_outbound}");
+    for line in lines {
+        assert!(line.starts_with("bookinfo/productpage -> GET "), "{line}");
+        assert!(line.contains("/reviews/1 200 "), "{line}");
+        assert!(line.contains("backend=bookinfo/reviews."), "{line}");
+    }
+    taps_refuse_what_they_cannot_show(state);
 
     let edge = |to: &str| {
         dot.lines()
@@ -139,6 +241,7 @@ async fn live_views_show_the_traffic(http: &Http, productpage: &str, state: &Pat
         assert_eq!(w["success_rate"], 1.0, "{w}");
         let (p50, p99) = (w["p50_ms"].as_f64().unwrap(), w["p99_ms"].as_f64().unwrap());
         assert!(p50 > 0.0 && p50 <= p99, "{w}");
+        assert_eq!(w["mtls_share"], 1.0, "every call came from an agent: {w}");
     }
     let details = workloads
         .iter()
@@ -154,6 +257,35 @@ async fn live_views_show_the_traffic(http: &Http, productpage: &str, state: &Pat
             && r["requests_per_second"].as_f64() > Some(1.0)),
         "{stat}"
     );
+}
+
+/// `meshc tap` names what it cannot tap: an unknown workload (listing the known ones),
+/// a filter the agent refuses.
+fn taps_refuse_what_they_cannot_show(state: &Path) {
+    let tap = |args: &[&str]| {
+        let output = std::process::Command::new(mesh_e2e::meshc())
+            .arg("tap")
+            .args(args)
+            .arg("--state")
+            .arg(state)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        String::from_utf8(output.stderr).unwrap()
+    };
+    let unknown = tap(&["nosuch"]);
+    assert!(unknown.contains("no workload \"nosuch\""), "{unknown}");
+    assert!(unknown.contains("bookinfo/reviews.v2"), "{unknown}");
+    assert!(
+        unknown.contains("gateway/bookinfo/bookinfo-gateway"),
+        "{unknown}"
+    );
+    let refused = tap(&["details", "--path", "details"]);
+    assert!(
+        refused.contains("refused the tap (400 Bad Request)"),
+        "{refused}"
+    );
+    assert!(refused.contains("must start with `/`"), "{refused}");
 }
 
 /// `deploy/grafana/mesh-dashboard.json` asks only for metrics the agent registers

@@ -8,6 +8,9 @@
 //! line is written when its response body ends (or is dropped), so the byte counts and the
 //! duration cover the whole exchange.
 //!
+//! The same entries feed the tap ([`crate::tap`]) while someone taps: [`Sinks`] says, per
+//! request, where its entry goes, and with neither nothing is recorded.
+//!
 //! Lines go through a bounded queue to one writer thread that writes each with a single
 //! `write_all` on the locked stdout: a slow reader of stdout never blocks the request
 //! path. When the queue is full the line is dropped and counted
@@ -33,6 +36,7 @@ use crate::error::ProxyError;
 use crate::http::{Body, BoxError, MESH_ERROR, boxed};
 use crate::stack::Answer;
 use crate::state::Snapshot;
+use crate::tap::Tap;
 
 /// Lines waiting for the writer at most.
 const QUEUE: usize = 8192;
@@ -48,23 +52,60 @@ pub fn enabled(snapshot: &Snapshot) -> bool {
         .is_some_and(|t| t.access_log == Format::Json)
 }
 
-/// The access log's writer: started by the first line.
+/// Where a request's (or connection's) entry goes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sinks {
+    /// The access log (the config's `access_log json`).
+    pub log: bool,
+    /// The tap (someone is tapping).
+    pub tap: bool,
+}
+
+impl Sinks {
+    /// Whether the entry goes anywhere: when not, nothing is recorded.
+    pub fn any(self) -> bool {
+        self.log || self.tap
+    }
+}
+
+/// Where finished entries go: the access log's writer (started by the first line) and
+/// the tap.
 pub struct Writer {
     queue: OnceLock<Option<SyncSender<Vec<u8>>>>,
     dropped: Counter,
+    tap: Arc<Tap>,
 }
 
 impl Writer {
-    /// A writer counting dropped lines in `dropped`.
-    pub fn new(dropped: Counter) -> Writer {
+    /// A writer counting dropped lines in `dropped`, publishing to `tap`.
+    pub fn new(dropped: Counter, tap: Arc<Tap>) -> Writer {
         Writer {
             queue: OnceLock::new(),
             dropped,
+            tap,
+        }
+    }
+
+    /// Where an entry of a request handled on `snapshot` goes, now.
+    pub fn sinks(&self, snapshot: Option<&Snapshot>) -> Sinks {
+        Sinks {
+            log: snapshot.is_some_and(enabled),
+            tap: self.tap.active(),
+        }
+    }
+
+    /// Sends a finished `entry` to `sinks`.
+    pub fn finish(&self, sinks: Sinks, entry: Entry) {
+        if sinks.log {
+            self.write(&entry);
+        }
+        if sinks.tap && self.tap.active() {
+            self.tap.publish(Arc::new(entry));
         }
     }
 
     /// Queues `entry` as one line; drops (and counts) it when the queue is full.
-    pub fn write(&self, entry: &Entry) {
+    fn write(&self, entry: &Entry) {
         let Ok(mut line) = serde_json::to_vec(entry) else {
             return;
         };
@@ -238,11 +279,12 @@ pub fn note(extensions: &http::Extensions) -> Option<&Note> {
 pub struct UpstreamHost(pub SocketAddr);
 
 /// Runs `handle` on `request` and answers its response, or `respond`'s for its error;
-/// when `on`, logs the exchange (arriving on `direction` from `remote`, sent by `peer`).
+/// records the exchange (arriving on `direction` from `remote`, sent by `peer`) for
+/// `sinks`.
 #[allow(clippy::too_many_arguments)]
 pub async fn exchange<H, F, R>(
     writer: &Arc<Writer>,
-    on: bool,
+    sinks: Sinks,
     direction: &'static str,
     request: Request<Body>,
     remote: Option<SocketAddr>,
@@ -255,7 +297,7 @@ where
     F: Future<Output = Answer>,
     R: FnOnce(&ProxyError) -> Response<Body>,
 {
-    if !on {
+    if !sinks.any() {
         return handle(request)
             .await
             .unwrap_or_else(|error| respond(&error));
@@ -265,7 +307,7 @@ where
     let response = handle(request)
         .await
         .unwrap_or_else(|error| respond(&error));
-    started.respond(response, Arc::clone(writer))
+    started.respond(response, Arc::clone(writer), sinks)
 }
 
 /// A request being logged: what was known when it arrived.
@@ -352,8 +394,13 @@ impl Started {
         )
     }
 
-    /// Logs the exchange once `response`'s body ends.
-    pub fn respond(self, response: Response<Body>, writer: Arc<Writer>) -> Response<Body> {
+    /// Records the exchange for `sinks` once `response`'s body ends.
+    pub fn respond(
+        self,
+        response: Response<Body>,
+        writer: Arc<Writer>,
+        sinks: Sinks,
+    ) -> Response<Body> {
         let upstream_service_time = millis(self.clock.elapsed());
         let Started {
             at,
@@ -386,6 +433,7 @@ impl Started {
             received,
             sent: Arc::clone(&sent),
             writer,
+            sinks,
         };
         response.map(|body| {
             boxed(Counting {
@@ -397,10 +445,11 @@ impl Started {
     }
 }
 
-/// Logs a finished opaque TCP connection.
+/// Records a finished opaque TCP connection for `sinks`.
 #[allow(clippy::too_many_arguments)]
 pub fn tcp(
     writer: &Writer,
+    sinks: Sinks,
     direction: &'static str,
     started: SystemTime,
     duration: Duration,
@@ -410,31 +459,35 @@ pub fn tcp(
     received: u64,
     sent: u64,
 ) {
-    writer.write(&Entry {
-        start_time: rfc3339(started),
-        protocol: "TCP",
-        bytes_received: received,
-        bytes_sent: sent,
-        duration: millis(duration),
-        upstream_host: upstream.map(|a| a.to_string()),
-        direction,
-        backend: (!service.is_empty()).then(|| service.to_string()),
-        peer,
-        ..Entry::default()
-    });
+    writer.finish(
+        sinks,
+        Entry {
+            start_time: rfc3339(started),
+            protocol: "TCP",
+            bytes_received: received,
+            bytes_sent: sent,
+            duration: millis(duration),
+            upstream_host: upstream.map(|a| a.to_string()),
+            direction,
+            backend: (!service.is_empty()).then(|| service.to_string()),
+            peer,
+            ..Entry::default()
+        },
+    );
 }
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Writes the entry when the response body is done with.
+/// Records the entry when the response body is done with.
 struct Done {
     entry: Option<Entry>,
     clock: Instant,
     received: Arc<AtomicU64>,
     sent: Arc<AtomicU64>,
     writer: Arc<Writer>,
+    sinks: Sinks,
 }
 
 impl Drop for Done {
@@ -443,7 +496,7 @@ impl Drop for Done {
             entry.duration = millis(self.clock.elapsed());
             entry.bytes_received = self.received.load(Ordering::Relaxed);
             entry.bytes_sent = self.sent.load(Ordering::Relaxed);
-            self.writer.write(&entry);
+            self.writer.finish(self.sinks, entry);
         }
     }
 }

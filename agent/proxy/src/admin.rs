@@ -1,6 +1,7 @@
 //! The admin listener: `/live` (the process answers), `/ready` (a config and endpoints are
 //! loaded, and the identity when one is configured), `/metrics` (Prometheus text), `/config` (the active config, its hash and
-//! load time, as JSON) and, for a gateway, `/gateway` (its listeners and where each is
+//! load time, as JSON), `/tap` (a live stream of the requests passing the agent, as JSON
+//! lines: [`crate::tap`]) and, for a gateway, `/gateway` (its listeners and where each is
 //! bound, as JSON).
 
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub fn handle(shared: &Arc<Shared>, request: &Request<Incoming>) -> Response<Bod
                 "no config loaded",
             ),
         },
+        "/tap" => shared.tap.subscribe(request.uri().query()),
         "/gateway" => match shared.gateway.get() {
             Some(info) => text(
                 StatusCode::OK,
@@ -73,7 +75,7 @@ pub fn handle(shared: &Arc<Shared>, request: &Request<Incoming>) -> Response<Bod
         _ => error_response(
             StatusCode::NOT_FOUND,
             "not-found",
-            "admin endpoints: /live /ready /metrics /config /gateway",
+            "admin endpoints: /live /ready /metrics /config /tap /gateway",
         ),
     }
 }

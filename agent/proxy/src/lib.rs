@@ -38,6 +38,7 @@ pub mod server;
 pub mod spare;
 pub mod stack;
 pub mod state;
+pub mod tap;
 pub mod tcp;
 pub mod tls;
 pub mod trace;
@@ -317,6 +318,7 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
             () = shutdown => {
                 tracing::info!("shutting down: no new connections; draining in-flight requests");
                 let _ = stop_tx.send(true);
+                shared.tap.stop();
                 serving.await;
             }
         }

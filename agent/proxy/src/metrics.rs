@@ -269,10 +269,23 @@ pub struct Metrics {
     pub outlier_ejections: Family<ServiceLabels, Counter>,
     /// Access-log lines dropped because standard output could not keep up.
     pub access_log_dropped: Counter,
+    /// Tap entries dropped because a tap's client did not keep up.
+    pub tap_dropped: Counter,
+    /// Inbound requests that arrived over mTLS (`mesh_inbound_tls_requests_total{tls="mtls"}`).
+    pub inbound_mtls: Counter,
+    /// Inbound requests that arrived in plaintext (permissive mTLS).
+    pub inbound_plaintext: Counter,
     /// Trace spans dropped, exported, and failed exports ([`crate::trace::export`]).
     pub traces: crate::trace::export::Counters,
     /// TLS handshakes on gateway listeners, by listener and result.
     pub gateway_handshakes: Family<HandshakeLabels, Counter>,
+}
+
+/// Labels of how an inbound request arrived.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsLabels {
+    /// `mtls` or `plaintext`.
+    pub tls: &'static str,
 }
 
 /// Labels of a protocol detection.
@@ -410,6 +423,24 @@ impl Default for Metrics {
             "Access-log lines dropped because standard output did not keep up (the request path never waits for it)",
             access_log_dropped.clone(),
         );
+        let tap_dropped = Counter::default();
+        registry.register(
+            "tap_events_dropped",
+            "Tap entries a tap's client lost because it did not keep up (the request path never waits for it)",
+            tap_dropped.clone(),
+        );
+        let inbound_tls = Family::<TlsLabels, Counter>::default();
+        registry.register(
+            "inbound_tls_requests",
+            "Inbound requests by how they arrived: over mTLS from another agent, or in plaintext (permissive mTLS)",
+            inbound_tls.clone(),
+        );
+        let inbound_mtls = inbound_tls
+            .get_or_create(&TlsLabels { tls: "mtls" })
+            .clone();
+        let inbound_plaintext = inbound_tls
+            .get_or_create(&TlsLabels { tls: "plaintext" })
+            .clone();
         let traces = crate::trace::export::Counters::default();
         registry.register(
             "trace_spans_dropped",
@@ -435,6 +466,9 @@ impl Default for Metrics {
         Metrics {
             gateway_handshakes,
             access_log_dropped,
+            tap_dropped,
+            inbound_mtls,
+            inbound_plaintext,
             traces,
             overloaded,
             outlier_ejections,

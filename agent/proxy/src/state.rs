@@ -338,8 +338,11 @@ pub struct Shared {
     pub rate_limits: Arc<crate::inbound::rate_limit::Limiters>,
     /// Outbound circuit breakers' counters by service, kept across reloads.
     pub gates: Arc<Gates>,
-    /// The access log's writer (started by the first line).
+    /// Where finished requests' entries go: the access log's writer (started by the
+    /// first line) and the tap.
     pub access_log: Arc<crate::access_log::Writer>,
+    /// The admin listener's live request stream.
+    pub tap: Arc<crate::tap::Tap>,
     /// Trace propagation, and span export once started.
     pub tracer: Arc<crate::trace::Tracer>,
     /// The gateway's bound listeners, once bound (gateway mode only).
@@ -350,8 +353,10 @@ impl Shared {
     /// Empty state; `identity_required` when the agent was given an identity directory.
     pub fn new(identity_required: bool) -> Shared {
         let metrics: Arc<Metrics> = Arc::default();
+        let tap = Arc::new(crate::tap::Tap::new(metrics.tap_dropped.clone()));
         let access_log = Arc::new(crate::access_log::Writer::new(
             metrics.access_log_dropped.clone(),
+            Arc::clone(&tap),
         ));
         Shared {
             rate_limits: Arc::new(crate::inbound::rate_limit::Limiters::new(
@@ -366,6 +371,7 @@ impl Shared {
             budgets: Arc::default(),
             gateway: OnceLock::new(),
             access_log,
+            tap,
             tracer: Arc::default(),
         }
     }

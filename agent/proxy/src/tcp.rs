@@ -427,12 +427,12 @@ fn finish(shared: &Shared, labels: &TcpLabels, transferred: Transferred, started
     if let Some(kind) = transferred.failed {
         tracing::debug!(service = %labels.service, ?kind, "opaque TCP: connection failed");
     }
-    if let Some(snapshot) = shared.snapshot()
-        && crate::access_log::enabled(&snapshot)
-    {
+    let sinks = shared.access_log.sinks(shared.snapshot().as_deref());
+    if sinks.any() {
         let elapsed = started.elapsed();
         crate::access_log::tcp(
             &shared.access_log,
+            sinks,
             labels.direction,
             std::time::SystemTime::now()
                 .checked_sub(elapsed)

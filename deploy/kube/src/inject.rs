@@ -101,6 +101,8 @@ pub struct Options {
     pub pre_stop_seconds: i64,
     /// How the app's traffic reaches the agent.
     pub mode: Mode,
+    /// Where the agent exports sampled requests' spans (OTLP/HTTP), if anywhere.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Injects every workload of `text` (named `what` in messages); returns the new stream.
@@ -505,7 +507,7 @@ fn key_to_path(key: &str, path: &str) -> KeyToPath {
 }
 
 fn sidecar(app_port: u16, options: &Options) -> Container {
-    let args = [
+    let mut args = vec![
         "--config".to_string(),
         format!("{CONFIG_DIR}/{}", labels::CONFIG_KEY),
         "--discovery".to_string(),
@@ -523,6 +525,9 @@ fn sidecar(app_port: u16, options: &Options) -> Container {
         "--log-format".to_string(),
         "json".to_string(),
     ];
+    if let Some(endpoint) = &options.otlp_endpoint {
+        args.extend(["--otlp-endpoint".to_string(), endpoint.clone()]);
+    }
     let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_string()),
@@ -535,7 +540,7 @@ fn sidecar(app_port: u16, options: &Options) -> Container {
     Container {
         name: SIDECAR.to_string(),
         image: Some(options.image.clone()),
-        args: Some(args.to_vec()),
+        args: Some(args),
         restart_policy: Some("Always".to_string()),
         ports: Some(vec![
             ContainerPort {

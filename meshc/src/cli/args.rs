@@ -78,7 +78,7 @@ pub enum Command {
         /// Files or directories (searched recursively for *.mesh).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// First of the loopback ports to use (4 per workload); 0 lets the OS choose.
+        /// First of the loopback ports to use (4 per workload); 0 picks free ones.
         #[arg(long, default_value_t = 15000)]
         base_port: u16,
         /// Write the workloads' addresses to FILE (JSON) once everything is ready.
@@ -92,6 +92,11 @@ pub enum Command {
         /// root; --state adds each workload's `ip` and `netns` and each service's `address`).
         #[arg(long)]
         isolated: bool,
+        /// Export every agent's spans of sampled requests to this OTLP/HTTP collector
+        /// (e.g. `http://127.0.0.1:4318`); sampling is the mesh's `telemetry { tracing N% }`
+        /// or the callers' `traceparent`.
+        #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
     },
     /// Create the mesh CA and issue workload certificates.
     Identity {
@@ -213,6 +218,33 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
         format: ExplainFormat,
     },
+    /// Watch the requests passing a workload's agents as they happen (from `meshc up`).
+    Tap {
+        /// The workload: `name` or `namespace/name`, with `.subset` for one subset's
+        /// agents, or `gateway/NAME`.
+        workload: String,
+        /// The state file of a running `meshc up --state FILE`.
+        #[arg(long, required = true)]
+        state: PathBuf,
+        /// Only requests for this service (`name` or `namespace/name`).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only requests whose path starts with this.
+        #[arg(long)]
+        path: Option<String>,
+        /// Only requests with this method.
+        #[arg(long)]
+        method: Option<String>,
+        /// Only requests in this direction.
+        #[arg(long, value_enum)]
+        direction: Option<TapDirection>,
+        /// Stop after this many requests.
+        #[arg(short = 'n', long)]
+        max: Option<u64>,
+        /// How to report: a line per request for people, or one JSON object per line.
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
+        format: ExplainFormat,
+    },
     /// Add the mesh-agent sidecar to Kubernetes workload manifests (YAML on stdout).
     Inject {
         /// A YAML file, or `-` for stdin.
@@ -231,6 +263,10 @@ pub enum Command {
         /// container, or `HTTP_PROXY` in the app's environment.
         #[arg(long, value_enum, default_value_t = InjectMode::Capture)]
         mode: InjectMode,
+        /// Have the sidecars export sampled requests' spans to this OTLP/HTTP collector
+        /// (e.g. `http://otel-collector.observability:4318`).
+        #[arg(long, value_name = "URL")]
+        otlp_endpoint: Option<String>,
     },
     /// Serve sidecar injection as a Kubernetes mutating admission webhook (HTTPS, POST
     /// /inject): pods created in namespaces labelled mesh/inject=enabled get what `meshc
@@ -248,6 +284,10 @@ pub enum Command {
         /// How the app's traffic reaches the agent (as `meshc inject --mode`).
         #[arg(long, value_enum, default_value_t = InjectMode::Capture)]
         mode: InjectMode,
+        /// Have the sidecars export sampled requests' spans to this OTLP/HTTP collector
+        /// (as `meshc inject --otlp-endpoint`).
+        #[arg(long, value_name = "URL")]
+        otlp_endpoint: Option<String>,
         /// Where to listen.
         #[arg(long, default_value = "0.0.0.0:8443")]
         listen: std::net::SocketAddr,
@@ -390,7 +430,29 @@ pub enum StatBy {
     Rule,
 }
 
-/// Output formats of `meshc explain`, `meshc doctor` and `meshc stat`.
+/// Which requests `meshc tap` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TapDirection {
+    /// Requests from other workloads to this one.
+    Inbound,
+    /// Requests from this workload's app to others.
+    Outbound,
+    /// Requests entering the mesh through a gateway.
+    Gateway,
+}
+
+impl TapDirection {
+    /// The direction as the agent names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TapDirection::Inbound => "inbound",
+            TapDirection::Outbound => "outbound",
+            TapDirection::Gateway => "gateway",
+        }
+    }
+}
+
+/// Output formats of `meshc explain`, `meshc doctor`, `meshc stat` and `meshc tap`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExplainFormat {
     /// Text for people.

@@ -16,6 +16,7 @@ mod manifests;
 mod mesh_input;
 mod scrape;
 mod stat;
+mod tap;
 mod test;
 mod up;
 mod webhook;
@@ -58,6 +59,7 @@ pub fn run() -> std::process::ExitCode {
             state,
             watch,
             isolated,
+            otlp_endpoint,
         } => up::run(
             &up::Options {
                 paths,
@@ -65,6 +67,7 @@ pub fn run() -> std::process::ExitCode {
                 state,
                 watch,
                 isolated,
+                otlp_endpoint,
             },
             style,
         ),
@@ -158,6 +161,25 @@ pub fn run() -> std::process::ExitCode {
             watch,
             json: format == args::ExplainFormat::Json,
         }),
+        Command::Tap {
+            workload,
+            state,
+            to,
+            path,
+            method,
+            direction,
+            max,
+            format,
+        } => tap::run(&tap::Request {
+            workload,
+            state,
+            to,
+            path,
+            method,
+            direction: direction.map(|d| d.as_str().to_string()),
+            max,
+            json: format == args::ExplainFormat::Json,
+        }),
         Command::Doctor {
             paths,
             ca,
@@ -184,6 +206,7 @@ pub fn run() -> std::process::ExitCode {
             image,
             pre_stop_seconds,
             mode,
+            otlp_endpoint,
         } => inject::run(
             &file,
             &mesh,
@@ -191,6 +214,7 @@ pub fn run() -> std::process::ExitCode {
                 image,
                 pre_stop_seconds,
                 mode: mode.into(),
+                otlp_endpoint,
             },
             style,
         ),
@@ -199,6 +223,7 @@ pub fn run() -> std::process::ExitCode {
             image,
             pre_stop_seconds,
             mode,
+            otlp_endpoint,
             listen,
             tls_cert,
             tls_key,
@@ -209,6 +234,7 @@ pub fn run() -> std::process::ExitCode {
                     image,
                     pre_stop_seconds,
                     mode: mode.into(),
+                    otlp_endpoint,
                 },
                 listen,
                 cert: tls_cert,

@@ -1,7 +1,7 @@
 //! Reading running agents' numbers: `GET /metrics` on an admin address over plain
 //! HTTP/1.1, and the counters of the Prometheus text format picked out by name and
 //! labels, and the agents a `meshc up --state` file lists. What `meshc graph --state`
-//! and `meshc stat` turn into live rates.
+//! and `meshc stat` turn into live rates, and where `meshc tap` finds its agents.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -63,10 +63,7 @@ pub struct Agent {
 
 /// The agents of a `meshc up --state` file.
 pub fn agents(state: &Path) -> Result<Vec<Agent>, String> {
-    let text = std::fs::read_to_string(state)
-        .map_err(|e| format!("cannot read the state file {}: {e}", state.display()))?;
-    let document: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a `meshc up --state` file: {e}", state.display()))?;
+    let document = read_state(state)?;
     let workloads = document["workloads"]
         .as_array()
         .ok_or_else(|| format!("{} has no workloads", state.display()))?;
@@ -85,6 +82,32 @@ pub fn agents(state: &Path) -> Result<Vec<Agent>, String> {
             })
         })
         .collect())
+}
+
+/// The gateways' agents of a `meshc up --state` file (labelled `ns/name`).
+pub fn gateways(state: &Path) -> Result<Vec<Agent>, String> {
+    let document = read_state(state)?;
+    Ok(document["gateways"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|g| {
+            let key = g["gateway"].as_str()?.to_string();
+            Some(Agent {
+                label: key.clone(),
+                service: key,
+                admin: g["admin"].as_str()?.parse().ok()?,
+            })
+        })
+        .collect())
+}
+
+fn read_state(state: &Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(state)
+        .map_err(|e| format!("cannot read the state file {}: {e}", state.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a `meshc up --state` file: {e}", state.display()))
 }
 
 /// One sample of a metric: its labels and value.

@@ -3,7 +3,9 @@
 //! state file is scraped twice, `--window` apart; per workload, from its agent's inbound
 //! side: requests per second, success rate (answers that are not 5xx), latency
 //! percentiles (p50, p95, p99, from the request-duration histogram as Prometheus's
-//! `histogram_quantile` reads it) and requests denied by policy per second. With `--by
+//! `histogram_quantile` reads it), the share of requests that arrived over mTLS (the
+//! rest came in plaintext under permissive mTLS) and requests denied by policy per
+//! second. With `--by
 //! rule`, per caller, called service and route rule from the callers' outbound side:
 //! requests per second and success rate. `-w` redraws every window until Ctrl-C.
 
@@ -35,6 +37,9 @@ struct Snapshot {
     buckets: Vec<(f64, f64)>,
     /// Requests denied by an enforced policy.
     denied: f64,
+    /// Inbound requests over mTLS, and in plaintext.
+    mtls: f64,
+    plaintext: f64,
     /// Outbound requests and 5xx answers per (called service, rule).
     outbound: BTreeMap<(String, String), (f64, f64)>,
 }
@@ -48,6 +53,8 @@ struct Row {
     p50_ms: Option<f64>,
     p95_ms: Option<f64>,
     p99_ms: Option<f64>,
+    /// The share of the window's requests that arrived over mTLS.
+    mtls_share: Option<f64>,
     denied_per_second: f64,
 }
 
@@ -181,6 +188,13 @@ fn snapshot(text: &str) -> Snapshot {
         snapshot.buckets.push((bound, sample.value));
     }
     snapshot.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for sample in scrape::samples(text, "mesh_inbound_tls_requests_total") {
+        match label(&sample, "tls").as_str() {
+            "mtls" => snapshot.mtls += sample.value,
+            "plaintext" => snapshot.plaintext += sample.value,
+            _ => {}
+        }
+    }
     for sample in scrape::samples(text, "mesh_authz_decisions_total") {
         if label(&sample, "decision") != "allow" && label(&sample, "mode") == "enforce" {
             snapshot.denied += sample.value;
@@ -209,6 +223,8 @@ fn rows(agents: &[Agent], before: &[Snapshot], after: &[Snapshot], seconds: f64)
                 })
                 .collect();
             let ms = |q| quantile(q, &buckets).map(|s| s * 1000.0);
+            let mtls = (now.mtls - then.mtls).max(0.0);
+            let plaintext = (now.plaintext - then.plaintext).max(0.0);
             Row {
                 workload: agent.label.clone(),
                 requests_per_second: requests / seconds,
@@ -216,6 +232,7 @@ fn rows(agents: &[Agent], before: &[Snapshot], after: &[Snapshot], seconds: f64)
                 p50_ms: ms(0.5),
                 p95_ms: ms(0.95),
                 p99_ms: ms(0.99),
+                mtls_share: (mtls + plaintext > 0.0).then(|| mtls / (mtls + plaintext)),
                 denied_per_second: (now.denied - then.denied).max(0.0) / seconds,
             }
         })
@@ -303,19 +320,20 @@ fn table(rows: &[Row], rules: Option<&[RuleRow]>) -> String {
         .max("WORKLOAD".len());
     let _ = writeln!(
         out,
-        "{:width$}  {:>9}  {:>8}  {:>9}  {:>9}  {:>9}  {:>8}",
-        "WORKLOAD", "RPS", "SUCCESS", "P50", "P95", "P99", "DENIED/S"
+        "{:width$}  {:>9}  {:>8}  {:>9}  {:>9}  {:>9}  {:>8}  {:>8}",
+        "WORKLOAD", "RPS", "SUCCESS", "P50", "P95", "P99", "MTLS", "DENIED/S"
     );
     for row in rows {
         let _ = writeln!(
             out,
-            "{:width$}  {:>9.1}  {:>8}  {:>9}  {:>9}  {:>9}  {:>8.1}",
+            "{:width$}  {:>9.1}  {:>8}  {:>9}  {:>9}  {:>9}  {:>8}  {:>8.1}",
             row.workload,
             row.requests_per_second,
             percent(row.success_rate),
             millis(row.p50_ms),
             millis(row.p95_ms),
             millis(row.p99_ms),
+            percent(row.mtls_share),
             row.denied_per_second
         );
     }

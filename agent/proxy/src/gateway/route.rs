@@ -64,7 +64,7 @@ impl GatewayRoutes {
         caller: &Caller,
     ) -> Response<Body> {
         let snapshot = self.snapshots.borrow().clone();
-        let logged = snapshot.as_deref().is_some_and(access_log::enabled);
+        let sinks = self.access_log.sinks(snapshot.as_deref());
         let mut request = request.map(boxed);
         let hop = HopOf {
             kind: Kind::Server,
@@ -75,7 +75,7 @@ impl GatewayRoutes {
         drop(snapshot);
         let response = access_log::exchange(
             &self.access_log,
-            logged,
+            sinks,
             "gateway",
             request,
             caller.remote(),

@@ -88,8 +88,12 @@ impl Inbound {
         let Some(snapshot) = self.snapshots.borrow().clone() else {
             return ProxyError::NotReady.respond(&self.metrics, "inbound");
         };
-        let logged = crate::access_log::enabled(&snapshot);
+        let sinks = self.access_log.sinks(Some(&snapshot));
         let (remote, peer) = (caller.remote(), caller.id().cloned());
+        match peer {
+            Some(_) => self.metrics.inbound_mtls.inc(),
+            None => self.metrics.inbound_plaintext.inc(),
+        };
         let mut request = request.map(boxed);
         let hop = HopOf {
             kind: Kind::Server,
@@ -99,7 +103,7 @@ impl Inbound {
         let span = self.tracer.begin(Some(&snapshot), &hop, &mut request);
         let response = crate::access_log::exchange(
             &self.access_log,
-            logged,
+            sinks,
             "inbound",
             request,
             remote,

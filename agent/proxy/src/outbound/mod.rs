@@ -121,7 +121,7 @@ impl Outbound {
     /// connection here; `None`: sent to the proxy).
     pub async fn handle(&self, request: Request<Incoming>, caller: &Caller) -> Response<Body> {
         let snapshot = self.snapshots.borrow().clone();
-        let logged = snapshot.as_deref().is_some_and(access_log::enabled);
+        let sinks = self.access_log.sinks(snapshot.as_deref());
         let mut request = request.map(boxed);
         let hop = HopOf {
             kind: Kind::Client,
@@ -133,7 +133,7 @@ impl Outbound {
         let original_dst = caller.original_dst();
         let response = access_log::exchange(
             &self.access_log,
-            logged,
+            sinks,
             "outbound",
             request,
             caller.remote(),

@@ -41,6 +41,8 @@ pub struct Options {
     pub watch: bool,
     /// Each workload in its own network namespace with transparent capture (root only).
     pub isolated: bool,
+    /// Where every agent exports sampled requests' spans (OTLP/HTTP), if anywhere.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Runs `meshc up` to completion.
@@ -134,7 +136,7 @@ async fn up(options: &Options, style: Style) -> Exit {
         let _ = quit_tx.send(true);
     });
     let (stop_tx, stop_rx) = signal_watch::channel(false);
-    let children = match start(&plan, &binaries, &layout, &stop_rx) {
+    let children = match start(&plan, &binaries, &layout, options, &stop_rx) {
         Ok(children) => children,
         Err(e) => {
             let _ = stop_tx.send(true);
@@ -220,8 +222,16 @@ fn start(
     plan: &Plan,
     binaries: &Binaries,
     layout: &Layout,
+    options: &Options,
     stop: &signal_watch::Receiver<bool>,
 ) -> Result<Vec<Supervised>, String> {
+    // What every agent is told besides its own addresses.
+    let common = |mut command: tokio::process::Command| {
+        if let Some(endpoint) = &options.otlp_endpoint {
+            command.arg("--otlp-endpoint").arg(endpoint);
+        }
+        command
+    };
     let mut children = Vec::new();
     for workload in &plan.workloads {
         children.push(processes::supervise(
@@ -232,7 +242,7 @@ fn start(
         )?);
         children.push(processes::supervise(
             format!("agent {}", workload.label()),
-            processes::agent_command(binaries, layout, workload),
+            common(processes::agent_command(binaries, layout, workload)),
             &layout.log(workload, "agent"),
             stop.clone(),
         )?);
@@ -240,7 +250,7 @@ fn start(
     for gateway in &plan.gateways {
         children.push(processes::supervise(
             gateway.label(),
-            processes::gateway_command(binaries, layout, gateway),
+            common(processes::gateway_command(binaries, layout, gateway)),
             &layout.gateway_log(gateway),
             stop.clone(),
         )?);
