@@ -45,6 +45,7 @@ async fn bookinfo_does_what_its_policies_say() {
     call_chains_carry_each_callers_identity(&http, &mesh.addr(PRODUCTPAGE, None, "app")).await;
     a_sampled_call_is_traced_by_both_agents(&http, &productpage, &collector).await;
     live_views_show_the_traffic(&http, &productpage, &mesh.state_path).await;
+    stat_reads_pods_through_the_api_server(&http, &productpage, &mesh.state).await;
     the_gateway_takes_users_to_productpage_only(&http, &mesh.state).await;
     the_dashboard_queries_metrics_the_agents_export(&http, &mesh.state).await;
 
@@ -257,6 +258,122 @@ async fn live_views_show_the_traffic(http: &Http, productpage: &str, state: &Pat
             && r["requests_per_second"].as_f64() > Some(1.0)),
         "{stat}"
     );
+}
+
+/// `meshc stat --kubernetes`: the agents of a cluster's running meshed pods, reached
+/// through the API server's pod proxy (the fake API server's pods point at `meshc up`'s
+/// agents), named by their `app` and `version` labels.
+async fn stat_reads_pods_through_the_api_server(
+    http: &Http,
+    productpage: &str,
+    state: &serde_json::Value,
+) {
+    let api = mesh_fake_api::FakeApi::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path()).unwrap();
+    let stat = |args: &[&str]| {
+        let (kubeconfig, args) = (
+            kubeconfig.clone(),
+            args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        );
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(mesh_e2e::meshc())
+                .arg("stat")
+                .args(args)
+                .env("KUBECONFIG", kubeconfig)
+                .output()
+                .unwrap()
+        })
+    };
+    let none = stat(&["--kubernetes", "--window", "0.1"]).await.unwrap();
+    assert_eq!(none.status.code(), Some(2), "{none:?}");
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("no meshed pods"),
+        "{none:?}"
+    );
+    for workload in state["workloads"].as_array().unwrap() {
+        let (namespace, app) = workload["service"]
+            .as_str()
+            .unwrap()
+            .split_once('/')
+            .unwrap();
+        let version = workload["subset"].as_str();
+        let admin: std::net::SocketAddr = workload["admin"].as_str().unwrap().parse().unwrap();
+        let mut labels = serde_json::json!({"app": app});
+        if let Some(version) = version {
+            labels["version"] = version.into();
+        }
+        api.put(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": format!("{app}-{}-0", version.unwrap_or("0")),
+                "namespace": namespace,
+                "labels": labels,
+            },
+            "spec": {
+                "containers": [{"name": app}],
+                "initContainers": [{"name": "mesh-agent", "restartPolicy": "Always",
+                    "ports": [{"name": "mesh-admin", "containerPort": admin.port()}]}],
+            },
+            "status": {"phase": "Running", "podIP": admin.ip().to_string()},
+        }));
+    }
+    // A pod without the sidecar is not scraped.
+    api.put(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "unmeshed", "namespace": "bookinfo", "labels": {"app": "legacy"}},
+        "spec": {"containers": [{"name": "legacy"}]},
+        "status": {"phase": "Running", "podIP": "127.0.0.1"},
+    }));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (http, productpage, stop) = (http.clone(), productpage.to_string(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let got = http.get(&productpage, "reviews", "/reviews/1", &[]).await;
+                assert_eq!(got.status, 200, "{}", got.body);
+            }
+        })
+    };
+    let output = stat(&[
+        "--kubernetes",
+        "-n",
+        "bookinfo",
+        "--window",
+        "1.5",
+        "--format",
+        "json",
+    ])
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    load.await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stat: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let workloads = stat["workloads"].as_array().unwrap();
+    let names: Vec<&str> = workloads
+        .iter()
+        .map(|w| w["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names.len(),
+        7,
+        "every meshed pod, not the unmeshed one: {names:?}"
+    );
+    assert!(names.contains(&"bookinfo/reviews v2"), "{names:?}");
+    let reviews: f64 = workloads
+        .iter()
+        .filter(|w| w["workload"].as_str().unwrap().starts_with(REVIEWS))
+        .map(|w| w["requests_per_second"].as_f64().unwrap())
+        .sum();
+    assert!(reviews > 1.0, "{stat}");
+    let proxied = api
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/proxy/metrics"))
+        .count();
+    assert_eq!(proxied, 14, "each pod scraped twice through the API server");
 }
 
 /// `meshc tap` names what it cannot tap: an unknown workload (listing the known ones),

@@ -2,12 +2,14 @@
 //! tests run. It serves plain HTTP on 127.0.0.1 and implements what `meshc apply` and the
 //! agent's discovery use: server-side apply (`PATCH` with `application/apply-patch+yaml`,
 //! field managers, conflicts, `force`, `dryRun`), get, list (with label selectors), delete,
-//! and watch (from a `resourceVersion`, with bookmarks, `410 Gone` for compacted history).
+//! watch (from a `resourceVersion`, with bookmarks, `410 Gone` for compacted history),
+//! and `GET` through the pod proxy (to a pod's `status.podIP`).
 //! Tests change objects directly, break open watches, take the server down, and read
 //! every request it received.
 
 mod apply;
 mod path;
+mod proxy;
 mod selector;
 mod server;
 mod store;

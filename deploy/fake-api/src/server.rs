@@ -134,6 +134,37 @@ async fn handle(
             return error(503, "ServiceUnavailable", "the fake API server is down");
         }
     }
+    if method == "GET"
+        && let Some((namespace, pod, port, on_pod)) = crate::proxy::parse(&path)
+    {
+        let target = Target {
+            api_version: "v1".into(),
+            plural: "pods".into(),
+            namespace: Some(namespace.into()),
+            name: Some(pod.into()),
+        };
+        let Some(object) = lock(&store).get(&target).cloned() else {
+            return error(404, "NotFound", &format!("pods \"{pod}\" not found"));
+        };
+        let path_and_query = if raw_query.is_empty() {
+            on_pod
+        } else {
+            format!("{on_pod}?{raw_query}")
+        };
+        return match crate::proxy::get(&object, port, &path_and_query).await {
+            Ok((code, body)) => {
+                let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+                *response.status_mut() =
+                    hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+                response
+            }
+            Err(why) => error(
+                503,
+                "ServiceUnavailable",
+                &format!("error trying to reach service: {why}"),
+            ),
+        };
+    }
     let q = query(&raw_query);
     let Some(target) = Target::parse(&path) else {
         return error(404, "NotFound", &format!("no route for {path}"));

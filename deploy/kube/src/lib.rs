@@ -8,6 +8,8 @@
 //!   lets agents discover endpoints — every one labelled with the mesh and annotated with
 //!   the hash of what it carries. Deterministic: the same input gives the same objects.
 //! - [`doctor`]: what is wrong with the mesh in a cluster.
+//! - [`agents`]: the meshed pods' agents, read through the API server (`meshc stat
+//!   --kubernetes`).
 //! - [`cert_manager`]: identities that cert-manager issues and renews, instead.
 //! - [`yaml`]: multi-document YAML in and out.
 //! - [`apply`]: server-side apply of those objects through the `kube` client, with dry
@@ -18,6 +20,7 @@
 //! - [`injector`]: the objects that run [`webhook`] in a cluster and register it.
 //! - [`webhook`]: the same injection as a mutating admission webhook decides it.
 
+pub mod agents;
 pub mod apply;
 pub mod cert_manager;
 pub mod certs;

@@ -203,8 +203,22 @@ pub enum Command {
     /// latency percentiles and denials, from the agents of `meshc up --state FILE`.
     Stat {
         /// The state file of a running `meshc up --state FILE`.
-        #[arg(long, required = true)]
-        state: PathBuf,
+        #[arg(
+            long,
+            required_unless_present = "kubernetes",
+            conflicts_with = "kubernetes"
+        )]
+        state: Option<PathBuf>,
+        /// The running meshed pods of a Kubernetes cluster instead, read through its API
+        /// server (the kubeconfig's current context, or `--context`).
+        #[arg(long)]
+        kubernetes: bool,
+        /// With `--kubernetes`: the kubeconfig context.
+        #[arg(long, requires = "kubernetes")]
+        context: Option<String>,
+        /// With `--kubernetes`: only this namespace's pods (default: every namespace).
+        #[arg(short, long, requires = "kubernetes")]
+        namespace: Option<String>,
         /// Also per caller, service and route rule (from the callers' side).
         #[arg(long = "by", value_enum)]
         by: Option<StatBy>,

@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -144,7 +143,7 @@ fn edges(mesh: &Mesh, cedar: &mesh_compiler::cedar::CedarOutput) -> Vec<Edge> {
 
 /// Requests per (caller, callee) service over `window`, from the agents of the state file.
 fn live(state: &Path, window: Duration) -> Result<BTreeMap<(String, String), Live>, String> {
-    let agents: Vec<(String, SocketAddr)> = scrape::agents(state)?
+    let agents: Vec<(String, scrape::Admin)> = scrape::agents(state)?
         .into_iter()
         .map(|agent| (agent.service, agent.admin))
         .collect();
@@ -173,11 +172,11 @@ fn live(state: &Path, window: Duration) -> Result<BTreeMap<(String, String), Liv
 
 /// Outbound requests and 5xx answers so far, per (caller, callee) service.
 async fn totals(
-    agents: &[(String, SocketAddr)],
+    agents: &[(String, scrape::Admin)],
 ) -> Result<BTreeMap<(String, String), Live>, String> {
     let mut totals: BTreeMap<(String, String), Live> = BTreeMap::new();
     for (caller, admin) in agents {
-        let text = scrape::get_text(*admin, "/metrics").await?;
+        let text = admin.get("/metrics").await?;
         for sample in scrape::samples(&text, "mesh_requests_total") {
             if sample.labels.get("direction").map(String::as_str) != Some("outbound") {
                 continue;

@@ -150,12 +150,18 @@ pub fn run() -> std::process::ExitCode {
         ),
         Command::Stat {
             state,
+            kubernetes,
+            context,
+            namespace,
             by,
             window,
             watch,
             format,
         } => stat::run(&stat::Request {
-            state,
+            source: match state {
+                Some(state) if !kubernetes => stat::Source::State(state),
+                _ => stat::Source::Kubernetes { context, namespace },
+            },
             window,
             by_rule: by == Some(args::StatBy::Rule),
             watch,

@@ -1,7 +1,8 @@
 //! Reading running agents' numbers: `GET /metrics` on an admin address over plain
 //! HTTP/1.1, and the counters of the Prometheus text format picked out by name and
 //! labels, and the agents a `meshc up --state` file lists. What `meshc graph --state`
-//! and `meshc stat` turn into live rates, and where `meshc tap` finds its agents.
+//! and `meshc stat` turn into live rates, and where `meshc tap` finds its agents; with
+//! `--kubernetes`, the meshed pods' agents through the cluster's API server.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
+use mesh_kube::agents::{Cluster, MeshedPod};
 use tokio::net::TcpStream;
 
 /// The largest `/metrics` body read.
@@ -51,14 +53,64 @@ pub async fn get_text(addr: SocketAddr, path: &str) -> Result<String, String> {
         .map_err(|_| format!("{addr}{path}: no answer within {}s", TIMEOUT.as_secs()))?
 }
 
-/// One agent of the state file.
+/// One agent of the state file (or a cluster's meshed pod).
 pub struct Agent {
     /// `ns/name`, with ` SUBSET` when the service has subsets.
     pub label: String,
     /// `ns/name`.
     pub service: String,
     /// Its admin listener.
-    pub admin: SocketAddr,
+    pub admin: Admin,
+}
+
+/// Where an agent's admin listener is reached.
+#[derive(Clone)]
+pub enum Admin {
+    /// On this machine (`meshc up`).
+    Local(SocketAddr),
+    /// A pod's sidecar, through the cluster's API server.
+    Pod(Cluster, MeshedPod),
+}
+
+impl Admin {
+    /// The body of `GET path` on the admin listener, or why there is none.
+    pub async fn get(&self, path: &str) -> Result<String, String> {
+        match self {
+            Admin::Local(addr) => get_text(*addr, path).await,
+            Admin::Pod(cluster, pod) => tokio::time::timeout(TIMEOUT, cluster.get_admin(pod, path))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{}/{}{path}: no answer within {}s",
+                        pod.namespace,
+                        pod.name,
+                        TIMEOUT.as_secs()
+                    )
+                })?
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The agents of the running meshed pods of `namespace` (all namespaces: `None`) in the
+/// cluster of kubeconfig context `context`, labelled as `meshc up` labels workloads.
+pub async fn pods(context: Option<&str>, namespace: Option<&str>) -> Result<Vec<Agent>, String> {
+    let cluster = Cluster::connect(context).await.map_err(|e| e.to_string())?;
+    let pods = cluster
+        .meshed_pods(namespace)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(pods
+        .into_iter()
+        .map(|pod| Agent {
+            label: match &pod.subset {
+                Some(subset) => format!("{} {subset}", pod.service),
+                None => pod.service.clone(),
+            },
+            service: pod.service.clone(),
+            admin: Admin::Pod(cluster.clone(), pod),
+        })
+        .collect())
 }
 
 /// The agents of a `meshc up --state` file.
@@ -78,7 +130,7 @@ pub fn agents(state: &Path) -> Result<Vec<Agent>, String> {
             Some(Agent {
                 label,
                 service,
-                admin: w["admin"].as_str()?.parse().ok()?,
+                admin: Admin::Local(w["admin"].as_str()?.parse().ok()?),
             })
         })
         .collect())
@@ -97,7 +149,7 @@ pub fn gateways(state: &Path) -> Result<Vec<Agent>, String> {
             Some(Agent {
                 label: key.clone(),
                 service: key,
-                admin: g["admin"].as_str()?.parse().ok()?,
+                admin: Admin::Local(g["admin"].as_str()?.parse().ok()?),
             })
         })
         .collect())

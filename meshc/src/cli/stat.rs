@@ -1,6 +1,8 @@
-//! `meshc stat --state FILE [--by rule] [--window S] [-w] [--format json]`: what the
-//! running mesh is doing, as `linkerd viz stat` shows it. Every agent of the `meshc up`
-//! state file is scraped twice, `--window` apart; per workload, from its agent's inbound
+//! `meshc stat --state FILE | --kubernetes [--by rule] [--window S] [-w] [--format json]`:
+//! what the running mesh is doing, as `linkerd viz stat` shows it. Every agent of the
+//! `meshc up` state file (or, with `--kubernetes`, of the cluster's running meshed pods,
+//! through the API server; replicas of a workload add up) is scraped twice, `--window`
+//! apart; per workload, from its agents' inbound
 //! side: requests per second, success rate (answers that are not 5xx), latency
 //! percentiles (p50, p95, p99, from the request-duration histogram as Prometheus's
 //! `histogram_quantile` reads it), the share of requests that arrived over mTLS (the
@@ -17,9 +19,20 @@ use std::time::Duration;
 use super::Exit;
 use super::scrape::{self, Agent, agents};
 
+/// Where the agents are.
+pub enum Source {
+    /// The workloads of a `meshc up --state` file.
+    State(PathBuf),
+    /// A cluster's meshed pods (kubeconfig `context`, one `namespace` or all).
+    Kubernetes {
+        context: Option<String>,
+        namespace: Option<String>,
+    },
+}
+
 /// What `meshc stat` was asked for.
 pub struct Request {
-    pub state: PathBuf,
+    pub source: Source,
     /// Seconds.
     pub window: f64,
     pub by_rule: bool,
@@ -76,13 +89,6 @@ pub fn run(request: &Request) -> Exit {
             return Exit::Trouble;
         }
     };
-    let agents = match agents(&request.state) {
-        Ok(agents) => agents,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::Trouble;
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -94,7 +100,25 @@ pub fn run(request: &Request) -> Exit {
         }
     };
     runtime.block_on(async {
-        let mut before = match snapshots(&agents).await {
+        let found = match &request.source {
+            Source::State(state) => agents(state),
+            Source::Kubernetes { context, namespace } => {
+                scrape::pods(context.as_deref(), namespace.as_deref()).await
+            }
+        };
+        let agents = match found {
+            Ok(agents) if agents.is_empty() => {
+                eprintln!("error: no agents to scrape (no meshed pods are running)");
+                return Exit::Trouble;
+            }
+            Ok(agents) => agents,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Trouble;
+            }
+        };
+        let workloads = workloads(&agents);
+        let mut before = match snapshots(&agents, &workloads).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -106,7 +130,7 @@ pub fn run(request: &Request) -> Exit {
                 () = tokio::time::sleep(window) => {}
                 _ = tokio::signal::ctrl_c() => return Exit::Ok,
             }
-            let after = match snapshots(&agents).await {
+            let after = match snapshots(&agents, &workloads).await {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -114,10 +138,10 @@ pub fn run(request: &Request) -> Exit {
                 }
             };
             let seconds = window.as_secs_f64();
-            let rows = rows(&agents, &before, &after, seconds);
+            let rows = rows(&workloads, &before, &after, seconds);
             let rules = request
                 .by_rule
-                .then(|| rule_rows(&agents, &before, &after, seconds));
+                .then(|| rule_rows(&workloads, &before, &after, seconds));
             let text = if request.json {
                 let document = serde_json::json!({
                     "window_seconds": seconds,
@@ -140,13 +164,72 @@ pub fn run(request: &Request) -> Exit {
     })
 }
 
-async fn snapshots(agents: &[Agent]) -> Result<Vec<Snapshot>, String> {
-    let mut out = Vec::with_capacity(agents.len());
-    for agent in agents {
-        let text = scrape::get_text(agent.admin, "/metrics").await?;
-        out.push(snapshot(&text));
+/// A workload: its label and service, and the indexes of its agents.
+struct Workload {
+    label: String,
+    service: String,
+}
+
+/// The workloads of `agents` by label (several agents: replicas), each agent's workload
+/// index beside.
+fn workloads(agents: &[Agent]) -> (Vec<Workload>, Vec<usize>) {
+    let mut labels: Vec<&str> = agents.iter().map(|a| a.label.as_str()).collect();
+    labels.sort_unstable();
+    labels.dedup();
+    let of = agents
+        .iter()
+        .map(|a| labels.binary_search(&a.label.as_str()).unwrap_or(0))
+        .collect();
+    let workloads = labels
+        .iter()
+        .map(|label| Workload {
+            label: (*label).to_string(),
+            service: agents
+                .iter()
+                .find(|a| a.label == *label)
+                .map(|a| a.service.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    (workloads, of)
+}
+
+/// Every workload's counters now: the sum of its agents'.
+async fn snapshots(
+    agents: &[Agent],
+    workloads: &(Vec<Workload>, Vec<usize>),
+) -> Result<Vec<Snapshot>, String> {
+    let mut out = vec![Snapshot::default(); workloads.0.len()];
+    for (agent, &workload) in agents.iter().zip(&workloads.1) {
+        let text = agent.admin.get("/metrics").await?;
+        if let Some(sum) = out.get_mut(workload) {
+            sum.add(&snapshot(&text));
+        }
     }
     Ok(out)
+}
+
+impl Snapshot {
+    /// Adds another agent's counters (a replica of the same workload).
+    fn add(&mut self, other: &Snapshot) {
+        self.requests += other.requests;
+        self.failures += other.failures;
+        self.denied += other.denied;
+        self.mtls += other.mtls;
+        self.plaintext += other.plaintext;
+        for &(bound, count) in &other.buckets {
+            match self.buckets.iter_mut().find(|(b, _)| *b == bound) {
+                Some((_, sum)) => *sum += count,
+                None => self.buckets.push((bound, count)),
+            }
+        }
+        self.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (key, (count, failed)) in &other.outbound {
+            let sum = self.outbound.entry(key.clone()).or_default();
+            sum.0 += count;
+            sum.1 += failed;
+        }
+    }
 }
 
 fn snapshot(text: &str) -> Snapshot {
@@ -203,11 +286,16 @@ fn snapshot(text: &str) -> Snapshot {
     snapshot
 }
 
-fn rows(agents: &[Agent], before: &[Snapshot], after: &[Snapshot], seconds: f64) -> Vec<Row> {
-    agents
+fn rows(
+    (workloads, _): &(Vec<Workload>, Vec<usize>),
+    before: &[Snapshot],
+    after: &[Snapshot],
+    seconds: f64,
+) -> Vec<Row> {
+    workloads
         .iter()
         .zip(before.iter().zip(after))
-        .map(|(agent, (then, now))| {
+        .map(|(workload, (then, now))| {
             let requests = (now.requests - then.requests).max(0.0);
             let failures = (now.failures - then.failures).max(0.0);
             let buckets: Vec<(f64, f64)> = now
@@ -226,7 +314,7 @@ fn rows(agents: &[Agent], before: &[Snapshot], after: &[Snapshot], seconds: f64)
             let mtls = (now.mtls - then.mtls).max(0.0);
             let plaintext = (now.plaintext - then.plaintext).max(0.0);
             Row {
-                workload: agent.label.clone(),
+                workload: workload.label.clone(),
                 requests_per_second: requests / seconds,
                 success_rate: (requests > 0.0).then(|| 1.0 - failures / requests),
                 p50_ms: ms(0.5),
@@ -240,14 +328,14 @@ fn rows(agents: &[Agent], before: &[Snapshot], after: &[Snapshot], seconds: f64)
 }
 
 fn rule_rows(
-    agents: &[Agent],
+    (workloads, _): &(Vec<Workload>, Vec<usize>),
     before: &[Snapshot],
     after: &[Snapshot],
     seconds: f64,
 ) -> Vec<RuleRow> {
     // Subsets of one caller add up: a caller is its service.
     let mut totals: BTreeMap<(String, String, String), (f64, f64)> = BTreeMap::new();
-    for (agent, (then, now)) in agents.iter().zip(before.iter().zip(after)) {
+    for (workload, (then, now)) in workloads.iter().zip(before.iter().zip(after)) {
         for ((service, rule), (count, failed)) in &now.outbound {
             let (was, was_failed) = then
                 .outbound
@@ -255,7 +343,7 @@ fn rule_rows(
                 .copied()
                 .unwrap_or_default();
             let entry = totals
-                .entry((agent.service.clone(), service.clone(), rule.clone()))
+                .entry((workload.service.clone(), service.clone(), rule.clone()))
                 .or_default();
             entry.0 += (count - was).max(0.0);
             entry.1 += (failed - was_failed).max(0.0);

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::Exit;
-use super::scrape::{Agent, agents, gateways};
+use super::scrape::{Admin, Agent, agents, gateways};
 
 /// What `meshc tap` was asked for.
 pub struct Request {
@@ -165,7 +165,9 @@ async fn stream(
     query: &str,
     lines: &mpsc::Sender<Result<(String, String), String>>,
 ) -> Result<(), String> {
-    let addr = agent.admin;
+    let Admin::Local(addr) = agent.admin else {
+        return Err(format!("{}: only local agents can be tapped", agent.label));
+    };
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| format!("{}: the agent at {addr} did not answer", agent.label))?
@@ -299,7 +301,7 @@ mod tests {
         Agent {
             label: label.into(),
             service: label.split(' ').next().unwrap_or(label).into(),
-            admin: "127.0.0.1:1".parse().expect("address"),
+            admin: Admin::Local("127.0.0.1:1".parse().expect("address")),
         }
     }
 
