@@ -83,7 +83,22 @@ fn bookinfo_edges_are_the_calls_its_policies_allow() {
             "{from} -> {to} is denied:\n{dot}"
         );
     }
-    // Every edge connects services of the mesh.
+    // The ingress gateway is a node with an edge to the one service its rules route to.
+    let gateway = "gateway/bookinfo/bookinfo-gateway";
+    assert!(
+        dot.contains(&format!(
+            "\"{gateway}\" [label=\"gateway bookinfo-gateway\", shape=invhouse"
+        )),
+        "{dot}"
+    );
+    let from_gateway: Vec<&(String, String)> =
+        calls.iter().filter(|(from, _)| from == gateway).collect();
+    assert_eq!(
+        from_gateway,
+        [&(gateway.to_string(), "bookinfo/productpage".to_string())],
+        "{dot}"
+    );
+    // Every edge connects services (or gateways) of the mesh.
     for (from, to) in &calls {
         assert!(dot.contains(&format!("\"{from}\" [label=")), "{from}");
         assert!(dot.contains(&format!("\"{to}\" [label=")), "{to}");

@@ -4,6 +4,8 @@
 //! compiled configs give each workload, so a pair the policies deny has none). Edges into
 //! a service whose policy only audits are dashed and say so; edges the policies cannot
 //! be read for (no policy under `default_policy allow`, inline Cedar) are dotted.
+//! Ingress gateways are nodes in their namespace too, with an edge to each service their
+//! host rules route to.
 //!
 //! With `--state` (the file `meshc up --state` writes) every caller's agent is scraped
 //! twice, `--window` apart, and each edge carries the live request rate and success rate
@@ -117,8 +119,18 @@ fn edges(mesh: &Mesh, cedar: &mesh_compiler::cedar::CedarOutput) -> Vec<Edge> {
     let configs = emit::workloads(mesh, cedar, Neighbours::Allowed);
     let by_key: BTreeMap<String, &ir::Service> =
         mesh.services.iter().map(|s| (s.key(), s)).collect();
+    let callers = mesh
+        .services
+        .iter()
+        .map(ir::Service::key)
+        .zip(configs)
+        .chain(
+            emit::gateways(mesh, cedar)
+                .into_iter()
+                .map(|(key, config)| (gateway_node(&key), config)),
+        );
     let mut edges = Vec::new();
-    for (caller, config) in mesh.services.iter().zip(&configs) {
+    for (caller, config) in callers {
         for callee in &config.outbound.services {
             let Some(target) = by_key.get(&callee.service) else {
                 continue;
@@ -131,7 +143,7 @@ fn edges(mesh: &Mesh, cedar: &mesh_compiler::cedar::CedarOutput) -> Vec<Edge> {
                 Some(_) => Kind::Allowed,
             };
             edges.push(Edge {
-                from: caller.key(),
+                from: caller.clone(),
                 to: callee.service.clone(),
                 kind,
                 live: None,
@@ -141,11 +153,22 @@ fn edges(mesh: &Mesh, cedar: &mesh_compiler::cedar::CedarOutput) -> Vec<Edge> {
     edges
 }
 
-/// Requests per (caller, callee) service over `window`, from the agents of the state file.
+/// A gateway's node: `gateway/NS/NAME`.
+fn gateway_node(key: &str) -> String {
+    format!("gateway/{key}")
+}
+
+/// Requests per (caller, callee) service over `window`, from the agents of the state file
+/// (a sidecar's outbound requests, a gateway's).
 fn live(state: &Path, window: Duration) -> Result<BTreeMap<(String, String), Live>, String> {
-    let agents: Vec<(String, scrape::Admin)> = scrape::agents(state)?
+    let agents: Vec<(String, scrape::Admin, &str)> = scrape::agents(state)?
         .into_iter()
-        .map(|agent| (agent.service, agent.admin))
+        .map(|agent| (agent.service, agent.admin, "outbound"))
+        .chain(
+            scrape::gateways(state)?
+                .into_iter()
+                .map(|gateway| (gateway_node(&gateway.service), gateway.admin, "gateway")),
+        )
         .collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -170,15 +193,15 @@ fn live(state: &Path, window: Duration) -> Result<BTreeMap<(String, String), Liv
     })
 }
 
-/// Outbound requests and 5xx answers so far, per (caller, callee) service.
+/// Requests (in `direction`) and 5xx answers so far, per (caller, callee) service.
 async fn totals(
-    agents: &[(String, scrape::Admin)],
+    agents: &[(String, scrape::Admin, &str)],
 ) -> Result<BTreeMap<(String, String), Live>, String> {
     let mut totals: BTreeMap<(String, String), Live> = BTreeMap::new();
-    for (caller, admin) in agents {
+    for (caller, admin, direction) in agents {
         let text = admin.get("/metrics").await?;
         for sample in scrape::samples(&text, "mesh_requests_total") {
-            if sample.labels.get("direction").map(String::as_str) != Some("outbound") {
+            if sample.labels.get("direction") != Some(&(*direction).to_string()) {
                 continue;
             }
             let Some(callee) = sample.labels.get("service") else {
@@ -212,7 +235,12 @@ fn dot(mesh: &Mesh, edges: &[Edge], window: Duration) -> String {
         "  node [shape=box, style=rounded, fontname=\"Helvetica\"];"
     );
     let _ = writeln!(out, "  edge [fontname=\"Helvetica\", fontsize=10];");
-    let namespaces: BTreeSet<&str> = mesh.services.iter().map(|s| s.namespace.as_str()).collect();
+    let namespaces: BTreeSet<&str> = mesh
+        .services
+        .iter()
+        .map(|s| s.namespace.as_str())
+        .chain(mesh.gateways.iter().map(|g| g.namespace.as_str()))
+        .collect();
     for namespace in namespaces {
         let _ = writeln!(
             out,
@@ -224,6 +252,14 @@ fn dot(mesh: &Mesh, edges: &[Edge], window: Duration) -> String {
             "    label={};",
             quoted(&format!("namespace {namespace}"))
         );
+        for gateway in mesh.gateways.iter().filter(|g| g.namespace == namespace) {
+            let _ = writeln!(
+                out,
+                "    {} [label={}, shape=invhouse, class=\"gateway\"];",
+                quoted(&gateway_node(&gateway.key())),
+                quoted(&format!("gateway {}", gateway.name))
+            );
+        }
         for service in mesh.services.iter().filter(|s| s.namespace == namespace) {
             let key = service.key();
             let _ = writeln!(
