@@ -330,8 +330,13 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
             tracing::warn!(timeout = ?args.drain_timeout, "drain timed out; closing remaining connections")
         }
     }
+    // The drained requests' spans (and any the last batch held) go before the process.
+    shared.tracer.close(SPAN_FLUSH_LIMIT).await;
     Ok(())
 }
+
+/// How long a stopping agent waits for the collector to take its last spans.
+const SPAN_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The `service.instance.id` of this agent's spans: the host name (a pod's name) and the
 /// process id.

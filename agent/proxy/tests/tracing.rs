@@ -593,6 +593,36 @@ async fn a_down_or_slow_collector_does_not_slow_requests() {
     );
 }
 
+/// A stopping agent sends the spans it holds before it exits: the batch that would have
+/// waited a second for more goes at once (SIGTERM right after the request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_sent_before_the_agent_exits() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let url = receiver.url();
+    let mut pair = Pair::start(100_000, Some(&url), None, &[]).await;
+    let got = pair.call("/allowed/1", &[]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let (trace, _, _) = app_traceparent(&got);
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pair.client.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exited = tokio::task::block_in_place(|| pair.client.wait_exit(Duration::from_secs(10)));
+    assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
+    let spans: Vec<Exported> = receiver
+        .all()
+        .into_iter()
+        .filter(|s| s.trace() == trace)
+        .collect();
+    assert_eq!(
+        spans.len(),
+        1,
+        "the caller's span was sent before it exited"
+    );
+    assert_eq!(spans[0].service, "ns/client");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_endpoint_context_still_propagates() {
     let pair = Pair::start(100_000, None, None, &[]).await;

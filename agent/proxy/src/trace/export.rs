@@ -6,6 +6,9 @@
 //! export at a time, each bounded by a timeout. A request never waits for the exporter:
 //! when the queue is full — the collector is down or slow — the span is dropped and
 //! counted (`mesh_trace_spans_dropped_total`), as the access log drops lines.
+//!
+//! When the agent shuts down, [`Exporter::close`] has the task send what it holds and
+//! what is queued at once, instead of losing the last second's spans with the process.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,7 +27,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prometheus_client::metrics::counter::Counter;
 use prost::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Why an OTLP endpoint cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +120,10 @@ type Queued = (Arc<str>, Span);
 pub struct Exporter {
     queue: mpsc::Sender<Queued>,
     dropped: Counter,
+    /// Set by [`Exporter::close`]: send everything now, then stop.
+    closing: watch::Sender<bool>,
+    /// Set by the task once it has sent everything after closing.
+    finished: watch::Receiver<bool>,
 }
 
 impl Exporter {
@@ -124,8 +131,26 @@ impl Exporter {
     pub fn start(settings: Settings, counters: Counters) -> Exporter {
         let (queue, spans) = mpsc::channel(settings.queue.max(1));
         let dropped = counters.dropped.clone();
-        tokio::spawn(export(spans, settings, counters));
-        Exporter { queue, dropped }
+        let (closing, closed) = watch::channel(false);
+        let (done, finished) = watch::channel(false);
+        tokio::spawn(async move {
+            export(spans, closed, settings, counters).await;
+            done.send_replace(true);
+        });
+        Exporter {
+            queue,
+            dropped,
+            closing,
+            finished,
+        }
+    }
+
+    /// Sends the spans held and queued now, waiting at most `limit` for the collector;
+    /// spans recorded afterwards are not sent.
+    pub async fn close(&self, limit: Duration) {
+        self.closing.send_replace(true);
+        let mut finished = self.finished.clone();
+        let _ = tokio::time::timeout(limit, finished.wait_for(|done| *done)).await;
     }
 
     /// Queues `span` of `service`; drops (and counts) it when the queue is full.
@@ -136,43 +161,88 @@ impl Exporter {
     }
 }
 
-/// The export task: batches spans from `spans` and posts them until the queue closes.
-async fn export(mut spans: mpsc::Receiver<Queued>, settings: Settings, counters: Counters) {
+/// The export task: batches spans from `spans` and posts them until the queue closes or
+/// `closing` is set (then what is queued is sent at once).
+async fn export(
+    mut spans: mpsc::Receiver<Queued>,
+    mut closing: watch::Receiver<bool>,
+    settings: Settings,
+    counters: Counters,
+) {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
+    let mut sender = Sender {
+        client,
+        settings: &settings,
+        counters: &counters,
+        failing: false,
+    };
     let mut batch: Vec<Queued> = Vec::with_capacity(settings.batch);
-    let mut failing = false;
     loop {
-        let Some(first) = spans.recv().await else {
-            return;
+        let first = tokio::select! {
+            first = spans.recv() => first,
+            _ = closing.wait_for(|closing| *closing) => None,
+        };
+        let Some(first) = first else {
+            break;
         };
         batch.push(first);
         let deadline = tokio::time::Instant::now() + settings.flush;
         while batch.len() < settings.batch {
-            match tokio::time::timeout_at(deadline, spans.recv()).await {
+            let next = tokio::select! {
+                next = tokio::time::timeout_at(deadline, spans.recv()) => next,
+                _ = closing.wait_for(|closing| *closing) => break,
+            };
+            match next {
                 Ok(Some(span)) => batch.push(span),
                 Ok(None) | Err(_) => break,
             }
         }
+        sender.send(std::mem::take(&mut batch)).await;
+    }
+    // Closing (or every sender gone): what is queued goes now.
+    while let Ok(span) = spans.try_recv() {
+        batch.push(span);
+        if batch.len() == settings.batch {
+            sender.send(std::mem::take(&mut batch)).await;
+        }
+    }
+    if !batch.is_empty() {
+        sender.send(batch).await;
+    }
+}
+
+/// Posts batches, counting and logging the outcomes.
+struct Sender<'s> {
+    client: Client<HttpConnector, Full<Bytes>>,
+    settings: &'s Settings,
+    counters: &'s Counters,
+    /// Whether the last export failed (a failure is logged once until one works).
+    failing: bool,
+}
+
+impl Sender<'_> {
+    async fn send(&mut self, batch: Vec<Queued>) {
+        let (settings, counters) = (self.settings, self.counters);
         let count = batch.len() as u64;
-        let body = encode(std::mem::take(&mut batch), &settings.instance);
-        let sent = tokio::time::timeout(settings.timeout, post(&client, &settings, body)).await;
+        let body = encode(batch, &settings.instance);
+        let sent = tokio::time::timeout(settings.timeout, post(&self.client, settings, body)).await;
         let outcome =
             sent.unwrap_or_else(|_| Err(format!("no answer within {:?}", settings.timeout)));
         match outcome {
             Ok(()) => {
                 counters.exported.inc_by(count);
-                if failing {
+                if self.failing {
                     tracing::info!(endpoint = %settings.endpoint.traces(), "span export works again");
                 }
-                failing = false;
+                self.failing = false;
             }
             Err(error) => {
                 counters.failed.inc();
-                if !failing {
+                if !self.failing {
                     tracing::warn!(endpoint = %settings.endpoint.traces(), %error, spans = count, "span export failed; spans lost (logged once until it works again)");
                 }
-                failing = true;
+                self.failing = true;
             }
         }
     }

@@ -63,6 +63,13 @@ impl Tracer {
             .get_or_init(|| Arc::new(Exporter::start(settings, counters)));
     }
 
+    /// Sends the spans recorded so far (the agent is stopping), waiting at most `limit`.
+    pub async fn close(&self, limit: std::time::Duration) {
+        if let Some(exporter) = self.exporter.get() {
+            exporter.close(limit).await;
+        }
+    }
+
     /// Whether spans are recorded (an exporter was started).
     pub fn exporting(&self) -> bool {
         self.exporter.get().is_some()
