@@ -233,7 +233,7 @@ pub async fn outbound(
         };
         labels.result = "opened";
         shared.metrics.tcp(labels.clone());
-        finish(shared, &labels, relayed, started);
+        finish(shared, &labels, relayed, started, endpoint.addr);
         return;
     }
     shared.metrics.tcp(labels);
@@ -348,7 +348,13 @@ pub async fn passthrough(shared: &Shared, snapshot: &Snapshot, app: TcpStream, d
             labels.result = "opened";
             shared.metrics.tcp(labels.clone());
             let started = Instant::now();
-            finish(shared, &labels, relay(app, upstream, None).await, started);
+            finish(
+                shared,
+                &labels,
+                relay(app, upstream, None).await,
+                started,
+                dst,
+            );
         }
         _ => {
             labels.result = "connect-failed";
@@ -402,7 +408,13 @@ pub async fn inbound<IO>(
             let _ = upstream.set_nodelay(true);
             shared.metrics.tcp(labels.clone());
             let started = Instant::now();
-            finish(shared, &labels, relay(io, upstream, None).await, started);
+            finish(
+                shared,
+                &labels,
+                relay(io, upstream, None).await,
+                started,
+                addr,
+            );
         }
         _ => {
             tracing::info!(%addr, "opaque TCP: the local app does not accept connections");
@@ -420,7 +432,14 @@ fn unsent(error: &std::io::Error) -> Transferred {
     }
 }
 
-fn finish(shared: &Shared, labels: &TcpLabels, transferred: Transferred, started: Instant) {
+/// Counts and records a relayed connection that went to `upstream`.
+fn finish(
+    shared: &Shared,
+    labels: &TcpLabels,
+    transferred: Transferred,
+    started: Instant,
+    upstream: SocketAddr,
+) {
     if transferred.idle_timeout {
         tracing::debug!(service = %labels.service, "opaque TCP: closed after the idle timeout");
     }
@@ -440,7 +459,7 @@ fn finish(shared: &Shared, labels: &TcpLabels, transferred: Transferred, started
             elapsed,
             &labels.service,
             (!labels.peer.is_empty()).then(|| labels.peer.clone()),
-            None,
+            Some(upstream),
             transferred.sent,
             transferred.received,
         );

@@ -336,5 +336,10 @@ async fn an_opaque_tcp_connection_is_one_line() {
     assert_eq!(line["bytes_received"], 5);
     assert_eq!(line["bytes_sent"], 5);
     assert_eq!(line["method"], Value::Null);
+    assert_eq!(
+        line["upstream_host"],
+        echo_addr.to_string(),
+        "the app's port the connection went to"
+    );
     echo_task.abort();
 }
