@@ -262,6 +262,52 @@ mod tests {
         assert!(yaml[d.span.start..d.span.end].starts_with("corsPolicy"));
     }
 
+    #[test]
+    fn retries_that_cannot_fit_in_the_timeout_are_dropped_with_a_comment() {
+        let yaml = format!(
+            "{VS}    timeout: 1s\n    retries: {{attempts: 3, perTryTimeout: 400ms, retryOn: 'gateway-error,503,cancelled'}}\n"
+        );
+        let (mesh, c) = codes(&yaml);
+        let mesh = mesh.unwrap();
+        assert!(
+            mesh.contains("// Istio: 3 retries; only 2 tries of 400ms fit in the 1s timeout"),
+            "{mesh}"
+        );
+        assert!(
+            mesh.contains(
+                "attempts 2\n      per_try_timeout 400ms\n      on [gateway_error, 503]\n      backoff 25ms..250ms\n"
+            ),
+            "{mesh}"
+        );
+        // `cancelled` is a gRPC condition.
+        assert_eq!(c, vec![diag::NOT_EXPRESSIBLE]);
+    }
+
+    #[test]
+    fn a_mesh_wide_permissive_peer_authentication_makes_the_mesh_permissive() {
+        let pa = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec:\n  mtls: {mode: PERMISSIVE}\n";
+        let (mesh, c) = codes(&format!("{pa}---\n{VS}"));
+        let mesh = mesh.unwrap();
+        assert!(c.is_empty(), "{c:?}");
+        assert!(mesh.contains("mtls permissive"), "{mesh}");
+        assert!(mesh.contains("allow from any"), "{mesh}");
+        let narrow = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: shop}\nspec:\n  mtls: {mode: DISABLE}\n";
+        assert_eq!(codes(narrow).1, vec![diag::NOT_EXPRESSIBLE]);
+    }
+
+    #[test]
+    fn service_entries_declare_internal_services_and_report_external_ones() {
+        let internal = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ledger}\nspec:\n  location: MESH_INTERNAL\n  hosts: [ledger.shop.svc.cluster.local]\n  ports: [{number: 5432, name: pg, protocol: TCP}]\n";
+        let (mesh, c) = codes(internal);
+        assert!(c.is_empty(), "{c:?}");
+        assert!(
+            mesh.unwrap()
+                .contains("namespace shop {\n  service ledger {")
+        );
+        let external = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api}\nspec:\n  hosts: [api.example.com]\n  ports: [{number: 443, name: https, protocol: HTTPS}]\n  resolution: DNS\n";
+        assert_eq!(codes(external).1, vec![diag::NOT_EXPRESSIBLE]);
+    }
+
     /// Every fixture, mangled in many deterministic ways, imports without a panic and
     /// never yields text that does not parse.
     #[test]
