@@ -27,7 +27,11 @@ fn stdout(o: &Output) -> String {
 /// Imports `inputs` (relative to the fixtures) with `meshc import -o`, then checks and
 /// tests the result beside the fixture `name`'s `tests.mesh`; returns the imported text.
 fn import_check_and_test(name: &str, inputs: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
+    import_into(&tempfile::tempdir().unwrap(), name, inputs)
+}
+
+/// [`import_check_and_test`] in `dir`, which keeps the mesh for more commands.
+fn import_into(dir: &tempfile::TempDir, name: &str, inputs: &[&str]) -> String {
     let out = dir.path().join("imported.mesh");
     let mut args = vec!["import"];
     args.extend(inputs);
@@ -118,22 +122,57 @@ fn bookinfo_test_v2_sends_jason_to_v2() {
     insta::assert_snapshot!("test_v2", mesh);
 }
 
+/// The `fault` of each rule of `caller`'s compiled route to `service` (`default/NAME`).
+fn compiled_faults(dir: &Path, caller: &str, service: &str) -> Vec<serde_json::Value> {
+    let out = run_meshc(&["compile", "imported.mesh", "-o", "out"], dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("out/default/{caller}.json"))).unwrap(),
+    )
+    .unwrap();
+    let services = config["outbound"]["services"].as_array().unwrap();
+    let route = services
+        .iter()
+        .find(|s| s["service"] == service)
+        .unwrap_or_else(|| panic!("{caller} has no route to {service}"));
+    route["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["fault"].clone())
+        .collect()
+}
+
 #[test]
 fn bookinfo_ratings_delay_for_jason() {
-    let mesh = import_check_and_test(
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = import_into(
+        &dir,
         "ratings-delay",
         &[DR, "ratings-delay/virtual-service-ratings-test-delay.yaml"],
     );
     insta::assert_snapshot!("ratings_delay", mesh);
+    // What the agent of a caller runs: jason's rule delays every request by 7s, the
+    // other rule injects nothing.
+    let faults = compiled_faults(dir.path(), "reviews", "default/ratings");
+    assert_eq!(faults[0]["delay"]["delay_us"], 7_000_000, "{faults:?}");
+    assert_eq!(faults[0]["delay"]["percent_milli"], 100_000, "{faults:?}");
+    assert!(faults[1].is_null(), "{faults:?}");
 }
 
 #[test]
 fn bookinfo_ratings_abort_for_jason() {
-    let mesh = import_check_and_test(
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = import_into(
+        &dir,
         "ratings-abort",
         &[DR, "ratings-abort/virtual-service-ratings-test-abort.yaml"],
     );
     assert!(mesh.contains("abort 500 100%"), "{mesh}");
+    let faults = compiled_faults(dir.path(), "reviews", "default/ratings");
+    assert_eq!(faults[0]["abort"]["status"], 500, "{faults:?}");
+    assert_eq!(faults[0]["abort"]["percent_milli"], 100_000, "{faults:?}");
+    assert!(faults[1].is_null(), "{faults:?}");
 }
 
 #[test]
