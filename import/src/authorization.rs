@@ -29,7 +29,9 @@ pub struct Part {
     pub target: Target,
     /// Whether its action is ALLOW (it then takes part in "some ALLOW policy selects it").
     pub allow: bool,
-    /// `VirtualService x (ns)`: cited in comments.
+    /// `AuthorizationPolicy x (ns)`.
+    pub object: String,
+    /// What comments cite: the object, and what it does when that is not obvious.
     pub source: String,
     /// Its members.
     pub members: Vec<Member>,
@@ -144,6 +146,7 @@ pub fn translate(obj: &Object<'_>, mesh: &mut Mesh) -> Option<Part> {
     Some(Part {
         target,
         allow,
+        object: obj.ctx.object.clone(),
         source,
         members,
         ports,
@@ -596,8 +599,10 @@ fn condition(at: &At<'_>) -> Option<Cond> {
     Cond::all(all)
 }
 
-/// Gives each service of `mesh` the policy made of the parts that select it.
-pub fn assemble(mesh: &mut Mesh, parts: &[Part]) {
+/// Gives each service of `mesh` the policy made of the parts that select it; returns a
+/// note for each part that selects no service of the mesh (a namespace-wide policy of a
+/// namespace the input declares nothing in), which would otherwise leave no trace.
+pub fn assemble(mesh: &mut Mesh, parts: &[Part]) -> Vec<String> {
     let any = if mesh.permissive.is_some() {
         "any"
     } else {
@@ -608,6 +613,7 @@ pub fn assemble(mesh: &mut Mesh, parts: &[Part]) {
         .iter()
         .flat_map(|(ns, n)| n.services.keys().map(move |s| (ns.clone(), s.clone())))
         .collect();
+    let mut used = vec![false; parts.len()];
     for (ns, name) in names {
         let applies: Vec<&Part> = parts
             .iter()
@@ -617,6 +623,11 @@ pub fn assemble(mesh: &mut Mesh, parts: &[Part]) {
                 Target::Mesh => true,
             })
             .collect();
+        for (i, part) in parts.iter().enumerate() {
+            if applies.iter().any(|p| std::ptr::eq(*p, part)) {
+                used[i] = true;
+            }
+        }
         let mut policy = Policy::default();
         if !applies.iter().any(|p| p.allow) {
             policy.members.push(
@@ -642,4 +653,16 @@ pub fn assemble(mesh: &mut Mesh, parts: &[Part]) {
         }
         namespace.policies.insert(name, policy);
     }
+    parts
+        .iter()
+        .zip(used)
+        .filter(|(_, used)| !used)
+        .map(|(part, _)| {
+            format!(
+                "{} selects no service named in the input; services without a policy get the \
+                 mesh's default_policy (deny)",
+                part.object
+            )
+        })
+        .collect()
 }

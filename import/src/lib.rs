@@ -159,7 +159,7 @@ fn translate(objects: &[Object<'_>], inputs: &[Input]) -> Result<String, ImportE
     let parts: Vec<_> = of(Kind::AuthorizationPolicy)
         .filter_map(|o| authorization::translate(o, &mut mesh))
         .collect();
-    authorization::assemble(&mut mesh, &parts);
+    let notes = authorization::assemble(&mut mesh, &parts);
     for obj in of(Kind::Other) {
         obj.ctx.report(
             diag::NOT_EXPRESSIBLE,
@@ -185,10 +185,11 @@ fn translate(objects: &[Object<'_>], inputs: &[Input]) -> Result<String, ImportE
         }
     }
     let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
-    let header = vec![format!(
+    let mut header = vec![format!(
         "imported by `meshc import` from {}",
         names.join(", ")
     )];
+    header.extend(notes);
     let text = render::render(&mesh, &header);
     mesh_lang::format_source(&text).map_err(|diagnostics| {
         let first = diagnostics
@@ -306,6 +307,16 @@ mod tests {
         );
         let external = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api}\nspec:\n  hosts: [api.example.com]\n  ports: [{number: 443, name: https, protocol: HTTPS}]\n  resolution: DNS\n";
         assert_eq!(codes(external).1, vec![diag::NOT_EXPRESSIBLE]);
+    }
+
+    #[test]
+    fn a_policy_that_selects_no_service_is_noted() {
+        let ap = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: shop}\nspec: {}\n";
+        let (mesh, c) = codes(ap);
+        assert!(c.is_empty(), "{c:?}");
+        assert!(mesh.unwrap().contains(
+            "// AuthorizationPolicy allow-nothing (shop) selects no service named in the input"
+        ));
     }
 
     /// Every fixture, mangled in many deterministic ways, imports without a panic and
