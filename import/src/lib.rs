@@ -17,6 +17,7 @@ mod destination_rule;
 pub mod diag;
 mod fields;
 mod gateway_api;
+mod kubernetes;
 mod lit;
 mod model;
 mod object;
@@ -135,6 +136,9 @@ pub fn import(inputs: &[Input]) -> Result<Outcome, ImportError> {
 fn translate(objects: &[Object<'_>], inputs: &[Input]) -> Result<String, ImportError> {
     let mut mesh = Mesh::default();
     let of = |kind: Kind| objects.iter().filter(move |o| o.kind == kind);
+    for obj in of(Kind::KubeService) {
+        kubernetes::service(obj, &mut mesh);
+    }
     let (wide, narrow): (Vec<_>, Vec<_>) =
         of(Kind::PeerAuthentication).partition(|o| peer_authentication::is_mesh_wide(o));
     for obj in wide.into_iter().chain(narrow) {
@@ -156,6 +160,9 @@ fn translate(objects: &[Object<'_>], inputs: &[Input]) -> Result<String, ImportE
         }
     }
     gateway_api::finish(&mut mesh, gamma);
+    for obj in of(Kind::Deployment) {
+        kubernetes::deployment(obj, &mut mesh);
+    }
     let parts: Vec<_> = of(Kind::AuthorizationPolicy)
         .filter_map(|o| authorization::translate(o, &mut mesh))
         .collect();

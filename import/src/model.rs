@@ -29,6 +29,8 @@ pub struct Namespace {
 pub struct Service {
     /// Comment lines above it: where it was seen.
     pub comments: Vec<String>,
+    /// Pod labels, when a Kubernetes Service's selector is not the default `app: NAME`.
+    pub labels: Vec<(String, String)>,
     /// The service account, when the import learned one.
     pub identity: Option<String>,
     /// Port number to protocol (`http`, `http2`, `grpc`, `tcp`).

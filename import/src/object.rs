@@ -28,6 +28,13 @@ pub enum Kind {
     HttpRoute,
     /// `gateway.networking.k8s.io` GRPCRoute.
     GrpcRoute,
+    /// Kubernetes Service: its ports and selector.
+    KubeService,
+    /// Kubernetes Deployment: the service account of its pods.
+    Deployment,
+    /// Kubernetes ServiceAccount: nothing to import (accepted so that whole application
+    /// manifests can be imported with their Istio objects).
+    ServiceAccount,
     /// A kind of those APIs that has no equivalent in the language (Istio's Gateway,
     /// Sidecar, EnvoyFilter, …; Gateway API's Gateway, TCPRoute, …): reported, not imported.
     Other,
@@ -104,6 +111,9 @@ fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("security.istio.io", "PeerAuthentication") => Kind::PeerAuthentication,
         ("gateway.networking.k8s.io", "HTTPRoute") => Kind::HttpRoute,
         ("gateway.networking.k8s.io", "GRPCRoute") => Kind::GrpcRoute,
+        ("v1", "Service") => Kind::KubeService,
+        ("apps", "Deployment") => Kind::Deployment,
+        ("v1", "ServiceAccount") => Kind::ServiceAccount,
         (
             "networking.istio.io",
             "Gateway" | "Sidecar" | "EnvoyFilter" | "WorkloadEntry" | "WorkloadGroup"
@@ -241,7 +251,7 @@ fn skip_rest(fields: &crate::fields::Fields<'_>, doc: &Node) {
 }
 
 /// The value of key `key` of a mapping node.
-fn entry<'a>(doc: &'a Node, key: &str) -> Option<&'a Node> {
+pub fn entry<'a>(doc: &'a Node, key: &str) -> Option<&'a Node> {
     match &doc.value {
         crate::yaml::Value::Map(entries) => entries
             .iter()

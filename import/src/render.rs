@@ -89,6 +89,14 @@ fn service_item(out: &mut String, name: &str, service: &Service) {
     for (port, proto) in &service.ports {
         let _ = writeln!(out, "port {proto} {port}");
     }
+    if !service.labels.is_empty() {
+        let labels: Vec<String> = service
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k} = {}", crate::lit::string(v)))
+            .collect();
+        let _ = writeln!(out, "labels {{ {} }}", labels.join(", "));
+    }
     if let Some(identity) = &service.identity {
         let _ = writeln!(out, "identity {}", crate::lit::string(identity));
     }

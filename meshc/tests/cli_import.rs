@@ -205,6 +205,18 @@ fn bookinfo_viewer_policies_allow_exactly_the_documented_calls() {
 }
 
 #[test]
+fn with_the_application_manifests_policies_name_the_services() {
+    let mesh = import_check_and_test(
+        "authz-viewers-app",
+        &["bookinfo-app.yaml", DR, "authz-viewers/viewers.yaml"],
+    );
+    assert!(mesh.contains("identity \"bookinfo-productpage\""), "{mesh}");
+    assert!(mesh.contains("port http 9080"), "{mesh}");
+    assert!(mesh.contains("allow from productpage {"), "{mesh}");
+    assert!(!mesh.contains("service bookinfo-productpage"), "{mesh}");
+}
+
+#[test]
 fn explicit_deny_refuses_get_without_the_admin_token() {
     import_check_and_test("authz-deny", &["authz-deny/deny-method-get.yaml"]);
 }
@@ -290,7 +302,7 @@ fn malformed_yaml_writes_nothing_and_exits_2() {
 fn unknown_kinds_write_nothing_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = import_stdin(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: reviews\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: reviews\n",
         &[],
         dir.path(),
     );
