@@ -93,3 +93,28 @@ pub fn deployment(obj: &Object<'_>, mesh: &mut Mesh) {
 fn text(node: &Node, key: &str) -> Option<String> {
     entry(node, key).and_then(Node::scalar_text)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use crate::{Input, import};
+
+    #[test]
+    fn service_ports_take_their_protocol_from_app_protocol_or_name() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: shop, namespace: web}\nspec:\n  selector: {app: shop, tier: web}\n  ports:\n  - {port: 80, name: http-web}\n  - {port: 9090, name: grpc-api}\n  - {port: 27017, name: mongo}\n  - {port: 8443, appProtocol: kubernetes.io/h2c}\n  - {port: 53, protocol: UDP}\n";
+        let out = import(&[Input::new("s.yaml", yaml)]).unwrap();
+        assert!(out.diagnostics.concat().is_empty());
+        let mesh = out.mesh.unwrap();
+        for line in [
+            "port http 80",
+            "port grpc 9090",
+            "port tcp 27017",
+            "port http2 8443",
+            "labels { app = \"shop\", tier = \"web\" }",
+        ] {
+            assert!(mesh.contains(line), "{line}\n{mesh}");
+        }
+        assert!(!mesh.contains("53"), "{mesh}");
+    }
+}
