@@ -527,10 +527,15 @@ fn rule_filter(
                         ("ReplacePrefixMatch", Some(from), Some(to))
                             if prefixes.iter().all(|x| x.as_deref() == Some(from.as_str())) =>
                         {
-                            let from = if from.len() > 1 {
-                                from.trim_end_matches('/').to_string()
+                            // The API replaces whole path elements: `/v1` by `/` makes
+                            // `/v1/x` `/x`, which a plain prefix rewrite of `/v1/` does.
+                            let trimmed = from.trim_end_matches('/');
+                            let from = if to.ends_with('/') {
+                                format!("{trimmed}/")
+                            } else if trimmed.is_empty() {
+                                "/".to_string()
                             } else {
-                                from
+                                trimmed.to_string()
                             };
                             out.push(format!(
                                 "rewrite_prefix {} {}",

@@ -326,6 +326,61 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn httproute_filters_timeouts_and_retries() {
+        let yaml = "\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: api, port: 8080}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /v1/}, method: GET}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-api, value: '1'}], remove: [x-debug], add: [{name: a, value: b}]}
+    - type: URLRewrite
+      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: api-shadow, port: 8080}, percent: 10}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: x, value: y}]}
+    backendRefs: [{name: api, port: 8080}]
+    timeouts: {request: 3s, backendRequest: 1s}
+    retry: {attempts: 2, codes: [503], backoff: 50ms}
+";
+        let out = import(&[Input::new("r.yaml", yaml)]).unwrap();
+        let mesh = out.mesh.unwrap();
+        for line in [
+            "rule api-0 when (path == \"/v1\" || path starts_with \"/v1/\") && method == GET {",
+            "set_header \"x-api\" \"1\"",
+            "remove_header \"x-debug\"",
+            "rewrite_prefix \"/v1/\" \"/\"",
+            "mirror api-shadow 10%",
+            "timeout 3s",
+            "attempts 3\n        per_try_timeout 1s\n        on [503]\n        backoff 50ms..500ms\n",
+        ] {
+            assert!(mesh.contains(line), "{line}\n{mesh}");
+        }
+        let messages: Vec<&str> = out.diagnostics[0]
+            .iter()
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(
+            messages[0].ends_with(
+                "appending to a header is not expressible (the language's `set_header` replaces it)"
+            ),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].contains(
+                "spec.rules[0].filters[3]: filter ResponseHeaderModifier is not expressible"
+            ),
+            "{messages:?}"
+        );
+    }
+
     /// Every fixture, mangled in many deterministic ways, imports without a panic and
     /// never yields text that does not parse.
     #[test]
