@@ -381,6 +381,66 @@ spec:
         );
     }
 
+    #[test]
+    fn virtual_service_matches_and_rule_members() {
+        let yaml = "\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api}
+spec:
+  hosts: [api.default.svc.cluster.local]
+  http:
+  - name: v1.api
+    match:
+    - uri: {prefix: /v1/}
+      method: {exact: POST}
+      queryParams: {debug: {exact: '1'}}
+      withoutHeaders: {x-internal: {}}
+    - uri: {regex: '/v1/[0-9]+'}
+      ignoreUriCase: true
+    route:
+    - destination: {host: api, subset: v1}
+    headers:
+      request:
+        set: {x-version: v1}
+        remove: [x-debug]
+    mirror: {host: api, subset: v2}
+    mirrorPercentage: {value: 12.5}
+  - route:
+    - destination: {host: api, subset: v1}
+      weight: 1
+    - destination: {host: api, subset: v2}
+      weight: 2
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api}
+spec:
+  host: api
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+  trafficPolicy:
+    loadBalancer: {simple: LEAST_CONN}
+    connectionPool: {tcp: {maxConnections: 100}, http: {http1MaxPendingRequests: 10, http2MaxRequests: 50}}
+    outlierDetection: {consecutive5xxErrors: 3, interval: 5s, baseEjectionTime: 1m, maxEjectionPercent: 50}
+";
+        let (mesh, c) = codes(yaml);
+        assert!(c.is_empty(), "{c:?}");
+        let mesh = mesh.unwrap();
+        for line in [
+            "rule v1-api when path starts_with \"/v1/\" && method == POST && !(exists header(\"x-internal\")) && query(\"debug\") == \"1\" || path matches r\"(?i)^(?:/v1/[0-9]+)$\" {",
+            "set_header \"x-version\" \"v1\"",
+            "remove_header \"x-debug\"",
+            "mirror api.v2 12.5%",
+            "api.v1 33.333%",
+            "api.v2 66.667%",
+            "balance least_request",
+            "max_connections 100\n    max_pending 10\n    max_requests 50\n",
+            "consecutive_5xx 3\n    interval 5s\n    base_ejection 1m\n    max_ejected 50%\n",
+        ] {
+            assert!(mesh.contains(line), "{line}\n{mesh}");
+        }
+    }
+
     /// Every fixture, mangled in many deterministic ways, imports without a panic and
     /// never yields text that does not parse.
     #[test]
