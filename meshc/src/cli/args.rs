@@ -112,6 +112,20 @@ pub enum Command {
         #[arg(default_value = ".")]
         paths: Vec<PathBuf>,
     },
+    /// Translate Istio and Gateway API YAML into a formatted .mesh.
+    ///
+    /// Reads VirtualService, DestinationRule, AuthorizationPolicy, PeerAuthentication,
+    /// ServiceEntry, and HTTPRoute and GRPCRoute attached to Services (GAMMA). Every field
+    /// that cannot be expressed is reported with its YAML path and the mesh is still
+    /// written (exit 1); nothing is written for malformed YAML or unknown kinds (exit 2).
+    Import {
+        /// YAML files (multi-document streams), or `-` for stdin.
+        #[arg(default_value = "-")]
+        files: Vec<PathBuf>,
+        /// Where to write the .mesh (default: stdout).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
     /// Write the mesh's Kubernetes objects (ConfigMaps, identity Secrets, RBAC) as YAML.
     Manifests {
         /// Files or directories (searched recursively for *.mesh).

@@ -10,6 +10,7 @@ mod explain;
 mod fmt;
 mod graph;
 mod identity;
+mod import;
 mod inject;
 mod lsp;
 mod manifests;
@@ -90,6 +91,7 @@ pub fn run() -> std::process::ExitCode {
             }),
         },
         Command::Fmt { check, paths } => fmt::run(&paths, check, style),
+        Command::Import { files, out } => import::run(&files, out.as_deref(), style),
         Command::Compile { paths, out } => compile::run(&paths, &out, style),
         Command::Test { paths } => test::run(&paths, style),
         Command::Manifests {
