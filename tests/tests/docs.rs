@@ -334,8 +334,9 @@ fn every_mesh_block_checks_as_it_says() {
 /// The subcommands of `meshc` that run locally, without root, a cluster or a running
 /// mesh; the docs test runs every such command it finds (but not a pipeline into
 /// `kubectl`, which needs a cluster).
-const LOCAL: [&str; 9] = [
+const LOCAL: [&str; 10] = [
     "graph",
+    "import",
     "check",
     "fmt",
     "test",
@@ -399,6 +400,14 @@ fn every_local_meshc_command_runs() {
         &root().join("docs/examples"),
         &work.path().join("docs/examples"),
     );
+    // The Istio objects the import page's example reads.
+    for fixture in [
+        "destination-rule-all.yaml",
+        "test-v2/virtual-service-reviews-test-v2.yaml",
+    ] {
+        let from = root().join("import/tests/fixtures").join(fixture);
+        std::fs::copy(&from, work.path().join(from.file_name().unwrap())).unwrap();
+    }
     let bin = meshc().parent().unwrap().to_path_buf();
     let path = format!(
         "{}:{}",
