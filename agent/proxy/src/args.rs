@@ -58,6 +58,10 @@ pub struct Args {
     /// connection is ready for it (so also how long a keep-alive connection may idle).
     #[arg(long, value_parser = parse_nonzero_duration, default_value = "10s")]
     pub header_read_timeout: Duration,
+    /// How long a connection may move no byte either way before it is closed (HTTP/2
+    /// connections between streams, upgraded connections, admin streams).
+    #[arg(long, value_parser = parse_nonzero_duration, default_value = "1h")]
+    pub idle_timeout: Duration,
     /// Open connections per listener at most; beyond, new ones wait in the backlog.
     #[arg(long, default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]

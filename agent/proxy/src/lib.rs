@@ -232,6 +232,7 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), A
     let admin_shared = Arc::clone(&shared);
     let limits = limits::Limits {
         header_read_timeout: args.header_read_timeout,
+        idle_timeout: args.idle_timeout,
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         max_concurrent_streams: args.max_concurrent_streams,
     };

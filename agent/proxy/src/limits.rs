@@ -19,13 +19,16 @@
 //!   CONTINUATION floods (CVE-2024-27316 class: frames beyond what the header list size
 //!   needs) and peers that make the agent reset streams ([`H2_MAX_LOCAL_ERROR_RESETS`]):
 //!   each ends the connection with `GOAWAY ENHANCE_YOUR_CALM`, counted as `h2_abuse`.
+//! - **Idle connections** (HTTP/2 above all, which has no header-read timeout between
+//!   streams): a connection on which no byte moved either way for `--idle-timeout` is
+//!   closed (`idle_timeout`); the default, an hour, is Envoy's connection idle timeout.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -55,6 +58,8 @@ pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 pub struct Limits {
     /// How long an HTTP/1 request head may take to arrive.
     pub header_read_timeout: Duration,
+    /// How long a connection may move no byte either way.
+    pub idle_timeout: Duration,
     /// Open connections at most.
     pub max_connections: usize,
     /// HTTP/2 streams per connection at most.
@@ -119,15 +124,20 @@ fn classify(
     error: &(dyn std::error::Error + 'static),
     activity: &Activity,
 ) -> Option<&'static str> {
+    // HTTP/2 rebuilds the I/O error that ended a connection (its type is lost): the
+    // stream notes the idle timeout itself.
+    if activity.idle_timed_out.load(Ordering::Relaxed) {
+        return Some("idle_timeout");
+    }
     let mut next = Some(error);
     while let Some(error) = next {
-        if error
+        let inner = error
             .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-            .is_some_and(|inner| inner.is::<SilentClient>())
-        {
+            .and_then(std::io::Error::get_ref);
+        if inner.is_some_and(|inner| inner.is::<SilentClient>()) {
             return Some("header_read_timeout");
         }
+
         if let Some(error) = error.downcast_ref::<hyper::Error>() {
             if error.is_timeout() {
                 return Some(if activity.idle() {
@@ -160,6 +170,8 @@ fn classify(
 pub struct Activity {
     wrote: AtomicBool,
     read_since_write: AtomicBool,
+    /// The stream ended the connection for the idle timeout.
+    idle_timed_out: AtomicBool,
 }
 
 impl Activity {
@@ -173,22 +185,56 @@ impl Activity {
 #[error("the client sent nothing within the header read timeout")]
 struct SilentClient;
 
-/// A connection's stream, noting its [`Activity`] and ending it with [`SilentClient`] if
-/// its first byte does not arrive in time.
+/// The error that ends a connection on which nothing moved for the idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("no byte moved on the connection within the idle timeout")]
+struct IdleConnection;
+
+/// A connection's stream, noting its [`Activity`], ending it with [`SilentClient`] if its
+/// first byte does not arrive in time and with [`IdleConnection`] when no byte moves for
+/// the idle timeout.
 pub struct Tracked<IO> {
     io: IO,
     activity: Arc<Activity>,
     first_byte: Option<Pin<Box<Sleep>>>,
+    idle: Duration,
+    /// When a byte last moved.
+    moved: Instant,
+    /// Fires at the earliest moment the connection could be idle for `idle`; checked
+    /// against `moved` (and pushed back) only then, so moving bytes costs no timer work.
+    idle_check: Pin<Box<Sleep>>,
 }
 
 impl<IO> Tracked<IO> {
-    /// Tracks `io` into `activity`; its first byte must arrive within `first_byte`.
-    pub fn new(io: IO, activity: Arc<Activity>, first_byte: Duration) -> Tracked<IO> {
+    /// Tracks `io` into `activity`; its first byte must arrive within `first_byte`, and
+    /// it ends after `idle` with no byte moved.
+    pub fn new(
+        io: IO,
+        activity: Arc<Activity>,
+        first_byte: Duration,
+        idle: Duration,
+    ) -> Tracked<IO> {
         Tracked {
             io,
             activity,
             first_byte: Some(Box::pin(tokio::time::sleep(first_byte))),
+            idle,
+            moved: Instant::now(),
+            idle_check: Box::pin(tokio::time::sleep(idle)),
         }
+    }
+
+    /// Whether the connection has been idle for the idle timeout (re-arming the check
+    /// when bytes moved since it was set).
+    fn idle_for_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.idle_check.as_mut().poll(cx).is_ready() {
+            let due = self.moved + self.idle;
+            if due <= Instant::now() {
+                return true;
+            }
+            self.idle_check.as_mut().reset(due.into());
+        }
+        false
     }
 }
 
@@ -203,17 +249,26 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.first_byte = None;
+            this.moved = Instant::now();
             this.activity
                 .read_since_write
                 .store(true, Ordering::Relaxed);
-        } else if polled.is_pending()
-            && let Some(deadline) = &mut this.first_byte
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                SilentClient,
-            )));
+        } else if polled.is_pending() {
+            if let Some(deadline) = &mut this.first_byte
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    SilentClient,
+                )));
+            }
+            if this.idle_for_too_long(cx) {
+                this.activity.idle_timed_out.store(true, Ordering::Relaxed);
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    IdleConnection,
+                )));
+            }
         }
         polled
     }
@@ -256,8 +311,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
 }
 
 impl<IO> Tracked<IO> {
-    fn wrote(&self, polled: &Poll<std::io::Result<usize>>) {
+    fn wrote(&mut self, polled: &Poll<std::io::Result<usize>>) {
         if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            self.moved = Instant::now();
             self.activity.wrote.store(true, Ordering::Relaxed);
             self.activity
                 .read_since_write

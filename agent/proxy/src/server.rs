@@ -104,7 +104,12 @@ pub async fn serve<A, AF, H, F>(
                 async move { Ok::<_, Infallible>(handle(request, peer).await) }
             });
             let activity = Arc::new(Activity::default());
-            let io = Tracked::new(io, Arc::clone(&activity), guard.limits.header_read_timeout);
+            let io = Tracked::new(
+                io,
+                Arc::clone(&activity),
+                guard.limits.header_read_timeout,
+                guard.limits.idle_timeout,
+            );
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();

@@ -207,6 +207,39 @@ async fn an_idle_keep_alive_connection_is_closed_and_counted_as_idle() {
     assert_eq!(setup.fired("outbound", "header_read_timeout").await, 0);
 }
 
+/// HTTP/2 has no header-read timeout between streams: a connection that opened, said its
+/// preface and then nothing is closed by the idle timeout (and counted), while one that
+/// keeps moving bytes is not.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_and_counted_as_idle() {
+    let setup = setup(&["--idle-timeout", "600ms"]).await;
+    let mut idle = TcpStream::connect(setup.agent.outbound).await.unwrap();
+    idle.write_all(&h2_frames::start()).await.unwrap();
+    let started = Instant::now();
+    let closed = closed_within(&mut idle, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "the idle HTTP/2 connection stayed open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed too early"
+    );
+    assert!(
+        eventually(Duration::from_secs(2), async || {
+            setup.fired("outbound", "idle_timeout").await == 1
+        })
+        .await
+    );
+    // A keep-alive HTTP/1 connection used every 200 ms outlives the idle timeout.
+    let mut busy = TcpStream::connect(setup.agent.outbound).await.unwrap();
+    for _ in 0..6 {
+        busy.write_all(b"GET /ok HTTP/1.1\r\nHost: reviews\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(response(&mut busy).await, "HTTP/1.1 200 OK");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    setup.still_serves().await;
+}
+
 #[tokio::test]
 async fn a_full_listener_pauses_accepting_and_keeps_serving_accepted_connections() {
     let setup = setup(&["--max-connections", "6", "--header-read-timeout", "1s"]).await;
