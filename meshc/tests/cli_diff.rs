@@ -3,7 +3,8 @@
 //! widened or narrowed, which route aspects, how many request classes, the example
 //! request) and compared with the JSON report; the human report of one edit is compared
 //! whole. Also: a reformatted copy is "no change" (exit 0), `--git REV` in a temporary
-//! repository, `--deny widen`, and inputs that cannot be compared (exit 2).
+//! repository, `--deny widen`, inputs that cannot be compared (exit 2), and a generated
+//! 2,000-service mesh where one policy changes.
 
 #![allow(
     clippy::panic,
@@ -15,7 +16,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use mesh_test_support::{run_meshc, text, workspace_root};
+use mesh_test_support::{run_meshc, synthetic, text, workspace_root};
 use serde_json::{Value, json};
 
 /// The example's text.
@@ -426,5 +427,44 @@ fn inputs_that_cannot_be_compared_exit_2() {
         text(&output.stderr).contains("--git needs a git repository"),
         "{}",
         text(&output.stderr)
+    );
+}
+
+#[test]
+fn a_large_mesh_reports_the_one_workload_that_changed() {
+    let old = synthetic::generate(2_000);
+    // Let ns-3/svc-8 DELETE under /api/ on ns-3/svc-7 as well.
+    let at = old.find("namespace ns-3 {").unwrap();
+    let (head, tail) = old.split_at(at);
+    let new = format!(
+        "{head}{}",
+        tail.replacen(
+            "allow from svc-8 {\n      methods [GET, POST]",
+            "allow from svc-8 {\n      methods [GET, POST, DELETE]",
+            1
+        )
+    );
+    assert_ne!(new, old);
+    let dir = tempfile::tempdir().unwrap();
+    for (side, source) in [("old", &old), ("new", &new)] {
+        std::fs::create_dir_all(dir.path().join(side)).unwrap();
+        std::fs::write(dir.path().join(side).join("big.mesh"), source).unwrap();
+    }
+    let output = run_meshc(&["diff", "old", "new", "--format", "json"], dir.path());
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    // Methods: GET/POST, DELETE, the other standard ones, and non-standard ones; paths:
+    // below /api/, below /admin (denied to all) and the rest. Only DELETE below /api/
+    // from svc-8 changes.
+    assert_eq!(
+        summary(&report),
+        json!([{
+            "workload": "ns-3/svc-7",
+            "presence": "both",
+            "decisions": [{"direction": "widened", "caller": "ns-3/svc-8", "classes": 1, "example": "DELETE /api/ []"}],
+            "routes": [],
+            "gained_access": [],
+            "lost_access": [],
+        }])
     );
 }

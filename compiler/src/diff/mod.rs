@@ -13,8 +13,9 @@
 //! combination with another pattern selects can be missed).
 //!
 //! Each workload is compared by its compiled config (with itself as the only outbound
-//! service): identical configs are skipped without evaluation, so the cost grows with
-//! the mesh and with what changed, never with pairs of services.
+//! service): configs equal but for their policies' `@id`s are skipped without
+//! evaluation, so the cost grows with the mesh and with what changed, never with pairs
+//! of services.
 
 mod classes;
 mod conditions;
@@ -29,6 +30,8 @@ pub use report::{
     Coverage, DecisionChange, Direction, Example, Kind, MeshDiff, Presence, RouteChange, RouteView,
     WorkloadDiff,
 };
+
+use mesh_config::schema::{Authz, WorkloadConfig};
 
 use crate::Checked;
 use crate::emit::{Emitter, Neighbours};
@@ -74,14 +77,61 @@ impl<'c> Side<'c> {
 
     /// A service's config with itself as its only outbound service: its inbound policies
     /// and the route its callers use.
-    fn service(&self, key: &str) -> Option<mesh_config::schema::WorkloadConfig> {
+    fn service(&self, key: &str) -> Option<WorkloadConfig> {
         let id = *self.services.get(key)?;
         Some(self.emitter.workload(id, Neighbours::Only(&[id])))
     }
 
-    fn gateway(&self, key: &str) -> Option<mesh_config::schema::WorkloadConfig> {
+    fn gateway(&self, key: &str) -> Option<WorkloadConfig> {
         Some(self.emitter.gateway(*self.gateways.get(key)?))
     }
+}
+
+/// Whether two configs behave alike without evaluating them: equal but for the `@id`
+/// annotations of their Cedar policies, which name a policy's file and line (so every
+/// edit that moves lines, and every comparison of two directories, changes them) and
+/// decide nothing.
+fn alike(a: Option<&WorkloadConfig>, b: Option<&WorkloadConfig>) -> bool {
+    fn without_ids(config: &WorkloadConfig) -> WorkloadConfig {
+        let mut config = config.clone();
+        if let Authz::Cedar(cedar) = &mut config.inbound.authz {
+            cedar.policies = cedar
+                .policies
+                .lines()
+                .map(without_id)
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        config
+    }
+    match (a, b) {
+        (Some(a), Some(b)) => a == b || without_ids(a) == without_ids(b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// `line` without a leading `@id("...")` annotation (the rest of the line is kept: an
+/// inline policy may follow it).
+fn without_id(line: &str) -> &str {
+    let Some(rest) = line.trim_start().strip_prefix("@id(\"") else {
+        return line;
+    };
+    let mut escaped = false;
+    for (i, c) in rest.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => {
+                return rest
+                    .get(i + 1..)
+                    .and_then(|after| after.trim_start().strip_prefix(')'))
+                    .unwrap_or(line);
+            }
+            _ => {}
+        }
+    }
+    line
 }
 
 /// What changes from `old` to `new`. Both must be free of errors.
@@ -97,7 +147,7 @@ pub fn diff(old: &Checked, new: &Checked) -> Result<MeshDiff, DiffError> {
     let services: BTreeSet<&String> = sides.iter().flat_map(|s| s.services.keys()).collect();
     for key in services {
         let [a, b] = sides.each_ref().map(|s| s.service(key));
-        if a != b
+        if !alike(a.as_ref(), b.as_ref())
             && let Some(diff) = evaluate::service(key, [a.as_ref(), b.as_ref()], &names)?
         {
             out.workloads.push(diff);
@@ -106,11 +156,30 @@ pub fn diff(old: &Checked, new: &Checked) -> Result<MeshDiff, DiffError> {
     let gateways: BTreeSet<&String> = sides.iter().flat_map(|s| s.gateways.keys()).collect();
     for key in gateways {
         let [a, b] = sides.each_ref().map(|s| s.gateway(key));
-        if a != b
+        if !alike(a.as_ref(), b.as_ref())
             && let Some(diff) = evaluate::gateway(key, [a.as_ref(), b.as_ref()])?
         {
             out.workloads.push(diff);
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_id;
+
+    #[test]
+    fn ids_are_removed_and_what_follows_them_kept() {
+        assert_eq!(without_id(r#"@id("a.mesh:3 allow from x")"#), "");
+        assert_eq!(
+            without_id(r#"  @id("q\"uote)") permit (principal, action, resource);"#),
+            " permit (principal, action, resource);"
+        );
+        assert_eq!(
+            without_id("permit (principal, action, resource);"),
+            "permit (principal, action, resource);"
+        );
+        assert_eq!(without_id(r#"@id("unterminated"#), r#"@id("unterminated"#);
+    }
 }
