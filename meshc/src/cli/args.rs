@@ -74,7 +74,10 @@ pub enum Command {
         format: ExplainFormat,
     },
     /// Show which requests change authorization decision or route between two versions
-    /// of a mesh. Exit 0: no change; 1: changes (with --deny widen: only access widened).
+    /// of a mesh.
+    ///
+    /// Exit 0: no change; 1: changes (with --deny widen: only access widened); 2: the
+    /// versions cannot be compared.
     Diff {
         /// OLD and NEW: files or directories; with --git, only the one path to compare
         /// with its version at REV.
