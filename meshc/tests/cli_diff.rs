@@ -468,3 +468,24 @@ fn a_large_mesh_reports_the_one_workload_that_changed() {
         }])
     );
 }
+
+#[test]
+fn opaque_tcp_connections_are_compared_per_port() {
+    let new = edit(
+        &bookinfo(),
+        "    allow from ratings {\n      ports [27017]",
+        "    allow from ratings, reviews {\n      ports [27017]",
+    );
+    // mongodb has one tcp port and no HTTP one: the change is reviews' connections.
+    assert_eq!(
+        summary(&diff_json(&new)),
+        json!([{
+            "workload": "bookinfo/mongodb",
+            "presence": "both",
+            "decisions": [{"direction": "widened", "caller": "bookinfo/reviews", "classes": 1, "example": "TCP - []"}],
+            "routes": [],
+            "gained_access": ["bookinfo/reviews"],
+            "lost_access": [],
+        }])
+    );
+}

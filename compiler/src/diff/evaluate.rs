@@ -263,6 +263,10 @@ fn routing(
         let index = config.service_by_key(key)?;
         config.route(index, request, 0).map(|d| view(&d, None))
     };
+    // A service with only opaque TCP ports takes no HTTP requests.
+    if http.is_empty() {
+        sizes = vec![0];
+    }
     let mut checked = 0;
     let total = enumerate(&sizes, MAX_CLASSES, |digits| {
         let [caller, rest @ ..] = digits else {
