@@ -4,6 +4,7 @@
 
 pub mod cedar;
 pub mod diag;
+pub mod diff;
 pub mod emit;
 pub mod files;
 pub mod ir;

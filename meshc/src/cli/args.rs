@@ -73,6 +73,26 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
         format: ExplainFormat,
     },
+    /// Show which requests change authorization decision or route between two versions
+    /// of a mesh.
+    ///
+    /// Exit 0: no change; 1: changes (with --deny widen: only access widened); 2: the
+    /// versions cannot be compared.
+    Diff {
+        /// OLD and NEW: files or directories; with --git, only the one path to compare
+        /// with its version at REV.
+        #[arg(required = true, num_args = 1..=2, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Compare PATH with the same path at this git revision (the old version).
+        #[arg(long, value_name = "REV")]
+        git: Option<String>,
+        /// human or json.
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
+        format: ExplainFormat,
+        /// Exit 1 only for changes of this kind: `widen` (a request allowed that was not).
+        #[arg(long, value_enum, value_name = "KIND")]
+        deny: Option<DiffDeny>,
+    },
     /// Run the whole mesh on this machine: an agent and a demo app per workload.
     Up {
         /// Files or directories (searched recursively for *.mesh).
@@ -458,6 +478,13 @@ pub enum StatBy {
     Rule,
 }
 
+/// The changes `meshc diff --deny` fails on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffDeny {
+    /// A request some caller may make that it could not before.
+    Widen,
+}
+
 /// Which requests `meshc tap` shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TapDirection {
@@ -480,7 +507,7 @@ impl TapDirection {
     }
 }
 
-/// Output formats of `meshc explain`, `meshc doctor`, `meshc stat` and `meshc tap`.
+/// Output formats of `meshc explain`, `meshc doctor`, `meshc stat`, `meshc tap` and `meshc diff`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExplainFormat {
     /// Text for people.

@@ -5,6 +5,7 @@ mod apply;
 mod args;
 mod check;
 mod compile;
+mod diff;
 mod doctor;
 mod explain;
 mod fmt;
@@ -251,6 +252,20 @@ pub fn run() -> std::process::ExitCode {
             style,
         ),
         Command::Lsp { args } => return lsp::run(args),
+        Command::Diff {
+            paths,
+            git,
+            format,
+            deny,
+        } => diff::run(
+            &diff::Request {
+                paths,
+                git,
+                json: format == ExplainFormat::Json,
+                deny_widen: deny == Some(args::DiffDeny::Widen),
+            },
+            style,
+        ),
         Command::Explain {
             path,
             from,
