@@ -6,8 +6,8 @@ use mesh_lang::{Diagnostic, Severity};
 
 use crate::load::FileId;
 
-/// Syntax error (from the parser).
-pub const SYNTAX: &str = "E0001";
+/// Syntax error (from the parser, which defines the code).
+pub const SYNTAX: &str = mesh_lang::SYNTAX_ERROR;
 /// Unknown reference.
 pub const UNKNOWN_REF: &str = "E0002";
 /// Duplicate definition.

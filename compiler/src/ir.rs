@@ -837,6 +837,9 @@ pub enum Expect {
     Deny,
     /// This rule matches.
     Rule(String),
+    /// No rule matches (`rule none`, when no rule is named `none`): the request goes to
+    /// the service as a whole, or nowhere through a gateway.
+    NoRule,
     /// This backend may receive the request (`only`: always does).
     Backend {
         /// The backend.

@@ -84,14 +84,13 @@ pub fn fuzz_check(src: &str) -> usize {
     let _ = output::json(&checked.loaded, &checked.findings);
     let _ = output::sarif(&checked.loaded, &checked.findings);
     let _ = output::github(&checked.loaded, &checked.findings);
-    for file in &checked.loaded.files {
-        let diagnostics: Vec<_> = checked
-            .findings
-            .iter()
-            .filter(|f| f.file == file.id)
-            .map(|f| f.diagnostic.clone())
-            .collect();
-        let _ = mesh_lang::diagnostic::render_plain(&diagnostics, &file.source, 80);
-    }
+    let _ = report::render_findings(
+        &checked.loaded,
+        &checked.findings,
+        report::Style {
+            color: false,
+            width: 80,
+        },
+    );
     checked.findings.len()
 }

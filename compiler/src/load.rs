@@ -21,9 +21,8 @@ pub const STD: &[(&str, &str)] = &[
     ),
 ];
 
-/// Index of a loaded file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FileId(pub u32);
+/// Index of a loaded file (defined by `mesh-lang`, whose diagnostic labels name files).
+pub use mesh_lang::FileId;
 
 /// One loaded file.
 #[derive(Debug)]

@@ -1,9 +1,13 @@
 //! Rendering diagnostics for people: miette's graphical output, in colour only when the
-//! output is a terminal and `NO_COLOR` is unset.
+//! output is a terminal and `NO_COLOR` is unset. Labels are shown in their own files
+//! (`mesh_lang::render`).
 
-use mesh_lang::diagnostic::render_with;
+use mesh_lang::render::{render_files, render_with};
 use mesh_lang::{Diagnostic, SourceFile};
 use miette::{GraphicalReportHandler, GraphicalTheme};
+
+use crate::diag::Finding;
+use crate::load::Loaded;
 
 /// How human-readable output should look.
 #[derive(Clone, Copy, Debug)]
@@ -34,7 +38,19 @@ impl Style {
     }
 }
 
-/// Renders `diagnostics` of one file.
+/// Renders `diagnostics` of one file whose labels are all in that file.
 pub fn render(diagnostics: &[Diagnostic], source: &SourceFile, style: Style) -> String {
-    render_with(diagnostics, source, style.handler())
+    render_with(diagnostics, source, &style.handler())
+}
+
+/// Renders the findings of a loaded mesh file by file (in load order), each label in its
+/// own file.
+pub fn render_findings(loaded: &Loaded, findings: &[Finding], style: Style) -> String {
+    let mut ordered: Vec<_> = findings.iter().map(|f| (f.file, &f.diagnostic)).collect();
+    ordered.sort_by_key(|(file, _)| *file);
+    render_files(
+        &ordered,
+        &|id| loaded.file(id).map(|f| &f.source),
+        &style.handler(),
+    )
 }

@@ -121,7 +121,6 @@ pub fn collect<'a>(loaded: &'a Loaded, findings: &mut Vec<Finding>) -> Symbols<'
                         &mut symbols,
                         &mut scope,
                         findings,
-                        loaded,
                         file.id,
                         file.is_std,
                         &ns.name.name,
@@ -139,7 +138,6 @@ pub fn collect<'a>(loaded: &'a Loaded, findings: &mut Vec<Finding>) -> Symbols<'
                     &mut symbols,
                     &mut scope,
                     findings,
-                    loaded,
                     file.id,
                     file.is_std,
                     DEFAULT_NAMESPACE,
@@ -181,7 +179,6 @@ fn declare<'a>(
     symbols: &mut Symbols<'a>,
     scope: &mut BTreeMap<(&'a str, &'a str), Named<'a>>,
     findings: &mut Vec<Finding>,
-    loaded: &'a Loaded,
     file: FileId,
     is_std: bool,
     namespace: &'a str,
@@ -255,7 +252,6 @@ fn declare<'a>(
     match scope.get(&(namespace, name.name.as_str())) {
         Some(first) => {
             findings.push(duplicate(
-                loaded,
                 named.kind(),
                 name,
                 file,
@@ -272,7 +268,6 @@ fn declare<'a>(
 
 /// `E0003` for `name` (in `file`) that repeats `first` (in `first_file`).
 pub fn duplicate(
-    loaded: &Loaded,
     kind: &str,
     name: &Ident,
     file: FileId,
@@ -286,22 +281,15 @@ pub fn duplicate(
         name.span,
         format!("{kind} `{}` defined again here", name.name),
     );
-    let scope_help =
-        "services, gateways and retry profiles share one scope per namespace: rename one of them";
-    let diagnostic = if first_file == file {
-        diagnostic
-            .with_label(first.span, format!("first defined here as a {first_kind}"))
-            .with_help(scope_help)
-    } else {
-        let place = loaded.file(first_file).map(|other| {
-            let (line, column) = other.source.line_col(first.span.start);
-            format!("{}:{line}:{column}", other.source.name)
-        });
-        diagnostic.with_help(format!(
-            "first defined as a {first_kind} at {}; {scope_help}",
-            place.unwrap_or_default()
-        ))
-    };
+    let diagnostic = diagnostic
+        .with_label_in(
+            first_file,
+            first.span,
+            format!("first defined here as a {first_kind}"),
+        )
+        .with_help(
+            "services, gateways and retry profiles share one scope per namespace: rename one of them",
+        );
     Finding { file, diagnostic }
 }
 

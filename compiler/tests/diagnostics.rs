@@ -14,8 +14,8 @@
 use std::path::{Path, PathBuf};
 
 use mesh_compiler::check_paths;
+use mesh_compiler::report::{Style, render_findings};
 use mesh_lang::Severity;
-use mesh_lang::diagnostic::render_plain;
 
 fn cases() -> Vec<PathBuf> {
     let mut cases: Vec<PathBuf> = std::fs::read_dir("tests/diagnostics")
@@ -80,20 +80,20 @@ fn every_case_reports_its_code_at_its_position_and_renders_as_snapshotted() {
         let name = case.file_stem().unwrap().to_string_lossy().into_owned();
         let expected = expectation(&case);
         let checked = check_paths(std::slice::from_ref(&case)).unwrap();
-        let mut rendered = String::new();
+        let rendered = render_findings(
+            &checked.loaded,
+            &checked.findings,
+            Style {
+                color: false,
+                width: 80,
+            },
+        );
         let mut found = Vec::new();
-        for file in &checked.loaded.files {
-            let diagnostics: Vec<_> = checked
-                .findings
-                .iter()
-                .filter(|f| f.file == file.id)
-                .map(|f| f.diagnostic.clone())
-                .collect();
-            for d in &diagnostics {
-                let (line, column) = file.source.line_col(d.span.start);
-                found.push((file.source.name.clone(), d.code, d.severity, line, column));
-            }
-            rendered.push_str(&render_plain(&diagnostics, &file.source, 80));
+        for finding in &checked.findings {
+            let file = checked.loaded.file(finding.file).unwrap();
+            let d = &finding.diagnostic;
+            let (line, column) = file.source.line_col(d.span.start);
+            found.push((file.source.name.clone(), d.code, d.severity, line, column));
         }
         let hit = found.iter().any(|(file, code, severity, line, column)| {
             expected

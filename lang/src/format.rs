@@ -108,9 +108,10 @@ impl<'a> Printer<'a> {
         }
     }
 
-    /// A blank line before something starting at `start`, if the source had one.
+    /// A blank line before something starting at `start`, if the source had one and none
+    /// was printed yet (a construct and the comment leading it ask for the same one).
     fn blank_line_before(&mut self, start: usize) {
-        if self.at_block_start {
+        if self.at_block_start || self.out.ends_with("\n\n") {
             return;
         }
         let gap = self.src.get(self.last_end..start).unwrap_or_default();

@@ -11,6 +11,8 @@ pub mod ast;
 pub mod diagnostic;
 pub mod format;
 pub mod lexer;
+pub mod lines;
+pub mod render;
 mod syntax;
 
 lalrpop_util::lalrpop_mod!(
@@ -25,6 +27,7 @@ lalrpop_util::lalrpop_mod!(
     grammar
 );
 
-pub use diagnostic::{Diagnostic, Label, Severity, SourceFile};
+pub use diagnostic::{Diagnostic, FileId, Label, Severity, SourceFile};
 pub use format::{format_file, format_source};
+pub use lines::LineIndex;
 pub use syntax::{Parsed, SYNTAX_ERROR, parse};

@@ -59,6 +59,25 @@ pub fn parse(src: &str) -> Parsed {
     Parsed { file, diagnostics }
 }
 
+/// The error for an `import` (at `start..end`) inside a `namespace` block: what the
+/// parser would have reported there, as one error for the whole import.
+pub(crate) fn nested_import<'s>(
+    start: usize,
+    token: Token<'s>,
+    end: usize,
+) -> ParseErrorRecovery<'s> {
+    let expected = [
+        "}", "service", "retry", "route", "policy", "test", "gateway",
+    ];
+    ErrorRecovery {
+        error: ParseError::UnrecognizedToken {
+            token: (start, token, end),
+            expected: expected.iter().map(|e| format!("\"{e}\"")).collect(),
+        },
+        dropped_tokens: Vec::new(),
+    }
+}
+
 /// Builds a reference from its written parts: `a`, `a.s`, `a/b`, `a/b.s`.
 pub(crate) fn make_ref(
     first: Ident,
@@ -307,7 +326,11 @@ fn expected_found(
     found: &str,
     token: &Token<'_>,
 ) -> Diagnostic {
-    let names: Vec<&str> = expected.iter().map(|e| e.trim_matches('"')).collect();
+    let mut names: Vec<&str> = expected.iter().map(|e| e.trim_matches('"')).collect();
+    // Inside a namespace the grammar takes `import` only to report it well (`NsEntry`).
+    if !names.contains(&"namespace") {
+        names.retain(|n| *n != "import");
+    }
     let list = describe_expected(&names);
     let mut diagnostic = Diagnostic::error(
         SYNTAX_ERROR,
@@ -418,6 +441,10 @@ fn help_for(src: &str, span: Span, expected: &[&str], token: &Token<'_>) -> Opti
             }
             None
         }
+        Token::KwImport if !expected.contains(&"import") => Some(
+            "imports are allowed only at the top level of a file: move it above the `namespace`"
+                .into(),
+        ),
         Token::Assign if expected.contains(&"==") => Some("use `==` to compare".into()),
         Token::Str(_) if expected.contains(&"identifier") && !expected.contains(&"string") => {
             Some("names are written without quotes".into())

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use mesh_lang::diagnostic::render_plain;
+use mesh_lang::render::render_plain;
 use mesh_lang::{SourceFile, format_source, parse};
 use serde_json::Value;
 

@@ -9,14 +9,14 @@
 )]
 
 use mesh_lang::ast::{ItemKind, ServiceMember};
-use mesh_lang::diagnostic::line_col;
-use mesh_lang::parse;
+use mesh_lang::{LineIndex, parse};
 
 fn positions(src: &str) -> Vec<(usize, usize)> {
+    let lines = LineIndex::new(src);
     parse(src)
         .diagnostics
         .iter()
-        .map(|d| line_col(src, d.span.start))
+        .map(|d| lines.line_col(d.span.start))
         .collect()
 }
 

@@ -172,3 +172,145 @@ fn the_authz_fixture_checks_clean_with_deny_warnings() {
         "{stderr}"
     );
 }
+
+/// Two files: `b.mesh` routes `cart` a second time (E0010 at 3:15) after `a.mesh` (which
+/// loads first) did, with non-ASCII text before the error on its line.
+fn two_files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.mesh"),
+        "service cart { port 80 }\nroute cart { timeout 1s }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.mesh"),
+        "// Ünïcödé\n\n/* é */ route cart { timeout 2s }\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_label_in_another_file_is_shown_in_that_file_in_every_format() {
+    let dir = two_files();
+    let human = run_meshc(&["check", "."], dir.path());
+    assert_eq!(human.status.code(), Some(1));
+    let text = String::from_utf8(human.stderr).unwrap();
+    // The primary snippet, at a character column (`é` is two bytes), then the other
+    // file's own snippet with the label the diagnostic used to drop.
+    let primary = text
+        .find("╭─[./b.mesh:3:15]")
+        .unwrap_or_else(|| panic!("{text}"));
+    let related = text
+        .find("╭─[./a.mesh:2:1]")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(primary < related, "{text}");
+    assert!(text.contains("╰── first route"), "{text}");
+
+    let out = run_meshc(&["check", "--format", "json", "."], dir.path());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &doc["diagnostics"][0];
+    assert_eq!(d["code"], "E0010");
+    assert_eq!(
+        (d["file"].as_str(), d["line"].as_u64(), d["column"].as_u64()),
+        (Some("./b.mesh"), Some(3), Some(15))
+    );
+    let label = &d["labels"][1];
+    assert_eq!(label["message"], "first route");
+    assert_eq!(
+        (
+            label["file"].as_str(),
+            label["line"].as_u64(),
+            label["column"].as_u64()
+        ),
+        (Some("./a.mesh"), Some(2), Some(1))
+    );
+
+    let out = run_meshc(&["check", "--format", "sarif", "."], dir.path());
+    let log: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let related = &log["runs"][0]["results"][0]["relatedLocations"][0];
+    assert_eq!(related["message"]["text"], "first route");
+    assert_eq!(
+        related["physicalLocation"]["artifactLocation"]["uri"],
+        "a.mesh"
+    );
+    assert_eq!(related["physicalLocation"]["region"]["startLine"], 2);
+}
+
+#[test]
+fn a_long_retry_chain_lists_its_hops_and_shows_only_each_retrys_lines() {
+    // s0 → s1 → … → s299, each called by the one before; s1, s150 and s299 retry
+    // (3 × 3 × 2 = 18 tries of s299). Every service is 8 lines apart from the next.
+    let mut src = String::new();
+    for i in 0..300_u32 {
+        let attempts = match i {
+            1 | 150 => "3",
+            299 => "2",
+            _ => "1",
+        };
+        src.push_str(&format!("service s{i} {{ port 80 }}\n"));
+        src.push_str(&format!(
+            "route s{i} {{\n  retry {{ attempts {attempts} }}\n}}\n"
+        ));
+        match i.checked_sub(1) {
+            Some(caller) => src.push_str(&format!("policy s{i} {{\n  allow from s{caller}\n}}\n")),
+            None => src.push_str("\n\n\n"),
+        }
+        src.push('\n');
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("chain.mesh"), src).unwrap();
+    let out = run_meshc(&["check", "--format", "json", "chain.mesh"], dir.path());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["diagnostics"].as_array().map(Vec::len),
+        Some(1),
+        "{doc}"
+    );
+    let d = &doc["diagnostics"][0];
+    assert_eq!(d["code"], "W0004");
+    assert_eq!(
+        d["message"],
+        "retries multiply along s0 → s1 → (148 more without retries) → s150 → (148 more without retries) → s299: 3 × 3 × 2 = 18 tries of s299 per request"
+    );
+    let out = run_meshc(&["check", "chain.mesh"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stderr).unwrap();
+    // Three snippets of a few lines each, not the 2,400 lines between the retries.
+    assert_eq!(text.matches("╭─[chain.mesh:").count(), 3, "{text}");
+    assert!(
+        text.lines().count() < 45,
+        "{} lines:\n{text}",
+        text.lines().count()
+    );
+}
+
+#[test]
+fn an_import_inside_a_namespace_is_one_syntax_error_and_the_namespace_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ns.mesh"),
+        "namespace n {\n  import \"std/retry\"\n  service a { port 80 }\n}\nroute n/a { rule r { to n/b } }\n",
+    )
+    .unwrap();
+    let out = run_meshc(&["check", "--format", "json", "ns.mesh"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes: Vec<(&str, u64)> = doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["code"].as_str().unwrap(), d["line"].as_u64().unwrap()))
+        .collect();
+    // The import, once; then the namespace's service is known (`n/b` is not).
+    assert_eq!(codes, [("E0001", 2), ("E0002", 5)], "{doc}");
+    let import = &doc["diagnostics"][0];
+    assert!(
+        !import["message"].as_str().unwrap().contains("`import`,"),
+        "{import}"
+    );
+    assert!(
+        import["help"].as_str().unwrap().contains("top level"),
+        "{import}"
+    );
+}

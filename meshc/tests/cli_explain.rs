@@ -255,14 +255,26 @@ fn a_request_no_rule_matches_goes_to_the_whole_service() {
 
 #[test]
 fn bad_input_is_refused_with_a_clear_error() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["--from", "nobody", "--to", "reviews", "GET", "/"],
-            "error: no service `nobody` in this mesh",
+            "error: no service `nobody` in this mesh\n",
         ),
         (
             &["--from", "productpage", "--to", "reveiws", "GET", "/"],
-            "error: no service `reveiws` in this mesh",
+            "error: no service `reveiws` in this mesh; did you mean `reviews`?\n",
+        ),
+        (
+            &["--from", "prodcutpage", "--to", "reviews", "GET", "/"],
+            "error: no service `prodcutpage` in this mesh; did you mean `productpage`?\n",
+        ),
+        (
+            &["--from", "productpage", "--to", "reviews", "GTE", "/"],
+            "error: `GTE` is not an HTTP method: did you mean `GET`?\n",
+        ),
+        (
+            &["--from", "productpage", "--to", "reviews", "BREW", "/"],
+            "error: `BREW` is not an HTTP method: methods are GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE\n",
         ),
         (
             &[

@@ -51,6 +51,24 @@ fn fmt_rewrites_files_in_place_and_then_check_passes() {
 }
 
 #[test]
+fn a_comment_after_a_blank_line_keeps_one_blank_line_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spaced =
+        "service a {\n  port 80\n\n\n  // the admin port\n  port 81\n}\n\n\n// b\nservice b {}\n";
+    let tidy =
+        "service a {\n  port 80\n\n  // the admin port\n  port 81\n}\n\n// b\nservice b {}\n";
+    std::fs::write(dir.path().join("spaced.mesh"), spaced).unwrap();
+    let out = run_meshc(&["fmt", "spaced.mesh"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("spaced.mesh")).unwrap(),
+        tidy
+    );
+    let again = run_meshc(&["fmt", "--check", "spaced.mesh"], dir.path());
+    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+}
+
+#[test]
 fn fmt_leaves_files_with_syntax_errors_untouched_and_reports_them() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("broken.mesh"), BROKEN).unwrap();

@@ -96,6 +96,52 @@ fn wrong_expectations_fail_at_their_spans_with_what_actually_happened() {
     insta::assert_snapshot!("test-failures-bookinfo", stdout);
 }
 
+const AUDITED: &str = r#"service web { port http 8080 }
+service cart {
+  port http 8080
+  subset v2 { version = "v2" }
+}
+route cart {
+  rule beta when header("x-beta") == "1" { to cart.v2 }
+}
+policy cart {
+  mode audit
+  allow from web { methods [GET] }
+}
+test "no rule matches a plain request" {
+  request GET "/" from web to cart
+  expect allow, rule none, backend cart only
+}
+test "a beta request matches a rule" {
+  request GET "/" from web to cart header "x-beta" = "1"
+  expect rule none
+}
+test "audit denies and lets through" {
+  request POST "/" from web to cart
+  expect allow
+}
+"#;
+
+#[test]
+fn rule_none_expects_no_rule_and_audit_mode_results_say_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("audited.mesh"), AUDITED).unwrap();
+    let output = run_meshc(&["test", "audited.mesh"], dir.path());
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    for needle in [
+        "test no rule matches a plain request ... ok",
+        "test a beta request matches a rule ... FAILED",
+        "expected no rule, got rule beta",
+        "test audit denies and lets through ... FAILED",
+        "expected allow, got deny (no policy allows it) (mode audit: let through)",
+        "the request was: allow by audited.mesh:11 allow from default/web (mode audit), rule beta",
+        "test result: 1 passed, 2 failed",
+    ] {
+        assert!(stdout.contains(needle), "missing `{needle}` in:\n{stdout}");
+    }
+}
+
 #[test]
 fn a_mesh_with_errors_runs_no_test() {
     let dir = bookinfo_with(&[("allow from productpage {", "allow from productpag {")]);

@@ -27,8 +27,8 @@ pub fn check(mesh: &Mesh, findings: &mut Vec<Finding>) {
                     "any caller",
                 )
                 .with_help("write `allow from authenticated`: it means the same under strict mTLS and stays closed to plaintext callers if mTLS becomes permissive");
-                if let Some(mtls) = mesh.mtls_origin.filter(|m| m.file == origin.file) {
-                    d = d.with_label(mtls.span, "strict mTLS set here");
+                if let Some(mtls) = mesh.mtls_origin {
+                    d = d.with_label_in(mtls.file, mtls.span, "strict mTLS set here");
                 }
                 findings.push(Finding {
                     file: origin.file,

@@ -305,8 +305,8 @@ pub fn check(mesh: &Mesh, findings: &mut Vec<Finding>) {
             let Some((m, Some(o))) = multipliers.get(hop.0 as usize).copied() else {
                 continue;
             };
-            if m > 1 && o.file == origin.file {
-                d = d.with_label(o.span, format!("{m} tries of `{}`", name(*hop)));
+            if m > 1 {
+                d = d.with_label_in(o.file, o.span, format!("{m} tries of `{}`", name(*hop)));
             }
         }
         let mut help = String::from(

@@ -31,9 +31,7 @@ pub fn check(mesh: &Mesh, findings: &mut Vec<Finding>) {
                 "never effective",
             )
             .with_help("a deny wins over any allow: narrow the deny, or remove the allow");
-            if deny.origin.file == allow.origin.file {
-                d = d.with_label(deny.origin.span, "denies all of it");
-            }
+            d = d.with_label_in(deny.origin.file, deny.origin.span, "denies all of it");
             findings.push(Finding {
                 file: allow.origin.file,
                 diagnostic: d,

@@ -142,8 +142,9 @@ pub fn check(mesh: &Mesh, findings: &mut Vec<Finding>) {
                 human_micros(timeout)
             ),
         );
-        if let Some(origin) = spend.origin.filter(|o| o.file == timeout_origin.file) {
-            d = d.with_label(
+        if let Some(origin) = spend.origin {
+            d = d.with_label_in(
+                origin.file,
                 origin.span,
                 format!("`{callee_name}` is tried up to {} times", spend.attempts),
             );

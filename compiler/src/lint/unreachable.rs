@@ -69,9 +69,7 @@ fn check_rules(rules: &[Rule], findings: &mut Vec<Finding>) {
             } else {
                 "rules are tried in order: move the more specific rule first, or remove one of them"
             });
-        if shadow.name_origin.file == rule.name_origin.file {
-            d = d.with_label(shadow.name_origin.span, why);
-        }
+        d = d.with_label_in(shadow.name_origin.file, shadow.name_origin.span, why);
         findings.push(Finding {
             file: rule.name_origin.file,
             diagnostic: d,

@@ -44,12 +44,11 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Policy>, mesh: &mut Mesh) {
             "second policy",
         )
         .with_help("a service has at most one policy: merge the rules into one `policy` block");
-        if first.file == cx.file {
-            d = d.with_label(
-                Span::new(first.span.start, first.span.start + 6),
-                "first policy",
-            );
-        }
+        d = d.with_label_in(
+            first.file,
+            Span::new(first.span.start, first.span.start + 6),
+            "first policy",
+        );
         cx.push(d);
         return;
     }

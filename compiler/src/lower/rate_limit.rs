@@ -38,9 +38,11 @@ pub fn lower(
             "second limit with this name",
         )
         .with_help("metrics, `mesh-error` answers and test expectations tell limits apart by name: rename one");
-        if first.origin.file == cx.file {
-            d = d.with_label(first.origin.span, "first limit with this name");
-        }
+        d = d.with_label_in(
+            first.origin.file,
+            first.origin.span,
+            "first limit with this name",
+        );
         cx.push(d);
         ok = false;
     }
@@ -77,12 +79,11 @@ pub fn lower(
         .with_help(
             "rate limits count HTTP requests; opaque TCP connections are not limited: remove the limit, or give the service an http port",
         );
-        if service.name_origin.file == cx.file {
-            d = d.with_label(
-                service.name_origin.span,
-                format!("`{}` has no HTTP port", service.name),
-            );
-        }
+        d = d.with_label_in(
+            service.name_origin.file,
+            service.name_origin.span,
+            format!("`{}` has no HTTP port", service.name),
+        );
         cx.push(d);
     }
     let ((requests, period), burst) = (rate?, burst?);

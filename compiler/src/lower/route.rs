@@ -54,12 +54,11 @@ pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Route>, mesh: &mut Mesh) {
             "second route",
         )
         .with_help("a service has at most one route: merge the rules into one `route` block");
-        if first.file == cx.file {
-            d = d.with_label(
-                Span::new(first.span.start, first.span.start + 5),
-                "first route",
-            );
-        }
+        d = d.with_label_in(
+            first.file,
+            Span::new(first.span.start, first.span.start + 5),
+            "first route",
+        );
         cx.push(d);
         return;
     }
@@ -617,8 +616,8 @@ pub(super) fn check_retry_fits(
             "raise the timeout to at least {}, or lower `attempts` or `per_try_timeout`",
             human_micros(worst)
         ));
-        if let Some(t) = timeout_origin.filter(|t| t.file == retry_origin.file) {
-            d = d.with_label(t.span, "timeout set here");
+        if let Some(t) = timeout_origin {
+            d = d.with_label_in(t.file, t.span, "timeout set here");
         }
         cx.findings.push(Finding {
             file: retry_origin.file,

@@ -28,12 +28,11 @@ pub fn forbid_l7(cx: &mut Cx<'_>, service: &Service, span: Span, what: &str) {
     .with_help(
         "opaque TCP carries bytes, not HTTP requests: only `source` conditions and `ports` apply to it; give the service an http port for L7 rules",
     );
-    if service.name_origin.file == cx.file {
-        d = d.with_label(
-            service.name_origin.span,
-            format!("`{}` has only tcp ports", service.name),
-        );
-    }
+    d = d.with_label_in(
+        service.name_origin.file,
+        service.name_origin.span,
+        format!("`{}` has only tcp ports", service.name),
+    );
     cx.push(d);
 }
 

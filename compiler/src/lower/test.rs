@@ -4,7 +4,7 @@
 //! only `allow`, `deny` and `backend`; `rate_limit NAME` names a limit of the callee's
 //! policy, by name or by position. A `request` without `from` comes from outside the mesh
 //! and goes to a gateway (`to gateway/NAME`); its `rule` expectations name the gateway's
-//! host rules.
+//! host rules. `rule none` expects that no rule matches.
 
 use mesh_lang::Diagnostic;
 use mesh_lang::ast::{self, Expectation, ParamKind, TestCase};
@@ -16,6 +16,10 @@ use crate::ir::{
 use crate::resolve::{Decl, quoted_list};
 
 use super::{Cx, cond, route, tcp};
+
+/// `expect rule none` expects that no rule matches, unless a rule is named so (as `retry
+/// none` means no retries unless a profile is named so).
+const NO_RULE: &str = "none";
 
 pub fn lower(cx: &mut Cx<'_>, decl: &Decl<'_, ast::Test>, mesh: &Mesh) -> Option<Test> {
     let mut cases = Vec::new();
@@ -344,6 +348,8 @@ fn expectations(
                 };
                 if rules.contains(&name.name.as_str()) {
                     Some(Expect::Rule(name.name.clone()))
+                } else if name.name == NO_RULE {
+                    Some(Expect::NoRule)
                 } else {
                     let mut d = Diagnostic::error(
                         UNKNOWN_REF,

@@ -29,6 +29,7 @@ struct Entry<'a> {
 #[derive(Serialize)]
 struct LabelEntry<'a> {
     message: &'a str,
+    file: &'a str,
     line: usize,
     column: usize,
 }
@@ -49,11 +50,12 @@ pub fn json(loaded: &Loaded, findings: &[Finding]) -> String {
                 column: l.start.1,
                 end_line: l.end.0,
                 end_column: l.end.1,
-                labels: std::iter::once((d.label.as_str(), l.start))
-                    .filter(|(m, _)| !m.is_empty())
+                labels: std::iter::once((d.label.as_str(), l.file, l.start))
+                    .filter(|(m, _, _)| !m.is_empty())
                     .chain(l.labels.iter().copied())
-                    .map(|(message, (line, column))| LabelEntry {
+                    .map(|(message, file, (line, column))| LabelEntry {
                         message,
+                        file,
                         line,
                         column,
                     })

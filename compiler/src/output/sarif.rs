@@ -38,12 +38,12 @@ pub fn sarif(loaded: &Loaded, findings: &[Finding]) -> String {
                 .labels
                 .iter()
                 .enumerate()
-                .map(|(i, (text, (line, column)))| {
+                .map(|(i, (text, file, (line, column)))| {
                     json!({
                         "id": i,
                         "message": { "text": text },
                         "physicalLocation": {
-                            "artifactLocation": { "uri": uri(l.file) },
+                            "artifactLocation": { "uri": uri(file) },
                             "region": { "startLine": line, "startColumn": column },
                         },
                     })

@@ -103,6 +103,11 @@ pub(super) fn run_case(
                 format!("rule {name}"),
                 rule_text.clone(),
             ),
+            Expect::NoRule => (
+                outcome.rule.is_none(),
+                "no rule".to_string(),
+                rule_text.clone(),
+            ),
             Expect::Backend { target, only } => {
                 let want = mesh
                     .service(target.service)

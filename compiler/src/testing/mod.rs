@@ -263,15 +263,12 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case, to: ServiceId) -> CaseR
         },
     };
     let decision_text = match &authz {
-        Some(d) => match d.decision {
-            // Name the deciding policies either way: a wrong expectation is fixed by
-            // knowing which rule let the request through, as much as which refused it.
-            Verdict::Allow if d.policies.is_empty() => "allow".to_string(),
-            Verdict::Allow => format!("allow by {}", d.policies.join(", ")),
-            Verdict::Deny if d.policy_error => format!("deny ({})", d.reason()),
-            Verdict::Deny if d.policies.is_empty() => "deny (no policy allows it)".to_string(),
-            Verdict::Deny => format!("deny by {}", d.policies.join(", ")),
+        // `mode audit`: the agent logs the decision and lets the request through.
+        Some(d) if !d.enforced => match d.decision {
+            Verdict::Allow => format!("{} (mode audit)", decision_text(d)),
+            Verdict::Deny => format!("{} (mode audit: let through)", decision_text(d)),
         },
+        Some(d) => decision_text(d),
         None => "no decision".into(),
     };
     let rule_text = route
@@ -328,6 +325,11 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case, to: ServiceId) -> CaseR
             Expect::Rule(name) => (
                 route.and_then(|r| r.rule).is_some_and(|r| r.name == *name),
                 format!("rule {name}"),
+                rule_text.clone(),
+            ),
+            Expect::NoRule => (
+                route.is_some_and(|r| r.rule.is_none()),
+                "no rule".to_string(),
                 rule_text.clone(),
             ),
             Expect::Backend { target, only } => {
@@ -396,6 +398,19 @@ fn run_case(configs: &Configs, mesh: &Mesh, case: &Case, to: ServiceId) -> CaseR
         }
     }
     CaseResult { failures, actual }
+}
+
+/// What the policies decided, naming the deciding policies either way: a wrong
+/// expectation is fixed by knowing which rule let the request through, as much as which
+/// refused it.
+fn decision_text(d: &AuthzDecision) -> String {
+    match d.decision {
+        Verdict::Allow if d.policies.is_empty() => "allow".to_string(),
+        Verdict::Allow => format!("allow by {}", d.policies.join(", ")),
+        Verdict::Deny if d.policy_error => format!("deny ({})", d.reason()),
+        Verdict::Deny if d.policies.is_empty() => "deny (no policy allows it)".to_string(),
+        Verdict::Deny => format!("deny by {}", d.policies.join(", ")),
+    }
 }
 
 /// The names of the callee's rate limits `request` counts against, in order, asked as the

@@ -1,6 +1,6 @@
 //! Compiler findings as protocol diagnostics: code, severity, message (with the help line),
-//! the primary label, the secondary labels as related information, and a link to the
-//! code's entry in the diagnostic catalog.
+//! the primary label, the secondary labels as related information (each with its own
+//! file's URI), and a link to the code's entry in the diagnostic catalog.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -75,15 +75,18 @@ pub fn convert(analysis: &Analysis, finding: &Finding, catalog: &str) -> Diagnos
     if let Some(help) = &d.help {
         message.push_str(&format!("\nhelp: {help}"));
     }
-    let related = file.uri.as_ref().map(|uri| {
-        d.labels
-            .iter()
-            .map(|label| DiagnosticRelatedInformation {
-                location: Location::new(uri.clone(), file.lines.range(label.span)),
+    // Each label in its own file; labels in bundled `std/` files have no URI to point at.
+    let related: Vec<DiagnosticRelatedInformation> = d
+        .labels
+        .iter()
+        .filter_map(|label| {
+            let info = analysis.file(label.file.unwrap_or(finding.file))?;
+            Some(DiagnosticRelatedInformation {
+                location: Location::new(info.uri.clone()?, info.lines.range(label.span)),
                 message: label.message.clone(),
             })
-            .collect::<Vec<_>>()
-    });
+        })
+        .collect();
     Diagnostic {
         range: file.lines.range(d.span),
         severity: Some(match d.severity {
@@ -94,7 +97,7 @@ pub fn convert(analysis: &Analysis, finding: &Finding, catalog: &str) -> Diagnos
         code_description: catalog_link(catalog, d.code).map(|href| CodeDescription { href }),
         source: Some(SOURCE.to_string()),
         message,
-        related_information: related.filter(|r| !r.is_empty()),
+        related_information: (!related.is_empty()).then_some(related),
         tags: None,
         data: None,
     }

@@ -1,53 +1,31 @@
 //! Positions: the compiler speaks byte offsets into UTF-8 text, the protocol speaks
-//! (line, UTF-16 code unit) pairs. A [`LineIndex`] converts between the two for one text,
-//! clamping out-of-range input instead of failing, since clients may send stale positions.
+//! (line, UTF-16 code unit) pairs. [`LineIndex`] puts the protocol's types on the
+//! toolchain's one line index (`mesh_lang::LineIndex`), which does the counting and
+//! clamps out-of-range input instead of failing, since clients may send stale positions.
 
 use mesh_lang::ast::Span;
 use tower_lsp_server::ls_types::{Position, Range};
 
-/// Line starts of one text, for offset ↔ position conversion.
+/// Offset ↔ position conversion for one text.
 #[derive(Clone, Debug)]
-pub struct LineIndex {
-    text: std::sync::Arc<str>,
-    /// Byte offset of the first byte of each line.
-    starts: Vec<usize>,
-}
+pub struct LineIndex(mesh_lang::LineIndex);
 
 impl LineIndex {
     /// Indexes `text`.
     pub fn new(text: std::sync::Arc<str>) -> Self {
-        let mut starts = vec![0];
-        starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
-        Self { text, starts }
+        Self(mesh_lang::LineIndex::new(text))
     }
 
     /// The indexed text.
     pub fn text(&self) -> &str {
-        &self.text
+        self.0.text()
     }
 
     /// The protocol position of byte `offset` (clamped to the text, moved back to a
     /// character boundary).
     pub fn position(&self, offset: usize) -> Position {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let line = self
-            .starts
-            .partition_point(|&s| s <= offset)
-            .saturating_sub(1);
-        let start = self.starts.get(line).copied().unwrap_or(0);
-        let character = self
-            .text
-            .get(start..offset)
-            .map_or(0, |s| s.encode_utf16().count());
-        Position::new(line as u32, character as u32)
+        let (line, character) = self.0.utf16(offset);
+        Position::new(line, character)
     }
 
     /// The protocol range of a byte span.
@@ -59,23 +37,7 @@ impl LineIndex {
     /// means the end of the line; a line past the end means the end of the text; a
     /// position inside a surrogate pair means the character's start.
     pub fn offset(&self, position: Position) -> usize {
-        let Some(&start) = self.starts.get(position.line as usize) else {
-            return self.text.len();
-        };
-        let end = self
-            .starts
-            .get(position.line as usize + 1)
-            .map_or(self.text.len(), |next| next - 1);
-        let line = self.text.get(start..end).unwrap_or_default();
-        let mut units = 0usize;
-        for (i, c) in line.char_indices() {
-            let next = units + c.len_utf16();
-            if next > position.character as usize {
-                return start + i;
-            }
-            units = next;
-        }
-        end.max(start)
+        self.0.offset_of_utf16(position.line, position.character)
     }
 
     /// The byte span of a protocol range.

@@ -236,6 +236,35 @@ fn a_change_in_one_file_republishes_its_dependents() {
 }
 
 #[test]
+fn a_label_in_another_file_is_related_information_with_that_files_uri() {
+    let f = fixture();
+    let mut client = start(&f.root);
+    // A second route for `web`: the first is in callers.mesh, which sorts (and loads)
+    // first, so the E0010 is in shop.mesh and its "first route" label in callers.mesh.
+    let twice = SHOP.replace(
+        "  route cart {",
+        "  route web { timeout 1s }\n\n  route cart {",
+    );
+    open(&mut client, &f.shop, &twice);
+    let shop_uri = uri(&f.shop);
+    let diagnostics = client.diagnostics(&shop_uri, |d| d.iter().any(|d| d["code"] == "E0010"));
+    let conflict = diagnostics.iter().find(|d| d["code"] == "E0010").unwrap();
+    assert_eq!(
+        conflict["range"]["start"],
+        position(&twice, "route web", "web")
+    );
+    let related = conflict["relatedInformation"].as_array().unwrap();
+    assert_eq!(related.len(), 1, "{conflict}");
+    assert_eq!(related[0]["message"], "first route");
+    assert_eq!(related[0]["location"]["uri"], uri(&f.callers));
+    assert_eq!(
+        related[0]["location"]["range"]["start"],
+        position(CALLERS, "route web", "route")
+    );
+    client.shutdown();
+}
+
+#[test]
 fn navigation_hover_rename_completion_and_formatting() {
     let f = fixture();
     let mut client = start(&f.root);

@@ -7,11 +7,12 @@
 //! request apply) or the whole service, backends, connect and idle timeouts, and the
 //! decision on action `TCP`. Evaluated by `mesh-config`, as the agent would. `--from
 //! gateway/NAME` (or a gateway's `NS/NAME` or name) asks as an ingress gateway: it calls
-//! the service as a whole, authorized as the gateway's identity.
+//! the service as a whole, authorized as the gateway's identity. A method outside the
+//! language's nine, or a service name not in the mesh, is refused with the closest name.
 
 use std::path::PathBuf;
 
-use mesh_compiler::ir::{Caller, GatewayId, Mesh, Protocol, Service, ServiceId};
+use mesh_compiler::ir::{Caller, GatewayId, Mesh, Method, Protocol, Service, ServiceId};
 use mesh_compiler::testing::Evaluator;
 use mesh_compiler::{Checked, report::Style};
 use mesh_config::schema::FULL_WEIGHT;
@@ -46,7 +47,17 @@ fn find(mesh: &Mesh, name: &str) -> Result<ServiceId, String> {
         .collect();
     match matches.as_slice() {
         [one] => Ok(ServiceId(*one as u32)),
-        [] => Err(format!("no service `{name}` in this mesh")),
+        [] => {
+            let names = mesh
+                .services
+                .iter()
+                .flat_map(|s| [s.name.clone(), s.key()])
+                .collect::<Vec<_>>();
+            let hint = mesh_compiler::diag::did_you_mean(name, names.iter().map(String::as_str))
+                .map(|close| format!("; did you mean `{close}`?"))
+                .unwrap_or_default();
+            Err(format!("no service `{name}` in this mesh{hint}"))
+        }
         many => Err(format!(
             "`{name}` is ambiguous: {}",
             many.iter()
@@ -133,6 +144,17 @@ fn explain(checked: &Checked, q: &Question) -> Result<String, String> {
         }
         Probe::Request { method, path } => (method, path),
     };
+    if Method::parse(method).is_none() {
+        let names = Method::ALL.map(Method::as_str);
+        let close = Method::parse(&method.to_uppercase())
+            .map(Method::as_str)
+            .or_else(|| mesh_compiler::diag::did_you_mean(method, names));
+        let hint = match close {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("methods are {}", names.join(", ")),
+        };
+        return Err(format!("`{method}` is not an HTTP method: {hint}"));
+    }
     if !path.starts_with('/') {
         return Err(format!("path `{path}` must start with `/`"));
     }

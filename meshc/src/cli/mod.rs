@@ -298,20 +298,10 @@ pub fn run() -> std::process::ExitCode {
 
 /// Prints every finding of a checked mesh for people, file by file, and a summary line.
 pub fn report_human(checked: &mesh_compiler::Checked, style: Style) {
-    for file in &checked.loaded.files {
-        let diagnostics: Vec<_> = checked
-            .findings
-            .iter()
-            .filter(|f| f.file == file.id)
-            .map(|f| f.diagnostic.clone())
-            .collect();
-        if !diagnostics.is_empty() {
-            eprint!(
-                "{}",
-                mesh_compiler::report::render(&diagnostics, &file.source, style)
-            );
-        }
-    }
+    eprint!(
+        "{}",
+        mesh_compiler::report::render_findings(&checked.loaded, &checked.findings, style)
+    );
     let files = checked.loaded.files.iter().filter(|f| !f.is_std).count();
     let (errors, warnings) = (checked.errors(), checked.warnings());
     let plural = |n: usize| if n == 1 { "" } else { "s" };
