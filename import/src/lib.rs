@@ -202,7 +202,7 @@ fn translate(objects: &[Object<'_>], inputs: &[Input]) -> Result<String, ImportE
         let first = diagnostics
             .first()
             .map(|d| {
-                let (line, col) = mesh_lang::diagnostic::line_col(&text, d.span.start);
+                let (line, col) = mesh_lang::LineIndex::new(text.as_str()).line_col(d.span.start);
                 format!("{} at {line}:{col}", d.message)
             })
             .unwrap_or_default();
