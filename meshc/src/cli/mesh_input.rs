@@ -142,7 +142,7 @@ fn normalized(path: &Path) -> PathBuf {
     out
 }
 
-/// A runtime for the commands that talk to a cluster.
+/// A runtime for the commands that talk to a cluster or to agents.
 pub fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

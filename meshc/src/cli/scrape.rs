@@ -20,24 +20,33 @@ const MAX_BODY: usize = 16 << 20;
 /// How long one scrape may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// `GET path` on `addr` (an admin listener) over a new HTTP/1.1 connection: the answer,
+/// its body still to be read (or streamed), or why there is none.
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+) -> Result<http::Response<hyper::body::Incoming>, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("{addr}{path}: {e}"))
+}
+
 /// The body of `GET path` on `addr` (an admin listener), or why there is none.
 pub async fn get_text(addr: SocketAddr, path: &str) -> Result<String, String> {
     let fetch = async {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        tokio::spawn(connection);
-        let request = http::Request::get(path)
-            .header(http::header::HOST, addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("{addr}{path}: {e}"))?;
+        let response = get(addr, path).await?;
         if !response.status().is_success() {
             return Err(format!("{addr}{path} answered {}", response.status()));
         }

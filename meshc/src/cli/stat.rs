@@ -89,15 +89,9 @@ pub fn run(request: &Request) -> Exit {
             return Exit::Trouble;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::mesh_input::runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return Exit::Trouble;
-        }
+        Err(exit) => return exit,
     };
     runtime.block_on(async {
         let found = match &request.source {

@@ -9,14 +9,12 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
 use super::Exit;
-use super::scrape::{Admin, Agent, agents, gateways};
+use super::mesh_input;
+use super::scrape::{self, Admin, Agent, agents, gateways};
 
 /// What `meshc tap` was asked for.
 pub struct Request {
@@ -30,8 +28,8 @@ pub struct Request {
     pub json: bool,
 }
 
-/// How long connecting to an agent's admin listener may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an agent may take to answer the tap request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest line read from a tap stream.
 const MAX_LINE: usize = 1 << 20;
 
@@ -43,15 +41,9 @@ pub fn run(request: &Request) -> Exit {
             return Exit::Trouble;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match mesh_input::runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return Exit::Trouble;
-        }
+        Err(exit) => return exit,
     };
     let query = query(request);
     runtime.block_on(async {
@@ -168,27 +160,15 @@ async fn stream(
     let Admin::Local(addr) = agent.admin else {
         return Err(format!("{}: only local agents can be tapped", agent.label));
     };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("{}: the agent at {addr} did not answer", agent.label))?
-        .map_err(|e| format!("{}: cannot connect to {addr}: {e}", agent.label))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    tokio::spawn(connection);
     let path = if query.is_empty() {
         "/tap".to_string()
     } else {
         format!("/tap?{query}")
     };
-    let request = http::Request::get(&path)
-        .header(http::header::HOST, addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
+    let response = tokio::time::timeout(ANSWER_TIMEOUT, scrape::get(addr, &path))
         .await
-        .map_err(|e| format!("{addr}{path}: {e}"))?;
+        .map_err(|_| format!("{}: the agent at {addr} did not answer", agent.label))?
+        .map_err(|e| format!("{}: {e}", agent.label))?;
     let status = response.status();
     let mut body = response.into_body();
     if !status.is_success() {
