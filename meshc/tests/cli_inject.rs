@@ -322,6 +322,28 @@ fn sidecars_export_spans_where_they_are_told() {
             "none unless asked: {args}"
         );
     }
+    for (bad, says) in [
+        ("https://collector:4318", "only http://"),
+        ("collector:4318", "is not a URL"),
+    ] {
+        // Refused before any input is read.
+        let output = Command::new(mesh_test_support::meshc())
+            .args([
+                "inject",
+                "--mesh",
+                "examples/bookinfo",
+                "--image",
+                "agent:1",
+            ])
+            .args(["--otlp-endpoint", bad])
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{bad}: {stderr}");
+    }
 }
 
 #[test]

@@ -115,7 +115,8 @@ pub enum Command {
         /// Export every agent's spans of sampled requests to this OTLP/HTTP collector
         /// (e.g. `http://127.0.0.1:4318`); sampling is the mesh's `telemetry { tracing N% }`
         /// or the callers' `traceparent`.
-        #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+        #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+              value_parser = otlp_endpoint)]
         otlp_endpoint: Option<String>,
     },
     /// Create the mesh CA and issue workload certificates.
@@ -313,7 +314,7 @@ pub enum Command {
         mode: InjectMode,
         /// Have the sidecars export sampled requests' spans to this OTLP/HTTP collector
         /// (e.g. `http://otel-collector.observability:4318`).
-        #[arg(long, value_name = "URL")]
+        #[arg(long, value_name = "URL", value_parser = otlp_endpoint)]
         otlp_endpoint: Option<String>,
     },
     /// Serve sidecar injection as a Kubernetes mutating admission webhook (HTTPS, POST
@@ -334,7 +335,7 @@ pub enum Command {
         mode: InjectMode,
         /// Have the sidecars export sampled requests' spans to this OTLP/HTTP collector
         /// (as `meshc inject --otlp-endpoint`).
-        #[arg(long, value_name = "URL")]
+        #[arg(long, value_name = "URL", value_parser = otlp_endpoint)]
         otlp_endpoint: Option<String>,
         /// Where to listen.
         #[arg(long, default_value = "0.0.0.0:8443")]
@@ -514,4 +515,21 @@ pub enum ExplainFormat {
     Human,
     /// One JSON document.
     Json,
+}
+
+/// An OTLP/HTTP collector's base URL as `mesh-agent --otlp-endpoint` takes it
+/// (`http://HOST:PORT[/PREFIX]`), refused here rather than by every agent it is given to.
+fn otlp_endpoint(text: &str) -> Result<String, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a URL (expected e.g. http://127.0.0.1:4318)"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http"), Some(_)) => Ok(text.to_string()),
+        (Some(_), Some(_)) => Err(format!(
+            "`{text}`: only http:// OTLP endpoints are supported"
+        )),
+        _ => Err(format!(
+            "`{text}` is not a URL (expected e.g. http://127.0.0.1:4318)"
+        )),
+    }
 }
